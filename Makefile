@@ -1,0 +1,35 @@
+# Sluice: the public entry points. Keep target names and arguments stable (users and outside
+# checks call them): install, model SIZE=... MODEL_DIR=..., serve, test, bench.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SIZE ?= tiny
+MODEL_DIR ?= models/$(SIZE)
+PORT ?= 8080
+
+.PHONY: install model serve test bench docker-test
+
+install: $(STAMP)
+
+$(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.txt requirements/no-deps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps -r requirements/no-deps.txt
+	@touch $@
+
+model: install
+	$(PY) -m demo.build_model --size $(SIZE) --out $(MODEL_DIR)
+
+serve: install
+	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
+	HF_MODEL_ID=$(abspath $(MODEL_DIR)) SAGEMAKER_BIND_TO_PORT=$(PORT) PATH=$(abspath $(VENV))/bin:$$PATH container/serve
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m pip install -q -r requirements/bench.txt
+	$(PY) bench/run.py --out bench/results/latest.json
