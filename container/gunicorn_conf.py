@@ -1,0 +1,38 @@
+"""gunicorn settings for Sluice, derived from the same environment config as the app.
+
+One worker per model copy; threads for concurrent connections (each stream holds one, and /ping
+must always find a free one); no worker timeout, which would kill long streams; a graceful
+shutdown inside SageMaker's 30 s SIGTERM -> SIGKILL window; logs on stdout.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sluice.config import Config  # noqa: E402
+
+_config = Config.from_environ()
+
+bind = [f"{os.environ.get('SLUICE_HOST', '0.0.0.0')}:{_config.port}"]
+workers = _config.workers
+worker_class = "gthread"
+threads = _config.max_concurrent_requests + 16  # headroom so health checks never queue behind streams
+timeout = 0  # never kill a worker for a long generation
+graceful_timeout = 25
+keepalive = 75  # SageMaker reuses connections
+backlog = 2048
+# Access lines only on request: SageMaker pings every few seconds.
+_access_level = "INFO" if os.environ.get("SLUICE_ACCESS_LOG", "0") == "1" else "WARNING"
+loglevel = os.environ.get("SLUICE_LOG_LEVEL", "info")
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain"}},
+    "root": {"level": "INFO", "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": _access_level, "handlers": ["stdout"], "propagate": False},
+    },
+}

@@ -1,0 +1,39 @@
+"""The inference entry point: the WSGI application gunicorn serves (``inference:app``).
+
+Imported in each gunicorn worker after the fork, so the model (and CUDA) live only in workers.
+The model loads in a background thread: the port answers at once, ``/ping`` says 503 until the
+model is ready, and a failed load ends the worker with gunicorn's boot-error code, which stops
+the whole server (exit 3) instead of restarting a worker that cannot load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from sluice.app import create_app
+from sluice.config import Config
+from sluice.model_host import ModelHost
+
+WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server when a worker exits with this
+
+
+def _build(config: Config):
+    from sluice.bootstrap import build_service  # torch is imported here, in the loader thread
+    return build_service(config)
+
+
+def _exit_worker(error: BaseException) -> None:
+    print(f"sluice: error: model loading failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(WORKER_BOOT_ERROR)
+
+
+def build_app(config: Config | None = None, on_failure=_exit_worker):
+    config = config or Config.from_environ()
+    host = ModelHost(config, _build, on_failure).start()
+    return create_app(host, config)
+
+
+app = build_app() if os.environ.get("SLUICE_NO_APP") != "1" else None

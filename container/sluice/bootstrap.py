@@ -1,0 +1,66 @@
+"""Wiring: config -> loaded model -> runner, engine, validator -> the generation service."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .config import Config
+from .engine import Engine, SchedulerBudget
+from .model_loading import LoadedModel, configure_threads, eos_token_ids, load_model
+from .model_runner import ModelRunner
+from .schema import SchemaLimits
+from .service import GenerationService
+from .validation import Validator
+
+log = logging.getLogger("sluice.bootstrap")
+
+KV_MEMORY_FRACTION = 0.3  # of the memory left after loading, when MAX_BATCH_TOTAL_TOKENS is unset
+
+
+def kv_bytes_per_token(loaded: LoadedModel) -> int:
+    cfg = loaded.model.config.get_text_config() if hasattr(loaded.model.config, "get_text_config") else loaded.model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    element = torch.tensor([], dtype=loaded.dtype).element_size()
+    return 2 * cfg.num_hidden_layers * heads * head_dim * element
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def scheduler_budget(config: Config, loaded: LoadedModel, max_input: int, max_total: int) -> SchedulerBudget:
+    total = config.max_batch_total_tokens
+    if total is None:
+        affordable = int(free_memory_bytes(loaded.device) * KV_MEMORY_FRACTION) // kv_bytes_per_token(loaded)
+        total = max(max_total, min(affordable, 1 << 20))
+    prefill = config.max_batch_prefill_tokens or max_input + 50
+    return SchedulerBudget(max_batch_total_tokens=total, max_batch_prefill_tokens=prefill,
+                           max_batch_size=config.max_batch_size)
+
+
+def build_service(config: Config) -> GenerationService:
+    threads = configure_threads(config)
+    loaded = load_model(config)
+    limits = config.token_limits(loaded.max_position_embeddings)
+    budget = scheduler_budget(config, loaded, limits.max_input_tokens, limits.max_total_tokens)
+    tokenizer = loaded.tokenizer
+    special_ids = frozenset(tokenizer.all_special_ids)
+    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id)
+    engine = Engine(runner, tokenizer, budget, eos_token_ids(loaded), special_ids).start()
+    validator = Validator(tokenizer, limits, config.default_max_new_tokens)
+    log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
+    schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
+    return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
+                             request_timeout=float(config.model_server_timeout))

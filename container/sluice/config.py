@@ -1,0 +1,199 @@
+"""Server configuration, parsed once from the environment at start-up.
+
+SageMaker and JumpStart configure the container only through environment variables (values always
+arrive as strings, e.g. ``SM_NUM_GPUS="4"``), and JumpStart sets many that a TGI container ignores
+(``SAGEMAKER_PROGRAM``, ``ENDPOINT_SERVER_TIMEOUT``...): unknown names are ignored here too.
+Contradictory values stop the server at start with one clear line, as TGI's launcher does.
+Handlers never read ``os.environ``; they get this frozen object.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+# Names of the environment variables, in one place.
+HF_MODEL_ID = "HF_MODEL_ID"
+HF_MODEL_REVISION = "HF_MODEL_REVISION"
+HF_MODEL_TRUST_REMOTE_CODE = "HF_MODEL_TRUST_REMOTE_CODE"
+HF_MODEL_QUANTIZE = "HF_MODEL_QUANTIZE"
+SM_NUM_GPUS = "SM_NUM_GPUS"
+MAX_INPUT_TOKENS = "MAX_INPUT_TOKENS"
+MAX_INPUT_LENGTH = "MAX_INPUT_LENGTH"  # legacy name of MAX_INPUT_TOKENS
+MAX_TOTAL_TOKENS = "MAX_TOTAL_TOKENS"
+MAX_STOP_SEQUENCES = "MAX_STOP_SEQUENCES"
+MAX_TOP_N_TOKENS = "MAX_TOP_N_TOKENS"
+MAX_BEST_OF = "MAX_BEST_OF"
+MAX_CONCURRENT_REQUESTS = "MAX_CONCURRENT_REQUESTS"
+MAX_BATCH_PREFILL_TOKENS = "MAX_BATCH_PREFILL_TOKENS"
+MAX_BATCH_TOTAL_TOKENS = "MAX_BATCH_TOTAL_TOKENS"
+MAX_BATCH_SIZE = "MAX_BATCH_SIZE"
+DEFAULT_MAX_NEW_TOKENS = "DEFAULT_MAX_NEW_TOKENS"
+SAGEMAKER_BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
+SAGEMAKER_MODEL_SERVER_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+SAGEMAKER_MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+PAYLOAD_LIMIT = "PAYLOAD_LIMIT"
+API_KEY = "API_KEY"
+DTYPE = "DTYPE"
+SLUICE_DEVICE = "SLUICE_DEVICE"
+SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
+RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
+COMPUTE_TYPE = "COMPUTE_TYPE"
+
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
+DTYPES = ("auto", "float32", "float16", "bfloat16", "float64")
+DEVICES = ("auto", "cpu", "cuda")
+QUANTIZATIONS = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+
+
+class ConfigError(ValueError):
+    """A configuration the server cannot start with; the message is one line for the log."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 0) -> int | None:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer. Given: {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}. Given: {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false. Given: {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}. Given: {raw!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class TokenLimits:
+    """The per-request token limits validation enforces, resolved once the model is known."""
+
+    max_input_tokens: int
+    max_total_tokens: int
+
+
+@dataclass(frozen=True)
+class Config:
+    model_id: str
+    revision: str | None = None
+    trust_remote_code: bool = False
+    quantize: str | None = None
+    num_gpus: int | None = None
+    max_input_tokens: int | None = None
+    max_total_tokens: int | None = None
+    max_stop_sequences: int = 4
+    max_top_n_tokens: int = 5
+    max_best_of: int = 2
+    max_concurrent_requests: int = 128
+    max_batch_prefill_tokens: int | None = None
+    max_batch_total_tokens: int | None = None
+    max_batch_size: int | None = None
+    default_max_new_tokens: int = 20
+    port: int = 8080
+    model_server_timeout: int = 3600
+    workers: int = 1
+    payload_limit: int = SAGEMAKER_PAYLOAD_LIMIT
+    api_key: str | None = field(default=None, repr=False)
+    dtype: str = "auto"
+    device: str = "auto"
+    torch_threads: int | None = None
+    response_cache_size: int = 256
+    compute_type: str = "gpu+optimized"
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
+        env = os.environ if env is None else env
+        model_id = env.get(HF_MODEL_ID, "").strip()
+        if not model_id:
+            if not os.path.isdir(SAGEMAKER_MODEL_DIR):
+                raise ConfigError(f"{HF_MODEL_ID} must be set (a model directory or a hub id); "
+                                  f"{SAGEMAKER_MODEL_DIR} does not exist")
+            model_id = SAGEMAKER_MODEL_DIR
+        if env.get(MAX_INPUT_TOKENS, "").strip() and env.get(MAX_INPUT_LENGTH, "").strip():
+            raise ConfigError(
+                f"Both `max_input_tokens` ({env[MAX_INPUT_TOKENS]}) and `max_input_length` "
+                f"({env[MAX_INPUT_LENGTH]}) are set. Please define only `max_input_tokens` as "
+                "`max_input_length` is deprecated")
+        quantize = env.get(HF_MODEL_QUANTIZE, "").strip().lower() or None
+        if quantize in ("false", "none", "0"):
+            quantize = None
+        if quantize is not None and quantize not in QUANTIZATIONS:
+            raise ConfigError(f"{HF_MODEL_QUANTIZE}={quantize} is not supported; "
+                              f"supported: {', '.join(QUANTIZATIONS)}")
+        config = cls(
+            model_id=model_id,
+            revision=env.get(HF_MODEL_REVISION, "").strip() or None,
+            trust_remote_code=_bool(env, HF_MODEL_TRUST_REMOTE_CODE, False),
+            quantize=quantize,
+            num_gpus=_int(env, SM_NUM_GPUS, None, minimum=0),
+            max_input_tokens=_int(env, MAX_INPUT_TOKENS, None, 1) or _int(env, MAX_INPUT_LENGTH, None, 1),
+            max_total_tokens=_int(env, MAX_TOTAL_TOKENS, None, 2),
+            max_stop_sequences=_int(env, MAX_STOP_SEQUENCES, 4),
+            max_top_n_tokens=_int(env, MAX_TOP_N_TOKENS, 5),
+            max_best_of=_int(env, MAX_BEST_OF, 2, minimum=1),
+            max_concurrent_requests=_int(env, MAX_CONCURRENT_REQUESTS, 128, minimum=1),
+            max_batch_prefill_tokens=_int(env, MAX_BATCH_PREFILL_TOKENS, None, 1),
+            max_batch_total_tokens=_int(env, MAX_BATCH_TOTAL_TOKENS, None, 1),
+            max_batch_size=_int(env, MAX_BATCH_SIZE, None, 1),
+            default_max_new_tokens=_int(env, DEFAULT_MAX_NEW_TOKENS, 20, minimum=1),
+            port=_int(env, SAGEMAKER_BIND_TO_PORT, 8080, minimum=1),
+            model_server_timeout=_int(env, SAGEMAKER_MODEL_SERVER_TIMEOUT, 3600, minimum=1),
+            workers=_int(env, SAGEMAKER_MODEL_SERVER_WORKERS, 1, minimum=1),
+            payload_limit=_int(env, PAYLOAD_LIMIT, SAGEMAKER_PAYLOAD_LIMIT, minimum=1),
+            api_key=env.get(API_KEY) or None,
+            dtype=_choice(env, DTYPE, DTYPES, "auto"),
+            device=_choice(env, SLUICE_DEVICE, DEVICES, "auto"),
+            torch_threads=_int(env, SLUICE_TORCH_THREADS, None, minimum=1),
+            response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
+            compute_type=env.get(COMPUTE_TYPE, "").strip() or "gpu+optimized",
+        )
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """The cross-field rules TGI's launcher enforces, each failing with one line."""
+        if self.port > 65535:
+            raise ConfigError(f"{SAGEMAKER_BIND_TO_PORT} must be a TCP port. Given: {self.port}")
+        if self.max_input_tokens is not None and self.max_total_tokens is not None \
+                and self.max_input_tokens >= self.max_total_tokens:
+            raise ConfigError(f"`max_input_tokens`({self.max_input_tokens}) must be < "
+                              f"`max_total_tokens`({self.max_total_tokens})")
+        if self.max_total_tokens is not None and self.max_batch_total_tokens is not None \
+                and self.max_total_tokens > self.max_batch_total_tokens:
+            raise ConfigError(f"`max_total_tokens` must be <= `max_batch_total_tokens`. Given: "
+                              f"{self.max_total_tokens} and {self.max_batch_total_tokens}")
+        if self.max_input_tokens is not None and self.max_batch_prefill_tokens is not None \
+                and self.max_batch_prefill_tokens < self.max_input_tokens:
+            raise ConfigError(f"`max_batch_prefill_tokens` must be >= `max_input_tokens`. Given: "
+                              f"{self.max_batch_prefill_tokens} and {self.max_input_tokens}")
+
+    def token_limits(self, max_position_embeddings: int | None) -> TokenLimits:
+        """Fill unset limits from the model's context length (TGI 2.x defaults), then re-check."""
+        context = max_position_embeddings or 4096
+        total = self.max_total_tokens or min(context, 4096)
+        max_input = self.max_input_tokens or total - 1
+        resolved = replace(self, max_input_tokens=max_input, max_total_tokens=total)
+        resolved.check()
+        if total > context:
+            raise ConfigError(f"`max_total_tokens`({total}) must be <= the model's "
+                              f"max_position_embeddings ({context})")
+        return TokenLimits(max_input_tokens=max_input, max_total_tokens=total)

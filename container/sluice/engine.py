@@ -1,0 +1,256 @@
+"""The engine: one thread that owns the model and steps every running sequence together.
+
+Continuous batching at the iteration level, as TGI does it: requests wait in arrival order;
+whenever they fit the KV budget they are prefilled together and join the running batch at the
+next step; finished or cancelled sequences leave the batch at once. Request threads only
+``submit`` and read their sequence's event queue, so the model is never touched by two threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .detokenizer import IncrementalDetokenizer
+from .errors import GenerationError
+from .kv_batch import KVBatch, concatenate
+from .model_runner import ModelRunner
+from .sampling import SequenceSampler, choose_tokens
+from .sequence import Sequence, Token
+from .stopping import StoppingCriteria
+from .validation import ValidRequest
+
+log = logging.getLogger("sluice.engine")
+
+
+@dataclass(frozen=True)
+class SchedulerBudget:
+    """TGI's batch limits: KV tokens of the whole batch, prompt tokens per prefill, rows."""
+
+    max_batch_total_tokens: int
+    max_batch_prefill_tokens: int
+    max_batch_size: int | None = None
+
+
+@dataclass
+class EngineStats:
+    """Counters the HTTP layer reads for /metrics and tests (written by the engine thread)."""
+
+    queue_size: int = 0
+    batch_size: int = 0
+    batch_tokens: int = 0
+    cancelled_total: int = 0
+    finished_total: int = 0
+    steps_total: int = 0
+    prefills_total: int = 0
+
+
+class Engine:
+    def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
+                 eos_token_ids: frozenset[int], special_ids: frozenset[int]):
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.budget = budget
+        self.eos_token_ids = eos_token_ids
+        self.special_ids = special_ids
+        self.stats = EngineStats()
+        self._waiting: collections.deque[Sequence] = collections.deque()
+        self._running: list[Sequence] = []
+        self._batch: KVBatch | None = None
+        self._wakeup = threading.Condition()
+        self._ids = itertools.count(1)
+        self._stopped = False
+        self._steps_since_prefill = 0
+        self._thread = threading.Thread(target=self._loop, name="sluice-engine", daemon=True)
+
+    def start(self) -> "Engine":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopped = True
+            self._wakeup.notify()
+
+    def submit(self, valid: ValidRequest, seed: int | None = None) -> Sequence:
+        """Queue a validated request; its events appear on the returned sequence's queue."""
+        request = valid.request
+        if request.sampling.do_sample and seed is None:
+            seed = request.sampling.seed if request.sampling.seed is not None else random.getrandbits(63)
+        sequence = Sequence(
+            valid=valid,
+            sampler=SequenceSampler(request.sampling, self.runner.device, seed),
+            detokenizer=IncrementalDetokenizer(self._decode, valid.input_ids),
+            stopping=StoppingCriteria(self.eos_token_ids, request.stop, valid.max_new_tokens),
+            special_ids=self.special_ids, token_text=self._token_text, id=next(self._ids))
+        with self._wakeup:
+            self._waiting.append(sequence)
+            self.stats.queue_size = len(self._waiting)
+            self._wakeup.notify()
+        return sequence
+
+    def wake(self) -> None:
+        """Let the loop notice a cancellation now rather than at its next step."""
+        with self._wakeup:
+            self._wakeup.notify()
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id], skip_special_tokens=False)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._stopped and not self._waiting and not self._running:
+                    self._wakeup.wait()
+                if self._stopped:
+                    return
+                newcomers = self._admit()
+            self._drop_cancelled()
+            try:
+                if newcomers:
+                    self._prefill(newcomers)
+                elif self._running:
+                    self._decode_step()
+            except Exception as error:  # a failed forward pass fails its sequences, not the server
+                log.exception("generation step failed")
+                self._fail_all(newcomers, error)
+
+    def _admit(self) -> list[Sequence]:
+        """Take waiting sequences in arrival order while they fit; caller holds the lock."""
+        if self._running and self._steps_since_prefill < 1:
+            return []  # let the running batch make progress between prefills
+        budget, admitted = self.budget, []
+        used = sum(s.valid.input_length + s.valid.max_new_tokens for s in self._running)
+        prefill_tokens = 0
+        while self._waiting:
+            candidate = self._waiting[0]
+            if candidate.cancelled:
+                self._waiting.popleft()
+                self._note_cancelled(candidate)
+                continue
+            need = candidate.valid.input_length + candidate.valid.max_new_tokens
+            rows = len(self._running) + len(admitted)
+            if admitted or self._running:
+                if used + need > budget.max_batch_total_tokens:
+                    break
+                if prefill_tokens + candidate.valid.input_length > budget.max_batch_prefill_tokens:
+                    break
+                if budget.max_batch_size and rows >= budget.max_batch_size:
+                    break
+            self._waiting.popleft()
+            admitted.append(candidate)
+            used += need
+            prefill_tokens += candidate.valid.input_length
+        self.stats.queue_size = len(self._waiting)
+        return admitted
+
+    def _drop_cancelled(self) -> None:
+        keep = [i for i, s in enumerate(self._running) if not s.cancelled]
+        if len(keep) == len(self._running):
+            return
+        for sequence in self._running:
+            if sequence.cancelled:
+                self._note_cancelled(sequence)
+        self._retain(keep)
+
+    def _note_cancelled(self, sequence: Sequence) -> None:
+        self.stats.cancelled_total += 1
+        log.info("sequence %d cancelled (client disconnected) after %d tokens; slot freed",
+                 sequence.id, len(sequence.generated_ids))
+
+    def _retain(self, keep: list[int]) -> None:
+        self._running = [self._running[i] for i in keep]
+        self._batch = self._batch.filter(keep) if keep else None
+        self._update_batch_stats()
+
+    def _update_batch_stats(self) -> None:
+        self.stats.batch_size = len(self._running)
+        self.stats.batch_tokens = self._batch.size * self._batch.columns if self._batch else 0
+
+    def _prefill(self, newcomers: list[Sequence]) -> None:
+        now = time.monotonic()
+        for sequence in newcomers:
+            sequence.started_at = now
+        batches, survivors = [], []
+        for group in _group_by_length(newcomers):
+            wants_prompt = any(s.valid.request.decoder_input_details for s in group)
+            result = self.runner.prefill([s.valid.input_ids for s in group], wants_prompt)
+            if result.prompt_logprobs is not None:
+                for sequence, logprobs in zip(group, result.prompt_logprobs):
+                    sequence.prefill = self._prefill_tokens(sequence, logprobs)
+            choices = self._choose(result.last_logits, group)
+            result.batch.last_tokens = torch.tensor([c.token_id for c in choices], device=self.runner.device)
+            for sequence, choice in zip(group, choices):
+                sequence.add(choice)
+            keep = [i for i, s in enumerate(group) if not s.finished]
+            self.stats.finished_total += len(group) - len(keep)
+            if keep:
+                batches.append(result.batch if len(keep) == len(group) else result.batch.filter(keep))
+                survivors.extend(group[i] for i in keep)
+        self.stats.prefills_total += 1
+        self._steps_since_prefill = 0
+        if survivors:
+            self._batch = concatenate(([self._batch] if self._batch else []) + batches)
+            self._running.extend(survivors)
+        self._update_batch_stats()
+
+    def _decode_step(self) -> None:
+        logits = self.runner.decode(self._batch)
+        choices = self._choose(logits, self._running)
+        self._batch.last_tokens = torch.tensor([c.token_id for c in choices], device=self.runner.device)
+        for sequence, choice in zip(self._running, choices):
+            sequence.add(choice)
+        self.stats.steps_total += 1
+        self._steps_since_prefill += 1
+        keep = [i for i, s in enumerate(self._running) if not s.finished]
+        if len(keep) != len(self._running):
+            self.stats.finished_total += len(self._running) - len(keep)
+            self._retain(keep)
+        else:
+            self._update_batch_stats()
+
+    def _choose(self, logits: torch.Tensor, sequences: list[Sequence]):
+        histories = [torch.tensor(s.history, device=logits.device)
+                     if s.sampler.params.repetition_penalty != 1.0 or s.sampler.params.frequency_penalty != 0.0
+                     else None for s in sequences]
+        return choose_tokens(logits, [s.sampler for s in sequences], histories,
+                             [s.valid.request.top_n_tokens for s in sequences])
+
+    def _prefill_tokens(self, sequence: Sequence, logprobs: list[float | None]) -> tuple[Token, ...]:
+        ids = sequence.valid.input_ids
+        return tuple(Token(i, self._token_text(i), lp, i in self.special_ids) for i, lp in zip(ids, logprobs))
+
+    def _fail_all(self, newcomers: list[Sequence], error: Exception) -> None:
+        failure = GenerationError(str(error) or type(error).__name__)
+        for sequence in {id(s): s for s in newcomers + self._running}.values():
+            if not sequence.finished:
+                sequence.fail(failure)
+        self._running, self._batch = [], None
+        self._update_batch_stats()
+
+
+def _group_by_length(sequences: list[Sequence], max_waste: float = 0.25) -> list[list[Sequence]]:
+    """Prefill groups whose left padding stays under ``max_waste`` of their real tokens."""
+    groups: list[list[Sequence]] = []
+    for sequence in sorted(sequences, key=lambda s: s.valid.input_length):
+        if groups:
+            group = groups[-1]
+            width = sequence.valid.input_length
+            real = sum(s.valid.input_length for s in group) + width
+            if width * (len(group) + 1) - real <= max_waste * real:
+                group.append(sequence)
+                continue
+        groups.append([sequence])
+    return groups

@@ -1,0 +1,134 @@
+"""Every error the server can answer with, and its HTTP status: the one error mapping.
+
+Bodies are always ``{"error": str, "error_type": str}`` (TGI's ``ErrorResponse``), never HTML and
+never a traceback: clients (text-generation, huggingface_hub, the SageMaker runtime) turn
+``error_type`` into typed exceptions, and tracebacks belong in the log.
+"""
+
+from __future__ import annotations
+
+
+class ServerError(Exception):
+    """Base of the errors that become a JSON answer; subclasses fix status and ``error_type``."""
+
+    status = 500
+    error_type = "internal"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict:
+        return {"error": self.message, "error_type": self.error_type}
+
+
+class ValidationError(ServerError):
+    """A request TGI would reject with 422; the text gets TGI's prefix."""
+
+    status = 422
+    error_type = "validation"
+
+    def __init__(self, detail: str):
+        super().__init__(f"Input validation error: {detail}")
+        self.detail = detail
+
+
+class DeserializeError(ServerError):
+    """The JSON is well formed but is not a request (wrong types, missing ``inputs``)."""
+
+    status = 422
+    error_type = "validation"
+
+    def __init__(self, detail: str):
+        super().__init__(f"Failed to deserialize the JSON body into the target type: {detail}")
+
+
+class MalformedJSONError(ServerError):
+    status = 400
+    error_type = "bad_request"
+
+    def __init__(self, detail: str):
+        super().__init__(f"Failed to parse the request body as JSON: {detail}")
+
+
+class UnsupportedMediaTypeError(ServerError):
+    status = 415
+    error_type = "unsupported_media_type"
+
+    def __init__(self):
+        super().__init__("Expected request with `Content-Type: application/json`")
+
+
+class PayloadTooLargeError(ServerError):
+    status = 413
+    error_type = "payload_too_large"
+
+    def __init__(self, limit: int):
+        super().__init__(f"Failed to buffer the request body: length limit exceeded ({limit} bytes)")
+
+
+class NotFoundError(ServerError):
+    status = 404
+    error_type = "not_found"
+
+
+class MethodNotAllowedError(ServerError):
+    status = 405
+    error_type = "method_not_allowed"
+
+
+class UnauthorizedError(ServerError):
+    status = 401
+    error_type = "unauthorized"
+
+    def __init__(self):
+        super().__init__("Unauthorized: a valid `Authorization: Bearer <API_KEY>` header is required")
+
+
+class OverloadedError(ServerError):
+    status = 429
+    error_type = "overloaded"
+
+    def __init__(self):
+        super().__init__("Model is overloaded")
+
+
+class GenerationError(ServerError):
+    status = 424
+    error_type = "generation"
+
+    def __init__(self, detail: str):
+        super().__init__(f"Request failed during generation: {detail}")
+
+
+class IncompleteGenerationError(ServerError):
+    status = 500
+    error_type = "incomplete_generation"
+
+    def __init__(self):
+        super().__init__("Incomplete generation")
+
+
+class TemplateError(ServerError):
+    status = 422
+    error_type = "template_error"
+
+    def __init__(self, detail: str):
+        super().__init__(f"Template error: {detail}")
+
+
+class NotReadyError(ServerError):
+    """``/ping`` before the model is loaded (and inference routes, which cannot serve yet)."""
+
+    status = 503
+    error_type = "healthcheck"
+
+
+class InternalError(ServerError):
+    """Anything unexpected: the detail goes to the log, the client gets a fixed text."""
+
+    status = 500
+    error_type = "internal"
+
+    def __init__(self):
+        super().__init__("Internal server error")

@@ -1,0 +1,64 @@
+"""Wire framing of streamed responses: the one place that decides which bytes go on the wire.
+
+TGI (axum >= 0.7) writes each event as ``data: `` + compact JSON + ``\\n\\n``; clients in the wild
+(the JumpStart blog's TokenIterator, text-generation, huggingface_hub, LangChain) parse exactly
+that, so every event is encoded here and written as its own HTTP chunk. The client-side parser in
+``deploy/`` is tested against these encoders byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+SSE_CONTENT_TYPE = "text/event-stream"
+NDJSON_CONTENT_TYPE = "application/jsonlines"
+NDJSON_ACCEPT_TYPES = ("application/jsonlines", "application/x-ndjson", "application/jsonl")
+JSON_CONTENT_TYPE = "application/json"
+
+# Chat and completions streams end with this line (TGI >= 2.2); huggingface_hub only recognises it
+# with the space after the colon.
+SSE_DONE = b"data: [DONE]\n\n"
+# What TGI sends after 15 s without an event (long queueing or prefill).
+SSE_KEEPALIVE = b":\n\n"
+
+
+def dump_json(payload) -> str:
+    """Compact JSON with raw UTF-8, as serde_json writes it."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_sse(payload) -> bytes:
+    return b"data: " + dump_json(payload).encode("utf-8") + b"\n\n"
+
+
+def encode_ndjson(payload) -> bytes:
+    return dump_json(payload).encode("utf-8") + b"\n"
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """How one streamed response is framed: SSE (the default) or strict NDJSON."""
+
+    content_type: str
+    is_sse: bool
+
+    def encode(self, payload) -> bytes:
+        return encode_sse(payload) if self.is_sse else encode_ndjson(payload)
+
+    def done(self) -> bytes:
+        """The ``[DONE]`` terminator of chat/completions streams; NDJSON has none."""
+        return SSE_DONE if self.is_sse else b""
+
+
+SSE = StreamFormat(SSE_CONTENT_TYPE, is_sse=True)
+NDJSON = StreamFormat(NDJSON_CONTENT_TYPE, is_sse=False)
+
+
+def choose_stream_format(accept: str | None) -> StreamFormat:
+    """NDJSON only when the client asks for it by Accept; SSE otherwise (TGI ignores Accept)."""
+    if accept:
+        wanted = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+        if any(kind in NDJSON_ACCEPT_TYPES for kind in wanted):
+            return NDJSON
+    return SSE

@@ -1,0 +1,52 @@
+"""The model's life in one worker process: load in the background, then serve.
+
+The port opens at once and ``/ping`` answers 503 until the model is ready, 200 after; a failed
+load never turns healthy: it logs one clear line and ends the process, non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from .config import Config
+
+log = logging.getLogger("sluice.host")
+
+
+class ModelHost:
+    def __init__(self, config: Config, build: Callable[[Config], object],
+                 on_failure: Callable[[BaseException], None]):
+        """``build(config)`` loads everything and returns the ready service (slow, runs in a thread)."""
+        self.config = config
+        self._build = build
+        self._on_failure = on_failure
+        self.service = None
+        self.error: BaseException | None = None
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._load, name="sluice-loader", daemon=True)
+
+    def start(self) -> "ModelHost":
+        self._thread.start()
+        return self
+
+    @property
+    def ready(self) -> bool:
+        return self.service is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return self.ready
+
+    def _load(self) -> None:
+        try:
+            service = self._build(self.config)
+        except BaseException as error:  # any failure must be loud and final, never a healthy ping
+            self.error = error
+            log.error("model loading failed: %s: %s", type(error).__name__, error)
+            self._on_failure(error)
+            return
+        self.service = service
+        log.info("model ready after %.1f s", time.monotonic() - self.started_at)

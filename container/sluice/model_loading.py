@@ -1,0 +1,99 @@
+"""Loading the model and tokenizer the way production does, GPU first.
+
+``from_pretrained`` on ``HF_MODEL_ID`` (a directory such as /opt/ml/model, or a hub id): bf16 on
+CUDA, float32 on CPU, ``device_map="auto"`` across several GPUs. Called once per worker process,
+after gunicorn forks, so the master never initialises CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .config import Config, ConfigError
+
+log = logging.getLogger("sluice.loading")
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "float64": torch.float64}
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+    max_position_embeddings: int | None
+
+
+def select_device(config: Config) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("SLUICE_DEVICE=cuda but no CUDA device is visible")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def select_dtype(config: Config, device: torch.device) -> torch.dtype:
+    if config.dtype != "auto":
+        return _DTYPES[config.dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def configure_threads(config: Config) -> int:
+    """One batching process per model: give it the cores, split evenly if several workers."""
+    threads = config.torch_threads or max(1, (os.cpu_count() or 1) // config.workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def load_model(config: Config) -> LoadedModel:
+    device = select_device(config)
+    dtype = select_dtype(config, device)
+    common = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    tokenizer = AutoTokenizer.from_pretrained(config.model_id, **common)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs = dict(common, dtype=dtype)
+    gpus = config.num_gpus if config.num_gpus is not None else torch.cuda.device_count()
+    if device.type == "cuda" and gpus > 1:
+        kwargs["device_map"] = "auto"  # accelerate spreads the layers over every visible GPU
+    if config.quantize:
+        if device.type != "cuda":
+            raise ConfigError(f"HF_MODEL_QUANTIZE={config.quantize} needs a CUDA device")
+        from transformers import BitsAndBytesConfig
+        four_bit = config.quantize in ("bitsandbytes-nf4", "bitsandbytes-fp4")
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=not four_bit, load_in_4bit=four_bit,
+            bnb_4bit_quant_type="fp4" if config.quantize.endswith("fp4") else "nf4")
+        kwargs.setdefault("device_map", "auto")
+    model = AutoModelForCausalLM.from_pretrained(config.model_id, **kwargs)
+    if "device_map" not in kwargs:
+        model.to(device)
+    model.eval()
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    log.info("loaded %s on %s as %s (%.1f M parameters)", config.model_id, device, dtype,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return LoadedModel(model, tokenizer, device, dtype, max_positions)
+
+
+def eos_token_ids(loaded: LoadedModel) -> frozenset[int]:
+    """EOS ids from the generation config (may be a list, e.g. chat end tokens) and tokenizer."""
+    ids = set()
+    generation_config = getattr(loaded.model, "generation_config", None)
+    configured = getattr(generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    if loaded.tokenizer.eos_token_id is not None:
+        ids.add(loaded.tokenizer.eos_token_id)
+    return frozenset(ids)

@@ -1,0 +1,64 @@
+"""Token-level validation: tokenize, truncate and check lengths with TGI's exact messages.
+
+Runs in the request thread, before anything reaches the engine, so a bad request costs no
+forward pass and the engine only ever sees requests that fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import TokenLimits
+from .errors import ValidationError
+from .schema import GenerateRequest
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    """A request that fits: its prompt token ids and the number of tokens it may generate."""
+
+    request: GenerateRequest
+    input_ids: tuple[int, ...]
+    max_new_tokens: int
+
+    @property
+    def input_length(self) -> int:
+        return len(self.input_ids)
+
+
+class Validator:
+    def __init__(self, tokenizer, limits: TokenLimits, default_max_new_tokens: int):
+        self.tokenizer = tokenizer
+        self.limits = limits
+        self.default_max_new_tokens = default_max_new_tokens
+
+    def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        try:
+            return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+        except Exception as error:  # the tokenizer's own message is the useful part
+            raise ValidationError(f"tokenizer error {error}") from error
+
+    def validate(self, request: GenerateRequest, input_ids: list[int] | None = None) -> ValidRequest:
+        limits = self.limits
+        truncate = request.truncate
+        if truncate is not None and (truncate == 0 or truncate > limits.max_input_tokens):
+            raise ValidationError(f"`truncate` must be strictly positive and less than "
+                                  f"{limits.max_input_tokens}. Given: {truncate}")
+        if input_ids is None:
+            input_ids = self.tokenize(request.inputs)
+        if truncate is not None:
+            input_ids = input_ids[-truncate:]  # keep the end of the prompt, as TGI does
+        input_len = len(input_ids)
+        if input_len == 0:
+            raise ValidationError("`inputs` cannot be empty")
+        max_new = request.max_new_tokens
+        if max_new is None:
+            max_new = max(1, min(self.default_max_new_tokens, limits.max_total_tokens - input_len))
+        if input_len + max_new > limits.max_total_tokens:
+            raise ValidationError(
+                f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
+                f"Given: {input_len} `inputs` tokens and {max_new} `max_new_tokens`")
+        if input_len > limits.max_input_tokens:
+            raise ValidationError(f"`inputs` must have less than {limits.max_input_tokens} tokens. "
+                                  f"Given: {input_len}")
+        return ValidRequest(request=request, input_ids=tuple(input_ids), max_new_tokens=max_new)

@@ -1,0 +1,39 @@
+"""Small HTTP helpers for tests: JSON posts and raw SSE reads against a real server."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+
+def post(url: str, body, path: str = "/invocations", **kwargs) -> requests.Response:
+    return requests.post(url + path, json=body, timeout=60, **kwargs)
+
+
+def generate(url: str, inputs: str, path: str = "/invocations", **parameters):
+    response = post(url, {"inputs": inputs, "parameters": parameters}, path=path)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def stream_raw(url: str, body, path: str = "/invocations", headers: dict | None = None) -> tuple[requests.Response, bytes]:
+    response = requests.post(url + path, json=body, stream=True, timeout=60, headers=headers)
+    chunks = b"".join(response.iter_content(chunk_size=None))
+    return response, chunks
+
+
+def sse_events(raw: bytes) -> list[dict]:
+    """Parse a byte-exact TGI SSE stream; fails on anything but `data: {json}\\n\\n` events."""
+    assert raw.endswith(b"\n\n"), raw[-50:]
+    events = []
+    for block in raw[:-2].split(b"\n\n"):
+        assert block.startswith(b"data: "), block[:80]
+        events.append(json.loads(block[len(b"data: "):]))
+    return events
+
+
+def stream_events(url: str, inputs: str, path: str = "/invocations", **parameters) -> list[dict]:
+    response, raw = stream_raw(url, {"inputs": inputs, "parameters": parameters, "stream": True}, path=path)
+    assert response.status_code == 200
+    return sse_events(raw)
