@@ -1,0 +1,110 @@
+"""Continuous batching seen from clients: independence, invariance, backpressure, cancellation,
+and health checks while the batch is full."""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import socket
+import threading
+import time
+
+import requests
+
+from http_client import generate, sse_events, stream_raw
+
+PROMPTS = ["Tell me about cheese.", "如何做网站？", "ウェブサイトを作成する方法は?", "The weather in Paris",
+           "A short story: once upon a time, in a small village by the sea, there lived",
+           "SageMaker endpoints", "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16", "Hi"]
+
+
+def alone(url, prompt, **parameters):
+    return generate(url, prompt, return_full_text=False, details=True, **parameters)[0]
+
+
+def stream_text(url, prompt, **parameters):
+    response, raw = stream_raw(url, {"inputs": prompt, "stream": True,
+                                     "parameters": dict(parameters, return_full_text=False)})
+    assert response.status_code == 200
+    return sse_events(raw)[-1]["generated_text"]
+
+
+def test_concurrent_streams_complete_with_the_outputs_they_get_alone(server):
+    lengths = [8, 40, 16, 64, 24, 12, 48, 32]
+    expected = [alone(server.url, p, max_new_tokens=n)["generated_text"] for p, n in zip(PROMPTS, lengths)]
+    with futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
+        results = list(pool.map(lambda pn: stream_text(server.url, pn[0], max_new_tokens=pn[1]),
+                                zip(PROMPTS, lengths)))
+    assert results == expected
+
+
+def test_seeded_sample_is_the_same_whatever_else_is_running(server):
+    parameters = dict(do_sample=True, seed=1234, temperature=0.9, top_k=50, max_new_tokens=32)
+    quiet = alone(server.url, PROMPTS[0], **parameters)["generated_text"]
+    with futures.ThreadPoolExecutor(6) as pool:
+        noise = [pool.submit(stream_text, server.url, p, max_new_tokens=48) for p in PROMPTS[1:6]]
+        time.sleep(0.2)
+        busy = alone(server.url, PROMPTS[0], **parameters)["generated_text"]
+        [n.result() for n in noise]
+    assert busy == quiet
+
+
+def test_overload_answers_429_with_tgis_body_and_in_band_when_streaming(start_server):
+    small = start_server(env={"MAX_CONCURRENT_REQUESTS": "2"})
+    body = {"inputs": "Hello", "stream": True, "parameters": {"max_new_tokens": 2000}}
+    holders = [requests.post(small.url + "/invocations", json=body, stream=True, timeout=60) for _ in range(2)]
+    for holder in holders:
+        next(holder.iter_content(chunk_size=None))  # both are generating now
+    response = requests.post(small.url + "/invocations", json={"inputs": "x"}, timeout=30)
+    assert response.status_code == 429
+    assert response.json() == {"error": "Model is overloaded", "error_type": "overloaded"}
+    response, raw = stream_raw(small.url, {"inputs": "x", "stream": True})
+    assert response.status_code == 200
+    assert sse_events(raw) == [{"error": "Model is overloaded", "error_type": "overloaded"}]
+    for holder in holders:
+        holder.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # slots come back once the server notices the hang-ups
+        if requests.post(small.url + "/invocations", json={"inputs": "x"}, timeout=30).status_code == 200:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("slots were not released after the clients went away")
+
+
+def _open_stream_and_hang_up(url: str) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"inputs": "Tell me a long story", "stream": true, "parameters": {"max_new_tokens": 1500}}'
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        received = b""
+        while b"data: " not in received:
+            received += sock.recv(4096)
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_sequence(start_server):
+    process = start_server()
+    _open_stream_and_hang_up(process.url)
+    deadline = time.monotonic() + 10
+    while "cancelled (client disconnected)" not in process.log_text():
+        assert time.monotonic() < deadline, process.log_tail()
+        time.sleep(0.05)
+    assert "slot freed" in process.log_text()
+
+
+def test_ping_answers_within_sagemakers_budget_while_8_streams_run(server):
+    stop = threading.Event()
+    statuses = []
+
+    def ping_loop():
+        while not stop.is_set():
+            statuses.append(requests.get(server.url + "/ping", timeout=2).status_code)
+            time.sleep(0.02)
+
+    with futures.ThreadPoolExecutor(9) as pool:
+        streams = [pool.submit(stream_text, server.url, p, max_new_tokens=96) for p in PROMPTS]
+        pinger = pool.submit(ping_loop)
+        [s.result() for s in streams]
+        stop.set()
+        pinger.result()  # a ping slower than 2 s raises here (SageMaker's timeout)
+    assert len(statuses) > 10 and set(statuses) == {200}
