@@ -25,7 +25,8 @@ def tiny_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def server(tiny_model_dir):
     """One real server (gunicorn via container/serve) shared by the read-only tests."""
-    process = ContainerProcess(tiny_model_dir, env={"MAX_CONCURRENT_REQUESTS": "64"})
+    # The cache is off here so that repeated requests really exercise the engine.
+    process = ContainerProcess(tiny_model_dir, env={"MAX_CONCURRENT_REQUESTS": "64", "RESPONSE_CACHE_SIZE": "0"})
     with process:
         yield process
 

@@ -6,58 +6,92 @@
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Flask, Response, request
 
-from . import generate_routes
+from . import __version__, generate_routes, info_routes, openai_routes
 from .config import Config
-from .errors import NotReadyError
+from .errors import DeserializeError, NotReadyError, UnauthorizedError
 from .http_io import error_response, read_json_body, register_error_handlers
 from .model_host import ModelHost
+
+INFERENCE_ROUTES = {"/", "/invocations", "/generate", "/generate_stream", "/v1/chat/completions",
+                    "/v1/completions", "/tokenize"}
 
 
 def create_app(host: ModelHost, config: Config) -> Flask:
     app = Flask("sluice")
     app.config["MAX_CONTENT_LENGTH"] = config.payload_limit
     register_error_handlers(app, config.payload_limit)
+    fingerprint = f"{__version__}-native"
+    compute = config.compute_type
 
     def service():
         if host.service is None:
-            raise NotReadyError("Model is not ready: loading" if host.error is None else "Model failed to load")
+            raise NotReadyError("Model is loading" if host.error is None else f"Model failed to load: {host.error}")
         return host.service
 
     def body():
         return read_json_body(config.payload_limit)
 
+    @app.before_request
+    def require_api_key():
+        """With API_KEY set, inference routes need the bearer token (TGI); health stays open."""
+        if config.api_key and request.method == "POST" and request.path in INFERENCE_ROUTES:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().lower(), config.api_key.lower()):
+                return error_response(UnauthorizedError())
+        return None
+
     def health():
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
-        if host.service is None:
-            return error_response(NotReadyError(
-                "Model is loading" if host.error is None else f"Model failed to load: {host.error}"))
+        service()
         return Response(status=200)
 
     app.add_url_rule("/ping", "ping", health, methods=["GET"])
     app.add_url_rule("/health", "health", health, methods=["GET"])
+    app.add_url_rule("/info", "info", lambda: info_routes.info(service(), config), methods=["GET"])
+    app.add_url_rule("/v1/models", "models", lambda: info_routes.models(config), methods=["GET"])
+    app.add_url_rule("/metrics", "metrics", lambda: info_routes.metrics(host.service), methods=["GET"])
+    app.add_url_rule("/tokenize", "tokenize", lambda: info_routes.tokenize(service(), body()), methods=["POST"])
+
+    def compat(payload):
+        return generate_routes.generate(service(), payload, compat=True, stream=None, compute_type=compute)
 
     @app.route("/", methods=["GET", "POST"])
     def root():
-        if request.method == "GET":
-            return health()
-        return generate_routes.generate(service(), body(), compat=True, stream=None,
-                                        compute_type=config.compute_type)
+        return health() if request.method == "GET" else compat(body())
 
     @app.post("/invocations")
     def invocations():
-        return generate_routes.generate(service(), body(), compat=True, stream=None,
-                                        compute_type=config.compute_type)
+        """SageMaker's one route, dispatched on the body's shape as TGI >= 2.4 does."""
+        payload = body()
+        if isinstance(payload, dict) and isinstance(payload.get("inputs"), str):
+            return compat(payload)
+        if isinstance(payload, dict) and "messages" in payload:
+            return openai_routes.chat(service(), payload, config.model_id, fingerprint, compute)
+        if isinstance(payload, dict) and "prompt" in payload:
+            return openai_routes.completions(service(), payload, config.model_id, fingerprint, compute)
+        if isinstance(payload, dict) and "inputs" in payload:
+            return compat(payload)  # a non-string `inputs` gets the generate route's exact error
+        raise DeserializeError("data did not match any variant of untagged enum SagemakerRequest "
+                               "(expected `inputs`, `messages` or `prompt`)")
 
     @app.post("/generate")
     def generate():
-        return generate_routes.generate(service(), body(), compat=False, stream=False,
-                                        compute_type=config.compute_type)
+        return generate_routes.generate(service(), body(), compat=False, stream=False, compute_type=compute)
 
     @app.post("/generate_stream")
     def generate_stream():
-        return generate_routes.generate(service(), body(), compat=False, stream=True,
-                                        compute_type=config.compute_type)
+        return generate_routes.generate(service(), body(), compat=False, stream=True, compute_type=compute)
+
+    @app.post("/v1/chat/completions")
+    def chat_completions():
+        return openai_routes.chat(service(), body(), config.model_id, fingerprint, compute)
+
+    @app.post("/v1/completions")
+    def completions():
+        return openai_routes.completions(service(), body(), config.model_id, fingerprint, compute)
 
     return app

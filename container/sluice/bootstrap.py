@@ -9,7 +9,9 @@ import torch
 from .config import Config
 from .engine import Engine, SchedulerBudget
 from .model_loading import LoadedModel, configure_threads, eos_token_ids, load_model
+from .metrics import Metrics
 from .model_runner import ModelRunner
+from .response_cache import ResponseCache
 from .schema import SchemaLimits
 from .service import GenerationService
 from .validation import Validator
@@ -63,4 +65,5 @@ def build_service(config: Config) -> GenerationService:
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
     schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
     return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
-                             request_timeout=float(config.model_server_timeout))
+                             request_timeout=float(config.model_server_timeout),
+                             cache=ResponseCache(config.response_cache_size), metrics=Metrics())

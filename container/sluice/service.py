@@ -1,4 +1,4 @@
-"""Orchestration between the HTTP layer and the engine: admission, waiting, cancellation.
+"""Orchestration between the HTTP layer and the engine: admission, caching, waiting, metrics.
 
 A request holds one of ``MAX_CONCURRENT_REQUESTS`` slots from admission to its last byte; with
 none free it is refused at once with 429 (TGI's ``try_acquire``: no hidden queue here, the
@@ -15,6 +15,8 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .errors import IncompleteGenerationError, OverloadedError, ServerError
+from .metrics import Metrics
+from .response_cache import ResponseCache, cache_key
 from .schema import GenerateRequest, SchemaLimits
 from .sequence import ErrorEvent, TokenEvent
 from .validation import ValidRequest, Validator
@@ -25,23 +27,27 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.05
 KEEPALIVE_SECONDS = 15.0
 
+Run = list[TokenEvent]
+
 
 class GenerationService:
-    def __init__(self, engine: Engine, validator: Validator, schema_limits: SchemaLimits,
-                 max_concurrent_requests: int, request_timeout: float):
+    def __init__(self, engine: "Engine", validator: Validator, schema_limits: SchemaLimits,
+                 max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
+                 metrics: Metrics | None = None):
         self.engine = engine
         self.validator = validator
         self.schema_limits = schema_limits
         self.tokenizer = validator.tokenizer
         self.request_timeout = request_timeout
         self.max_concurrent_requests = max_concurrent_requests
+        self.cache = cache or ResponseCache(0)
+        self.metrics = metrics or Metrics()
+        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight)
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._in_flight = 0
         self._lock = threading.Lock()
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
+    # --- admission --------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def slot(self):
@@ -57,8 +63,64 @@ class GenerationService:
                 self._in_flight -= 1
             self._slots.release()
 
-    def validate(self, request: GenerateRequest) -> ValidRequest:
-        return self.validator.validate(request)
+    @contextlib.contextmanager
+    def accounted(self):
+        """Count one request in TGI's request counters, by outcome."""
+        self.metrics.count("tgi_request_count")
+        started = time.monotonic()
+        try:
+            yield
+        except GeneratorExit:
+            self.metrics.count("sluice_request_cancelled")
+            raise
+        except ServerError as error:
+            self.metrics.count("tgi_request_failure", {"err": error.error_type})
+            raise
+        except Exception:
+            self.metrics.count("tgi_request_failure", {"err": "internal"})
+            raise
+        self.metrics.count("tgi_request_success")
+        self.metrics.request_duration.observe(time.monotonic() - started)
+
+    def validate(self, request: GenerateRequest, input_ids: list[int] | None = None) -> ValidRequest:
+        return self.validator.validate(request, input_ids)
+
+    # --- cache --------------------------------------------------------------------------------
+
+    def cached(self, valid: ValidRequest, use_cache: bool) -> list[Run] | None:
+        if not use_cache:
+            return None
+        runs = self.cache.get(cache_key(valid.request, valid.input_ids, valid.max_new_tokens))
+        if runs is not None:
+            self.metrics.count("sluice_cache_hits")
+        return runs
+
+    def _store(self, valid: ValidRequest, runs: list[Run]) -> None:
+        self.cache.put(cache_key(valid.request, valid.input_ids, valid.max_new_tokens), runs)
+
+    # --- generation -----------------------------------------------------------------------------
+
+    def complete(self, valid: ValidRequest, client_gone: Callable[[], bool], use_cache: bool = True) -> tuple[list[Run], bool]:
+        """All sequences of a non-streaming request (best first), and whether they came from cache."""
+        runs = self.cached(valid, use_cache)
+        if runs is not None:
+            return runs, True
+        runs = self._collect_best_of(valid, client_gone)
+        self._store(valid, runs)
+        return runs, False
+
+    def stream(self, valid: ValidRequest, client_gone: Callable[[], bool], cached: list[Run] | None,
+               heartbeat: bool = False) -> Iterator[TokenEvent | None]:
+        """Token events of a streaming request: replayed from cache, or live from the engine."""
+        if cached is not None:
+            yield from cached[0]
+            return
+        run: Run = []
+        for event in self.events(valid, client_gone, heartbeat=heartbeat):
+            if event is not None:
+                run.append(event)
+            yield event
+        self._store(valid, [run])
 
     def events(self, valid: ValidRequest, client_gone: Callable[[], bool], seed: int | None = None,
                heartbeat: bool = False) -> Iterator[TokenEvent | None]:
@@ -69,8 +131,8 @@ class GenerationService:
         during a write) cancels too.
         """
         sequence = self.engine.submit(valid, seed=seed)
-        deadline = time.monotonic() + self.request_timeout
-        last_activity = time.monotonic()
+        deadline = sequence.queued_at + self.request_timeout
+        last = sequence.queued_at
         finished = False
         try:
             while True:
@@ -82,41 +144,53 @@ class GenerationService:
                     now = time.monotonic()
                     if now > deadline:
                         raise IncompleteGenerationError()
-                    if heartbeat and now - last_activity > KEEPALIVE_SECONDS:
-                        last_activity = now
+                    if heartbeat and now - last > KEEPALIVE_SECONDS:
+                        last = now
                         yield None
                     continue
-                last_activity = time.monotonic()
                 if isinstance(event, ErrorEvent):
                     finished = True
                     error = event.error
                     raise error if isinstance(error, ServerError) else IncompleteGenerationError()
+                now = time.monotonic()
+                (self.metrics.ttft if event.index == 1 else self.metrics.inter_token).observe(now - last)
+                last = now
                 yield event
                 if event.finish is not None:
                     finished = True
+                    self._observe(event)
                     return
         finally:
             if not finished:
                 sequence.cancel()
                 self.engine.wake()
 
-    def collect(self, valid: ValidRequest, client_gone: Callable[[], bool], seed: int | None = None) -> list[TokenEvent]:
-        events = list(self.events(valid, client_gone, seed=seed))
+    def _observe(self, event: TokenEvent) -> None:
+        finish = event.finish
+        m = self.metrics
+        m.queue_duration.observe(finish.queued_seconds)
+        m.inference_duration.observe(finish.inference_seconds)
+        m.time_per_token.observe(finish.inference_seconds / max(1, finish.generated_tokens))
+        m.generated_tokens.observe(finish.generated_tokens)
+        m.input_length.observe(finish.input_length)
+
+    def _collect(self, valid: ValidRequest, client_gone: Callable[[], bool]) -> Run:
+        events = [e for e in self.events(valid, client_gone) if e is not None]
         if not events or events[-1].finish is None:
             raise IncompleteGenerationError()
         return events
 
-    def collect_best_of(self, valid: ValidRequest, client_gone: Callable[[], bool]) -> list[list[TokenEvent]]:
+    def _collect_best_of(self, valid: ValidRequest, client_gone: Callable[[], bool]) -> list[Run]:
         """Run ``best_of`` sequences side by side; the most likely one comes first."""
         n = valid.request.best_of
         if n == 1:
-            return [self.collect(valid, client_gone)]
+            return [self._collect(valid, client_gone)]
         results: list = [None] * n
         errors: list = []
 
         def run(i: int) -> None:
             try:
-                results[i] = self.collect(valid, client_gone)
+                results[i] = self._collect(valid, client_gone)
             except Exception as error:  # surfaced below, in the request thread
                 errors.append(error)
 
@@ -127,4 +201,4 @@ class GenerationService:
             t.join()
         if errors:
             raise errors[0]
-        return sorted(results, key=lambda run: -sum(e.token.logprob or 0.0 for e in run))
+        return sorted(results, key=lambda r: -sum(e.token.logprob or 0.0 for e in r))

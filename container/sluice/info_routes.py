@@ -1,0 +1,51 @@
+"""Read-only routes: ``/info`` (TGI's ``Info``), ``/v1/models``, ``/tokenize`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from flask import Response
+
+from . import __version__
+from .config import Config
+from .errors import DeserializeError
+from .http_io import json_response
+from .service import GenerationService
+
+MAX_CLIENT_BATCH_SIZE = 4
+
+
+def info(service: GenerationService, config: Config) -> Response:
+    limits = service.validator.limits
+    runner = service.engine.runner
+    budget = service.engine.budget
+    return json_response({
+        "model_id": config.model_id, "model_sha": None, "model_pipeline_tag": None,
+        "model_dtype": str(getattr(runner.model, "dtype", "")).replace("torch.", ""),
+        "model_device_type": runner.device.type,
+        "max_concurrent_requests": config.max_concurrent_requests, "max_best_of": config.max_best_of,
+        "max_stop_sequences": config.max_stop_sequences, "max_input_tokens": limits.max_input_tokens,
+        "max_input_length": limits.max_input_tokens, "max_total_tokens": limits.max_total_tokens,
+        "max_batch_total_tokens": budget.max_batch_total_tokens,
+        "max_batch_prefill_tokens": budget.max_batch_prefill_tokens, "max_batch_size": budget.max_batch_size,
+        "validation_workers": 1, "max_client_batch_size": MAX_CLIENT_BATCH_SIZE,
+        "router": "sluice", "version": __version__, "sha": None, "docker_label": None,
+    })
+
+
+def models(config: Config) -> Response:
+    return json_response({"object": "list", "data": [
+        {"id": config.model_id, "object": "model", "created": 0, "owned_by": config.model_id}]})
+
+
+def tokenize(service: GenerationService, body) -> Response:
+    """TGI's ``/tokenize``: each prompt token with its text and character offsets."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), str):
+        raise DeserializeError("missing field `inputs`")
+    text = body["inputs"]
+    encoded = service.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    return json_response([{"id": token_id, "text": text[start:stop], "start": start, "stop": stop}
+                          for token_id, (start, stop) in zip(encoded["input_ids"], encoded["offset_mapping"])])
+
+
+def metrics(service: GenerationService | None) -> Response:
+    body = service.metrics.render() if service is not None else b""
+    return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,73 @@
+"""Prometheus metrics under TGI's names, so dashboards built for TGI keep working.
+
+TGI's exporter writes counters without the ``_total`` suffix (``tgi_request_count 5``), which
+``prometheus_client`` cannot produce; counters are rendered here, histograms and gauges come from
+``prometheus_client``. TTFT, inter-token latency and cache hits are Sluice's additions.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_TOKEN_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+COUNTERS = {
+    "tgi_request_count": "Requests received by the generate routes",
+    "tgi_request_success": "Requests that completed",
+    "tgi_request_failure": "Requests that failed, by error type",
+    "sluice_request_cancelled": "Requests whose client went away before the end",
+    "sluice_cache_hits": "Requests answered from the response cache",
+}
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self._counts: dict[tuple[str, tuple], float] = {}
+        self._lock = threading.Lock()
+        h = lambda name, doc, buckets=_LATENCY_BUCKETS: Histogram(name, doc, registry=self.registry, buckets=buckets)
+        self.request_duration = h("tgi_request_duration", "End-to-end request duration (s)")
+        self.queue_duration = h("tgi_request_queue_duration", "Time waiting for a batch slot (s)")
+        self.inference_duration = h("tgi_request_inference_duration", "Time from first forward pass to last token (s)")
+        self.time_per_token = h("tgi_request_mean_time_per_token_duration", "Mean time per generated token (s)")
+        self.generated_tokens = h("tgi_request_generated_tokens", "Generated tokens per request", _TOKEN_BUCKETS)
+        self.input_length = h("tgi_request_input_length", "Prompt tokens per request", _TOKEN_BUCKETS)
+        self.ttft = h("sluice_time_to_first_token_seconds", "Time from arrival to first token (s)")
+        self.inter_token = h("sluice_inter_token_latency_seconds", "Time between consecutive tokens (s)")
+        self.queue_size = Gauge("tgi_queue_size", "Requests waiting for the batch", registry=self.registry)
+        self.batch_size = Gauge("tgi_batch_current_size", "Sequences in the running batch", registry=self.registry)
+        self.batch_tokens = Gauge("tgi_batch_current_max_tokens", "KV slots held by the running batch",
+                                  registry=self.registry)
+        self.in_flight = Gauge("sluice_requests_in_flight", "Requests holding a concurrency slot",
+                               registry=self.registry)
+
+    def count(self, name: str, labels: dict | None = None, amount: float = 1) -> None:
+        key = (name, tuple(sorted((labels or {}).items())))
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def value(self, name: str, labels: dict | None = None) -> float:
+        return self._counts.get((name, tuple(sorted((labels or {}).items()))), 0)
+
+    def bind_gauges(self, read_stats: Callable[[], object], in_flight: Callable[[], int]) -> None:
+        """Gauges read the engine's live state at scrape time."""
+        self.queue_size.set_function(lambda: read_stats().queue_size)
+        self.batch_size.set_function(lambda: read_stats().batch_size)
+        self.batch_tokens.set_function(lambda: read_stats().batch_tokens)
+        self.in_flight.set_function(in_flight)
+
+    def render(self) -> bytes:
+        lines = []
+        with self._lock:
+            counts = dict(self._counts)
+        for name, doc in COUNTERS.items():
+            lines += [f"# HELP {name} {doc}", f"# TYPE {name} counter"]
+            samples = {labels: v for (n, labels), v in counts.items() if n == name} or {(): 0}
+            for labels, value in sorted(samples.items()):
+                label_text = ",".join(f'{k}="{v}"' for k, v in labels)
+                lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
+        return ("\n".join(lines) + "\n").encode() + generate_latest(self.registry)

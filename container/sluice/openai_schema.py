@@ -1,0 +1,107 @@
+"""OpenAI-style bodies (chat completions, completions) as TGI reads them -> a GenerateRequest.
+
+Temperature 0 means greedy; ``max_tokens`` (or ``max_completion_tokens``) bounds the answer;
+``model`` is accepted and ignored (huggingface_hub sends ``"dummy"``), as are ``n`` and
+``logit_bias``. Pure Python, like ``schema``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import DeserializeError, ServerError
+from .schema import GenerateRequest, SchemaLimits, parse_generate_request
+
+
+class BatchSizeError(ServerError):
+    status = 422
+    error_type = "batch size exceeded"
+
+
+class SuffixNotSupportedError(ServerError):
+    status = 422
+    error_type = "suffix not supported"
+
+    def __init__(self):
+        super().__init__("Suffix is not supported and can be achieved by preprocessing the prompt.")
+
+
+@dataclass(frozen=True)
+class OpenAIRequest:
+    """A parsed chat or completion request: generation settings plus OpenAI-only options."""
+
+    generate: GenerateRequest
+    stream: bool
+    include_usage: bool
+    logprobs: bool
+    model: str | None
+
+
+def _parameters(body: dict) -> dict:
+    """TGI's mapping from OpenAI names to generate parameters."""
+    temperature = body.get("temperature")
+    stop = body.get("stop")
+    parameters = {
+        "max_new_tokens": body.get("max_completion_tokens", body.get("max_tokens")),
+        "top_p": body.get("top_p"),
+        "seed": body.get("seed"),
+        "stop": [stop] if isinstance(stop, str) else stop,
+        "frequency_penalty": body.get("frequency_penalty"),
+        "repetition_penalty": body.get("repetition_penalty"),
+        "top_n_tokens": body.get("top_logprobs") if body.get("logprobs") else None,
+        "details": True,
+    }
+    if temperature is not None:
+        if temperature == 0:
+            parameters["do_sample"] = False
+        else:
+            parameters["temperature"] = temperature
+            parameters["do_sample"] = True
+    return parameters
+
+
+def openai_request(body, limits: SchemaLimits, prompt: str) -> OpenAIRequest:
+    """Generation settings of a chat/completion body, for an already rendered ``prompt``."""
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise DeserializeError("stream: invalid type, expected a boolean")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise DeserializeError("stream_options: invalid type, expected a map")
+    request = parse_generate_request({"inputs": prompt, "parameters": _parameters(body)}, limits,
+                                     stream=bool(stream), return_full_text_default=False)
+    model = body.get("model") if isinstance(body.get("model"), str) else None
+    return OpenAIRequest(request, bool(stream), bool(options.get("include_usage")), bool(body.get("logprobs")), model)
+
+
+def chat_messages(body) -> list[dict]:
+    """The messages to render with the chat template, checked and with text parts joined."""
+    if not isinstance(body, dict):
+        raise DeserializeError("expected a map with `messages`")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DeserializeError("missing field `messages`" if messages is None else "messages: expected a non-empty sequence")
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise DeserializeError("messages: each message needs a `role` string")
+        content = message.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text ones
+            message["content"] = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        elif content is not None and not isinstance(content, str):
+            raise DeserializeError("messages: `content` must be a string or a list of parts")
+    return messages
+
+
+def completion_prompts(body, max_client_batch_size: int = 4) -> list[str]:
+    if not isinstance(body, dict):
+        raise DeserializeError("expected a map with `prompt`")
+    if body.get("suffix") is not None:
+        raise SuffixNotSupportedError()
+    prompt = body.get("prompt")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise DeserializeError("prompt: expected a string or a non-empty sequence of strings")
+    if len(prompts) > max_client_batch_size:
+        raise BatchSizeError(f"Number of prompts exceeds the maximum batch size of {max_client_batch_size}. "
+                             f"Given: {len(prompts)}")
+    return prompts
