@@ -9,7 +9,7 @@ SIZE ?= tiny
 MODEL_DIR ?= models/$(SIZE)
 PORT ?= 8080
 
-.PHONY: install model serve test bench docker-test
+.PHONY: install model serve local test bench docker-test
 
 install: $(STAMP)
 
@@ -27,8 +27,22 @@ serve: install
 	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
 	HF_MODEL_ID=$(abspath $(MODEL_DIR)) SAGEMAKER_BIND_TO_PORT=$(PORT) PATH=$(abspath $(VENV))/bin:$$PATH container/serve
 
+# A local endpoint for the real boto3 client (sagemaker-runtime API on PORT, endpoint sluice-local).
+local: install
+	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
+	$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT)
+
 test: install
 	$(PY) -m pytest -q
+
+docker-# A local endpoint for the real boto3 client (sagemaker-runtime API on PORT, endpoint sluice-local).
+local: install
+	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
+	$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT)
+
+test: install
+	SLUICE_DOCKER_INSTALL=1 PYTHON=$(abspath $(PY)) docker/build-image.sh
+	$(PY) -m pytest -q -m docker
 
 bench: install
 	$(PY) -m pip install -q -r requirements/bench.txt

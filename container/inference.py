@@ -8,8 +8,10 @@ the whole server (exit 3) instead of restarting a worker that cannot load.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import signal
 import sys
 
 from sluice.app import create_app
@@ -36,4 +38,6 @@ def build_app(config: Config | None = None, on_failure=_exit_worker):
     return create_app(host, config)
 
 
+# `kill -USR1 <worker pid>` dumps every thread's stack to the log: the way to see a stuck request.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 app = build_app() if os.environ.get("SLUICE_NO_APP") != "1" else None

@@ -49,7 +49,7 @@ class ContainerProcess:
 
     def __init__(self, model_dir: str | os.PathLike, port: int | None = None,
                  env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None):
-        self.model_dir = str(model_dir)
+        self.model_dir = str(Path(model_dir).resolve())  # serve runs gunicorn with --chdir
         self.port = port or free_port()
         self.extra_env = dict(env or {})
         self.log_path = Path(log_path) if log_path else Path(

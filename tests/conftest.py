@@ -15,9 +15,19 @@ MODEL_CACHE = Path(os.environ.get("SLUICE_TEST_MODEL_CACHE", REPO / ".cache" / "
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    """The tiny demo model, built offline through the production `save_pretrained` path."""
+    """The tiny demo architecture, untrained: every request runs to its max_new_tokens.
+
+    Built offline through the production `save_pretrained` path, in about a second.
+    """
     if os.environ.get("SLUICE_TEST_MODEL_DIR"):  # run the suite against another model directory
         return Path(os.environ["SLUICE_TEST_MODEL_DIR"])
+    from demo.build_model import build
+    return build("tiny-random", MODEL_CACHE / "tiny-random")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model_dir() -> Path:
+    """The default demo model (`make serve`): briefly trained, so it ends answers with EOS."""
     from demo.build_model import build
     return build("tiny", MODEL_CACHE / "tiny")
 

@@ -76,8 +76,10 @@ def test_stop_sequence_ends_generation_with_its_finish_reason(server):
     assert stopped["details"]["finish_reason"] == "stop_sequence"
     assert stopped["details"]["generated_tokens"] == k + 1
     assert stopped["generated_text"] == "".join(texts[:k + 1])
-    streamed = stream_events(server.url, PROMPT, max_new_tokens=30, stop=[texts[2]], details=True)
+    streamed = stream_events(server.url, PROMPT, max_new_tokens=30, stop=[stop], details=True,
+                             return_full_text=False)
     assert streamed[-1]["details"]["finish_reason"] == "stop_sequence"
+    assert streamed[-1]["generated_text"] == stopped["generated_text"]
 
 
 def test_truncate_keeps_the_last_tokens_of_the_prompt(server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures as futures
 import json
 import subprocess
 import time
@@ -38,16 +39,22 @@ def test_text_generation_client_raises_its_validation_error(server):
 
 
 def test_text_generation_client_raises_overloaded(start_server):
-    small = start_server(env={"MAX_CONCURRENT_REQUESTS": "1"})
-    holder = requests.post(small.url + "/generate_stream", json={"inputs": "x", "parameters": {"max_new_tokens": 2000}},
-                           stream=True, timeout=60)
-    next(holder.iter_content(chunk_size=None))
+    small = start_server(env={"MAX_CONCURRENT_REQUESTS": "1", "RESPONSE_CACHE_SIZE": "0"})
     client = text_generation.Client(small.url, timeout=60)
-    with pytest.raises(tg_errors.OverloadedError):
-        client.generate("x", max_new_tokens=2)
-    with pytest.raises(tg_errors.OverloadedError):
-        list(client.generate_stream("x", max_new_tokens=2))
-    holder.close()
+
+    def outcome(call):
+        try:
+            call()
+            return "served"
+        except tg_errors.OverloadedError:
+            return "overloaded"
+
+    with futures.ThreadPoolExecutor(8) as pool:
+        plain = list(pool.map(lambda _: outcome(lambda: client.generate("x", max_new_tokens=100)), range(8)))
+        streams = list(pool.map(lambda _: outcome(lambda: list(client.generate_stream("x", max_new_tokens=100))),
+                                range(8)))
+    assert set(plain) == {"served", "overloaded"}
+    assert set(streams) == {"served", "overloaded"}
 
 
 def test_huggingface_hub_text_generation_streams_with_details(server):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 import requests
 
 from deploy.local_container import SERVE, ContainerProcess, ping_status
+from blog_token_iterator import BlogTokenIterator
 from http_client import generate, post, sse_events, stream_events, stream_raw
 
 JAPANESE = "チーズの作り方を教えてください。"
@@ -135,33 +135,10 @@ def test_streamed_text_equals_non_streamed_text(server, prompt):
 
 def test_the_blog_token_iterator_reproduces_the_text_unchanged(server):
     """The TokenIterator of the AWS JumpStart streaming post, verbatim, over real stream bytes."""
-
-    class TokenIterator:
-        def __init__(self, stream):
-            self.byte_iterator = iter(stream)
-            self.buffer = io.BytesIO()
-            self.read_pos = 0
-
-        def __iter__(self):
-            return self
-
-        def __next__(self):
-            while True:
-                self.buffer.seek(self.read_pos)
-                line = self.buffer.readline()
-                if line and line[-1] == ord("\n"):
-                    self.read_pos += len(line) + 1
-                    full_line = line[:-1].decode("utf-8")
-                    line_data = json.loads(full_line.lstrip("data:").rstrip("/n"))
-                    return line_data["token"]["text"]
-                chunk = next(self.byte_iterator)
-                self.buffer.seek(0, io.SEEK_END)
-                self.buffer.write(chunk["PayloadPart"]["Bytes"])
-
     payload = {"inputs": JAPANESE, "parameters": {"max_new_tokens": 20}, "stream": True}
     response = requests.post(server.url + "/invocations", json=payload, stream=True, timeout=60)
     parts = ({"PayloadPart": {"Bytes": chunk}} for chunk in response.iter_content(chunk_size=None))
-    text = "".join(TokenIterator(parts))
+    text = "".join(BlogTokenIterator(parts))
     expected = generate(server.url, JAPANESE, max_new_tokens=20, return_full_text=False)[0]["generated_text"]
     assert text == expected
 
@@ -171,3 +148,20 @@ def test_generate_route_returns_a_bare_object_without_the_prompt(server):
     body = response.json()
     assert isinstance(body, dict) and not body["generated_text"].startswith("Hello")
     assert response.headers["x-generated-tokens"] == "3"
+
+
+def test_eos_ends_generation_as_a_special_token_outside_the_text(start_server, trained_tiny_model_dir):
+    trained = start_server(model_dir=trained_tiny_model_dir)
+    ended = 0
+    for prompt in ["The endpoint is", "Cheese is made from", "A website needs", "The train to Kyoto"]:
+        body = generate(trained.url, prompt, max_new_tokens=64, details=True, return_full_text=False)[0]
+        tokens = body["details"]["tokens"]
+        if body["details"]["finish_reason"] != "eos_token":
+            continue
+        ended += 1
+        assert tokens[-1]["special"] and tokens[-1]["text"] not in body["generated_text"]
+        assert "".join(t["text"] for t in tokens if not t["special"]) == body["generated_text"]
+        events = stream_events(trained.url, prompt, max_new_tokens=64, return_full_text=False, details=True)
+        assert events[-1]["token"]["special"] and events[-1]["details"]["finish_reason"] == "eos_token"
+        assert events[-1]["generated_text"] == body["generated_text"]
+    assert ended, "the trained demo model should end at least one of these answers with EOS"

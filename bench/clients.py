@@ -1,0 +1,133 @@
+"""Streaming HTTP clients for the two servers, recording when each token arrives.
+
+Plain ``http.client`` on 127.0.0.1 and a line reader, so the client costs little CPU next to the
+server it measures (both share the same cores). Each call returns one ``StreamTiming``:
+send time, arrival time of every token event, and the server's own count of generated tokens.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass
+class StreamTiming:
+    sent: float
+    event_times: list[float] = field(default_factory=list)  # one per token event (or chunk)
+    generated_tokens: int = 0  # as the server reports it
+    finished: float = 0.0
+    error: str | None = None
+
+    @property
+    def ttft(self) -> float:
+        return self.event_times[0] - self.sent
+
+    @property
+    def gaps(self) -> list[float]:
+        times = self.event_times
+        return [b - a for a, b in zip(times, times[1:])]
+
+
+def _sse_events(response):
+    """Yields the JSON payload of each ``data:`` line of an SSE stream as it arrives."""
+    while True:
+        line = response.readline()
+        if not line:
+            return
+        if line.startswith(b"data:"):
+            payload = line[5:].strip()
+            if payload and payload != b"[DONE]":
+                yield json.loads(payload)
+
+
+def _post_stream(url: str, path: str, body: dict, timeout: float, headers: dict | None = None):
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    connection.request("POST", path, body=json.dumps(body).encode(),
+                       headers={"Content-Type": "application/json", "Accept": "text/event-stream",
+                                **(headers or {})})
+    return connection, connection.getresponse()
+
+
+def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 600.0) -> StreamTiming:
+    """TGI's /generate_stream: one event per token, the last one carries ``details``.
+
+    ``x-use-cache: 0``: the prompt set repeats across levels, and a replay from Sluice's
+    response cache would measure the cache, not generation.
+    """
+    body = {"inputs": prompt, "stream": True,
+            "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
+    timing = StreamTiming(sent=time.perf_counter())
+    connection, response = _post_stream(url, "/generate_stream", body, timeout, {"x-use-cache": "0"})
+    try:
+        if response.status != 200:
+            timing.error = f"HTTP {response.status}: {response.read()[:200]!r}"
+            return timing
+        for event in _sse_events(response):
+            if "error" in event:
+                timing.error = f"{event.get('error_type')}: {event['error']}"
+                break
+            timing.event_times.append(time.perf_counter())
+            if event.get("details"):
+                timing.generated_tokens = event["details"]["generated_tokens"]
+    finally:
+        timing.finished = time.perf_counter()
+        connection.close()
+    return timing
+
+
+def openai_completion_stream(url: str, prompt: str, max_new_tokens: int,
+                             timeout: float = 600.0) -> StreamTiming:
+    """`transformers serve`'s /v1/completions: text chunks, then a final chunk with ``usage``.
+
+    Its server drains several queued tokens into one chunk when it falls behind, so event times
+    here are chunk times; the token count comes from ``usage.completion_tokens``.
+    """
+    body = {"prompt": prompt, "max_tokens": max_new_tokens, "temperature": 0, "stream": True}
+    timing = StreamTiming(sent=time.perf_counter())
+    connection, response = _post_stream(url, "/v1/completions", body, timeout)
+    try:
+        if response.status != 200:
+            timing.error = f"HTTP {response.status}: {response.read()[:200]!r}"
+            return timing
+        for event in _sse_events(response):
+            if "error" in event:
+                timing.error = str(event["error"])
+                break
+            if event.get("usage"):
+                timing.generated_tokens = event["usage"]["completion_tokens"]
+            elif event.get("choices"):
+                timing.event_times.append(time.perf_counter())
+    finally:
+        timing.finished = time.perf_counter()
+        connection.close()
+    return timing
+
+
+def get_text(url: str, path: str, timeout: float = 5.0) -> str:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().read().decode("utf-8", errors="replace")
+    finally:
+        connection.close()
+
+
+def get_latency(url: str, path: str, timeout: float = 5.0) -> float | None:
+    """Seconds for one GET (a fresh connection, like a load balancer's probe); None on failure."""
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    try:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+    except OSError:
+        return None
+    return time.perf_counter() - started if response.status == 200 else None

@@ -1,0 +1,74 @@
+"""The benchmark's prompt set: deterministic texts of known token length, cut from the demo corpus.
+
+Every server under test receives *text* and tokenizes it itself (with the tokenizer's special
+tokens, as Sluice and `transformers serve` both do), so a prompt's length is what that call gives,
+not the length of the slice it was cut from: decode/re-encode can merge or split tokens at the
+edges. Each prompt is therefore trimmed until its own encoding has exactly the target length, and
+the in-process baselines use that very encoding, so all contenders do the same work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from demo.corpus_reader import read_paragraphs
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    input_ids: tuple[int, ...]  # as the servers will see it (special tokens included)
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids)
+
+
+def target_lengths(count: int, shortest: int, longest: int) -> list[int]:
+    """Evenly spread lengths from ``shortest`` to ``longest``, interleaved short/long.
+
+    Interleaving keeps every concurrency level's first wave a mix of lengths instead of
+    all-short or all-long, which would flatter or punish whoever runs it.
+    """
+    if count == 1:
+        return [longest]
+    ascending = [round(shortest + (longest - shortest) * i / (count - 1)) for i in range(count)]
+    mixed = []
+    for i in range(count // 2):
+        mixed += [ascending[i], ascending[count - 1 - i]]
+    if count % 2:
+        mixed.append(ascending[count // 2])
+    return mixed
+
+
+def _encode(tokenizer, text: str) -> tuple[int, ...]:
+    return tuple(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def _cut(tokenizer, stream: list[int], start: int, length: int) -> Prompt:
+    """The longest text starting at ``stream[start]`` whose encoding has exactly ``length`` ids."""
+    special = len(_encode(tokenizer, ""))
+    take = length - special
+    for _ in range(64):
+        text = tokenizer.decode(stream[start:start + take], skip_special_tokens=True)
+        ids = _encode(tokenizer, text)
+        if len(ids) == length:
+            return Prompt(text, ids)
+        take += length - len(ids)  # re-encoding merged or split tokens: move the cut
+        if take < 1:
+            break
+    raise ValueError(f"cannot cut a {length}-token prompt at corpus offset {start}")
+
+
+def build_prompts(tokenizer, count: int, shortest: int, longest: int) -> list[Prompt]:
+    """``count`` prompts of ``shortest``..``longest`` tokens from consecutive corpus stretches."""
+    stream: list[int] = []
+    for paragraph in read_paragraphs():
+        stream.extend(tokenizer(paragraph + "\n\n", add_special_tokens=False)["input_ids"])
+    prompts, start = [], 0
+    for length in target_lengths(count, shortest, longest):
+        if start + 2 * length > len(stream):
+            start = 0  # a small corpus: wrap around (the texts then repeat, which is harmless)
+        prompts.append(_cut(tokenizer, stream, start, length))
+        start += 2 * length
+    return prompts

@@ -1,0 +1,26 @@
+"""Sluice deploy package: deploy the Sluice container to SageMaker and read its token streams.
+
+Streaming: `TokenIterator` / `EventIterator` parse ``invoke_endpoint_with_response_stream`` bodies
+(``deploy.stream``); `LocalEndpoint` runs the container plus a local sagemaker-runtime API for the
+real boto3 client (``deploy.local_endpoint``); typed exceptions live in ``deploy.errors``.
+Deploying: `JumpStartModel(model_id).deploy()` (boto3 only) returns a `Predictor`; the catalog is
+queried with `list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.filters``).
+"""
+
+from deploy.errors import (ContainerError, GenerationError, IncompleteGenerationError,
+                           InternalStreamFailure, ModelStreamError, OverloadedError, SluiceError,
+                           StreamError, StreamFormatError, ValidationError)
+from deploy.local_endpoint import LocalEndpoint, run_local_endpoint
+from deploy.stream import EventIterator, TokenIterator
+from deploy.artifacts import upload_model_dir
+from deploy.filters import And, Not, Or, list_jumpstart_models
+from deploy.jumpstart import JumpStartModel
+from deploy.predictor import Predictor
+
+__all__ = [
+    "ContainerError", "EventIterator", "GenerationError", "IncompleteGenerationError",
+    "InternalStreamFailure", "LocalEndpoint", "ModelStreamError", "OverloadedError",
+    "SluiceError", "StreamError", "StreamFormatError", "TokenIterator", "ValidationError",
+    "run_local_endpoint", "And", "Not", "Or", "list_jumpstart_models", "JumpStartModel", "Predictor",
+    "upload_model_dir",
+]

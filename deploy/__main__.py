@@ -1,0 +1,207 @@
+"""``python -m deploy``: list, deploy, invoke, delete, serve locally, upload and publish models.
+
+Exit codes: 0 success, 1 a deploy/AWS/stream error (one ``error:`` line on stderr), 2 bad usage
+(argparse), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy.errors import SluiceError
+
+
+def _env_pairs(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"--env expects NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return env
+
+
+def cmd_models(args) -> int:
+    from deploy.filters import And, list_jumpstart_models
+
+    result = list_jumpstart_models(filter=And(*args.filter) if args.filter else "true",
+                                   list_versions=args.versions, list_old_models=args.versions)
+    for item in result:
+        print(" ".join(item) if isinstance(item, tuple) else item)
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from deploy.jumpstart import JumpStartModel
+
+    model = JumpStartModel(args.model_id, model_version=args.version, role=args.role,
+                           image_uri=args.image_uri, env=_env_pairs(args.env),
+                           model_data=args.model_data, region=args.region)
+    predictor = model.deploy(initial_instance_count=args.instance_count,
+                             instance_type=args.instance_type, endpoint_name=args.endpoint_name,
+                             wait=not args.no_wait, poll_interval=args.poll_interval)
+    state = "creating" if args.no_wait else "InService"
+    print(f"endpoint {predictor.endpoint_name} ({state}); model {predictor.model_name}")
+    return 0
+
+
+def _predictor(args):
+    import boto3
+    from deploy.predictor import Predictor
+
+    return Predictor(args.endpoint, boto_session=boto3.Session(region_name=args.region))
+
+
+def cmd_invoke(args) -> int:
+    predictor = _predictor(args)
+    # TGI's /invocations returns the prompt too unless told otherwise (return_full_text defaults
+    # to true for a local model path); the CLI prints only the continuation, streamed or not.
+    payload = {"inputs": args.prompt,
+               "parameters": {"max_new_tokens": args.max_new_tokens, "return_full_text": False}}
+    if args.stream:
+        for token in predictor.predict_stream(payload):
+            sys.stdout.write(token)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    result = predictor.predict(payload)
+    if isinstance(result, list) and result and isinstance(result[0], dict):
+        print(result[0].get("generated_text", json.dumps(result[0], ensure_ascii=False)))
+    else:
+        print(json.dumps(result, ensure_ascii=False) if not isinstance(result, bytes)
+              else result.decode("utf-8", "replace"))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    predictor = _predictor(args)
+    predictor.delete_model()
+    predictor.delete_endpoint(delete_endpoint_config=not args.keep_config)
+    print(f"deleted endpoint {args.endpoint}")
+    return 0
+
+
+def cmd_local(args) -> int:
+    import os
+    from deploy.jumpstart import ENV_MODEL_DIR
+    from deploy.local_endpoint import run_local_endpoint
+
+    model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
+    if not model_dir:
+        raise SystemExit(f"error: pass --model-dir or set {ENV_MODEL_DIR} "
+                         "(build one with `python -m demo.build_model --size tiny --out DIR`)")
+    kwargs = {"endpoint_name": args.endpoint_name} if args.endpoint_name else {}
+    run_local_endpoint(model_dir, args.port, use_docker=args.docker, image=args.image_uri,
+                       **kwargs)
+    return 0
+
+
+def cmd_upload(args) -> int:
+    from deploy.artifacts import upload_model_dir
+    from deploy.catalog import get_model_spec
+
+    prefix = args.prefix or get_model_spec(args.model_id, args.version).artifact_key
+    if not prefix:
+        raise SystemExit(f"error: {args.model_id} downloads from the hub; pass --prefix")
+    print(upload_model_dir(args.model_dir, args.bucket, prefix))
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from deploy.publish import publish
+
+    keys = publish(args.image_uri, out_dir=args.out, bucket=args.bucket,
+                   regions=args.region or None, model_ids=args.model_id or None)
+    where = f"s3://{args.bucket}/" if args.bucket else f"{args.out}/"
+    print(f"wrote {len(keys)} files to {where}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy",
+        description="List, deploy, invoke, delete, serve locally, upload and publish Sluice models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list catalog models (SDK filter language)")
+    p.add_argument("--filter", action="append", default=[],
+                   help="e.g. 'task == llm' or 'instance_type in [ml.g5.2xlarge]' (repeat to AND)")
+    p.add_argument("--versions", action="store_true", help="print every version")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("deploy", help="create model, endpoint config and endpoint")
+    p.add_argument("model_id")
+    p.add_argument("--version", default="*")
+    p.add_argument("--instance-type")
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--endpoint-name")
+    p.add_argument("--no-wait", action="store_true", help="return once the endpoint is Creating")
+    p.add_argument("--role", help="execution role ARN (default $SLUICE_EXECUTION_ROLE_ARN)")
+    p.add_argument("--image-uri", help="default $SLUICE_IMAGE_URI or <account>.dkr.ecr.<region>.amazonaws.com/sluice:latest")
+    p.add_argument("--model-data", help="s3://bucket/prefix/ holding the model files")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--region")
+    p.add_argument("--poll-interval", type=float, default=15.0)
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("invoke", help="invoke an endpoint (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME for local)")
+    p.add_argument("endpoint")
+    p.add_argument("prompt")
+    p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--region")
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("delete", help="delete an endpoint, its config and its models")
+    p.add_argument("endpoint")
+    p.add_argument("--keep-config", action="store_true")
+    p.add_argument("--region")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("local", help="serve a local endpoint until Ctrl-C")
+    p.add_argument("--model-dir", help="default $SLUICE_MODEL_DIR")
+    p.add_argument("--port", type=int, default=8090, help="runtime API port (default 8090)")
+    p.add_argument("--endpoint-name")
+    p.add_argument("--docker", action="store_true", help="run the image instead of a process")
+    p.add_argument("--image-uri")
+    p.set_defaults(func=cmd_local)
+
+    p = sub.add_parser("upload", help="upload a model dir to its catalog S3 prefix")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--model-id", default="huggingface-llm-sluice-demo-tiny")
+    p.add_argument("--version", default="*")
+    p.add_argument("--prefix", help="override the catalog's artifact key")
+    p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser("publish", help="write JumpStart metadata for the real SageMaker SDK")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--bucket")
+    target.add_argument("--out", help="local folder (AWS_JUMPSTART_*_LOCAL_ROOT_DIR_OVERRIDE)")
+    p.add_argument("--image-uri", required=True, help="may contain {region}")
+    p.add_argument("--region", action="append", default=[], help="regions to cover (repeat)")
+    p.add_argument("--model-id", action="append", default=[], help="publish only these (repeat)")
+    p.set_defaults(func=cmd_publish)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except argparse.ArgumentTypeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (SluiceError, ClientError, BotoCoreError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""A SageMaker endpoint on this machine: the Sluice container plus a local runtime API.
+
+`LocalEndpoint` lets the code users write for a real endpoint (``boto3`` ``invoke_endpoint`` /
+``invoke_endpoint_with_response_stream`` + `TokenIterator`) run unchanged against a local model,
+for development, notebooks and end-to-end tests. The container runs as a process
+(``container/serve``, exactly as SageMaker starts it) or, when asked, as ``docker run IMAGE serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from deploy.local_container import ContainerProcess, ContainerStartError, free_port, ping_status
+from deploy.local_runtime import LocalRuntime
+
+DEFAULT_ENDPOINT_NAME = "sluice-local"
+DEFAULT_REGION = "us-east-1"
+CONTAINER_MODEL_DIR = "/opt/ml/model"
+
+
+class DockerContainer:
+    """``docker run IMAGE serve`` with the model mounted where SageMaker mounts it.
+
+    Host networking keeps the URL ``127.0.0.1:PORT`` the same as the process mode's. Same
+    interface as `ContainerProcess`: ``start``, ``wait_ready``, ``url``, ``stop``.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, image: str, port: int | None = None,
+                 env: dict[str, str] | None = None):
+        self.model_dir = Path(model_dir).resolve()
+        self.image = image
+        self.port = port or free_port()
+        self.env = {"HF_MODEL_ID": CONTAINER_MODEL_DIR, **(env or {}),
+                    "SAGEMAKER_BIND_TO_PORT": str(self.port)}
+        self.name = f"sluice-local-{uuid.uuid4().hex[:8]}"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = ["docker", "run", "--rm", "--name", self.name, "--network", "host",
+               "-v", f"{self.model_dir}:{CONTAINER_MODEL_DIR}:ro"]
+        for key, value in self.env.items():
+            cmd += ["-e", f"{key}={value}"]
+        return cmd + [self.image, "serve"]
+
+    def start(self) -> "DockerContainer":
+        self.proc = subprocess.Popen(self.command())
+        return self
+
+    def wait_ready(self, timeout: float = 600.0) -> "DockerContainer":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ContainerStartError(f"docker run exited with {self.proc.returncode}")
+            if ping_status(self.url) == 200:
+                return self
+            time.sleep(0.5)
+        raise ContainerStartError(f"/ping not 200 after {timeout:.0f} s ({self.name})")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """``docker stop`` sends SIGTERM, then SIGKILL after ``timeout``, as SageMaker does."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            subprocess.run(["docker", "stop", "--time", str(int(timeout)), self.name],
+                           capture_output=True, check=False)
+            self.proc.wait()
+        return self.proc.returncode
+
+
+class LocalEndpoint:
+    """Start a container and a local sagemaker-runtime API that routes ``endpoint_name`` to it.
+
+    >>> with LocalEndpoint("model/") as endpoint:
+    ...     client = endpoint.client()
+    ...     response = client.invoke_endpoint_with_response_stream(
+    ...         EndpointName=endpoint.endpoint_name, Body=b'{"inputs": "Hi", "stream": true}',
+    ...         ContentType="application/json")
+    ...     print("".join(TokenIterator(response["Body"])))
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, endpoint_name: str = DEFAULT_ENDPOINT_NAME,
+                 use_docker: bool = False, image: str | None = None,
+                 env: dict[str, str] | None = None, runtime_port: int = 0,
+                 region: str = DEFAULT_REGION, ready_timeout: float = 300.0):
+        if use_docker and not image:
+            raise ValueError("use_docker=True needs image=")
+        self.endpoint_name = endpoint_name
+        self.region = region
+        self.ready_timeout = ready_timeout
+        self.container = (DockerContainer(model_dir, image, env=env) if use_docker
+                          else ContainerProcess(model_dir, env=env))
+        self.runtime = LocalRuntime(port=runtime_port)
+
+    @property
+    def container_url(self) -> str:
+        return self.container.url
+
+    @property
+    def runtime_url(self) -> str:
+        return self.runtime.url
+
+    def start(self) -> "LocalEndpoint":
+        self.container.start()
+        try:
+            self.container.wait_ready(self.ready_timeout)
+            self.runtime.add_endpoint(self.endpoint_name, self.container.url)
+            self.runtime.start()
+        except BaseException:
+            self.container.stop()
+            self.runtime.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.runtime.stop()
+        self.container.stop()
+
+    def client(self, **config):
+        """A real boto3 ``sagemaker-runtime`` client pointed at this endpoint (dummy credentials).
+
+        ``config`` goes to ``botocore.config.Config`` (e.g. ``read_timeout``).
+        """
+        import boto3
+        from botocore.config import Config
+
+        settings = {"retries": {"total_max_attempts": 1}, "read_timeout": 120, **config}
+        return boto3.client("sagemaker-runtime", endpoint_url=self.runtime_url,
+                            region_name=self.region, aws_access_key_id="local",
+                            aws_secret_access_key="local", config=Config(**settings))
+
+    def __enter__(self) -> "LocalEndpoint":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_local_endpoint(model_dir: str | os.PathLike, port: int,
+                       endpoint_name: str = DEFAULT_ENDPOINT_NAME, use_docker: bool = False,
+                       image: str | None = None, env: dict[str, str] | None = None,
+                       announce=None) -> None:
+    """Serve a local endpoint on ``127.0.0.1:port`` until Ctrl-C (for ``python -m deploy local``).
+
+    ``announce`` receives the status lines (default: print, flushed so a pipe sees them at once).
+    """
+    announce = announce or (lambda text: print(text, flush=True))
+    endpoint = LocalEndpoint(model_dir, endpoint_name, use_docker=use_docker, image=image,
+                             env=env, runtime_port=port)
+    with endpoint:
+        announce(f"Endpoint {endpoint_name!r} ready: runtime API {endpoint.runtime_url} "
+                 f"-> container {endpoint.container_url}\n"
+                 f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.runtime_url}\n"
+                 "Press Ctrl-C to stop.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            announce("Stopping.")

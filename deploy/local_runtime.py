@@ -1,0 +1,227 @@
+"""A local sagemaker-runtime API on 127.0.0.1 in front of Sluice containers.
+
+moto does not implement ``InvokeEndpointWithResponseStream``, so streaming through the real,
+unmodified boto3 client needs a server that speaks the service's wire format: this one proxies
+``InvokeEndpoint`` and ``InvokeEndpointWithResponseStream`` to a container's ``POST /invocations``
+the way SageMaker does (headers mapped, container errors wrapped in ``ModelError``, each container
+chunk re-framed as one event-stream ``PayloadPart``, a broken container connection reported as a
+``ModelStreamError`` exception event). Point boto3 at it with ``endpoint_url=runtime.url`` or
+``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``; signatures are not checked.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import re
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+from deploy.eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
+from deploy.eventstream import encode_exception, encode_payload_part
+
+log = logging.getLogger(__name__)
+
+PRODUCTION_VARIANT = "AllTraffic"
+CONTAINER_HOSTNAME = "primary"
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's documented request limit
+READ_SIZE = 64 * 1024
+_ROUTE = re.compile(r"^/endpoints/([^/]+)/(invocations|invocations-response-stream)$")
+# Request headers SageMaker forwards to the container; everything else is stripped.
+_FORWARDED = ("Content-Type", "X-Amzn-SageMaker-Custom-Attributes",
+              "X-Amzn-SageMaker-Inference-Id", "X-Amzn-SageMaker-Target-Variant")
+
+
+class _ContainerFailed(Exception):
+    """The container could not be reached or answered non-2xx before any byte was streamed."""
+
+    def __init__(self, status: int, body: bytes):
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+class RuntimeRequestHandler(BaseHTTPRequestHandler):
+    """One sagemaker-runtime request; the server holds the endpoint name -> container URL map."""
+
+    protocol_version = "HTTP/1.1"  # chunked responses and connection reuse, as botocore expects
+    server: "LocalRuntimeServer"
+
+    def log_message(self, fmt, *args) -> None:
+        log.debug("local runtime: " + fmt, *args)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        match = _ROUTE.match(urlsplit(self.path).path)
+        if not match:
+            return self._send_error(404, "UnknownOperationException",
+                                    f"Unknown operation {self.path}")
+        name, operation = unquote(match.group(1)), match.group(2)
+        container_url = self.server.endpoints.get(name)
+        if container_url is None:
+            return self._send_error(400, "ValidationError",
+                                    f"Endpoint {name} of account 000000000000 not found.")
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return self._send_error(400, "ValidationError",
+                                    f"Request payload exceeds {MAX_PAYLOAD_BYTES} bytes.")
+        streaming = operation == "invocations-response-stream"
+        accept = self.headers.get("X-Amzn-SageMaker-Accept" if streaming else "Accept")
+        try:
+            conn, response = self._call_container(container_url, body, accept)
+        except _ContainerFailed as failure:
+            return self._send_model_error(failure.status, failure.body)
+        try:
+            if streaming:
+                self._relay_stream(response)
+            else:
+                self._relay_body(response)
+        finally:
+            conn.close()
+
+    def _call_container(self, container_url: str, body: bytes, accept: str | None):
+        parts = urlsplit(container_url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port,
+                                          timeout=self.server.container_timeout)
+        headers = {key: self.headers[key] for key in _FORWARDED if self.headers.get(key)}
+        if accept:
+            headers["Accept"] = accept
+        try:
+            conn.request("POST", "/invocations", body=body, headers=headers)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as error:
+            conn.close()
+            raise _ContainerFailed(0, f"Could not reach the container: {error}".encode()) from error
+        if response.status >= 400:
+            failed_body = response.read()
+            conn.close()
+            raise _ContainerFailed(response.status, failed_body)
+        return conn, response
+
+    def _relay_body(self, response: http.client.HTTPResponse) -> None:
+        try:
+            data = response.read()
+        except (OSError, http.client.HTTPException) as error:  # died before finishing the body
+            return self._send_model_error(0, f"Incomplete response from the container: {error!r}"
+                                          .encode())
+        self.send_response(200)
+        self._send_common_headers(response)
+        self.send_header("Content-Type", response.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _relay_stream(self, response: http.client.HTTPResponse) -> None:
+        """Re-frame each chunk the container writes as one PayloadPart, flushed at once."""
+        self.send_response(200)
+        self._send_common_headers(response)
+        self.send_header("Content-Type", EVENTSTREAM_CONTENT_TYPE)
+        self.send_header("X-Amzn-SageMaker-Content-Type",
+                         response.getheader("Content-Type", "application/octet-stream"))
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while True:
+                data = response.read1(READ_SIZE)
+                if not data:
+                    break
+                self._write_chunk(encode_payload_part(data))
+        except TimeoutError:
+            self._write_chunk(encode_exception(
+                "ModelStreamError", "The model failed to finish sending the response within "
+                "the timeout period.", "ModelInvocationTimeExceeded"))
+        except (OSError, http.client.HTTPException) as error:
+            log.info("container stream broken: %r", error)
+            self._write_chunk(encode_exception(
+                "ModelStreamError", "The TCP connection between the client and the model was "
+                "reset or closed.", "StreamBroken"))
+        self._write_chunk(b"")  # the terminating zero-length chunk
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _send_common_headers(self, response: http.client.HTTPResponse) -> None:
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("x-Amzn-Invoked-Production-Variant", PRODUCTION_VARIANT)
+        attributes = response.getheader("X-Amzn-SageMaker-Custom-Attributes")
+        if attributes:
+            self.send_header("X-Amzn-SageMaker-Custom-Attributes", attributes)
+
+    def _send_model_error(self, status: int, body: bytes) -> None:
+        """A container 4xx/5xx becomes ``ModelError`` (424), with SageMaker's message wording."""
+        original = body.decode("utf-8", errors="replace")
+        kind = "client" if 400 <= status < 500 else "server"
+        message = (f"Received {kind} error ({status}) from {CONTAINER_HOSTNAME} "
+                   f"with message \"{original}\"")
+        self._send_error(424, "ModelError", message,
+                         {"OriginalStatusCode": status, "OriginalMessage": original})
+
+    def _send_error(self, status: int, code: str, message: str, extra: dict | None = None) -> None:
+        data = json.dumps({"message": message, **(extra or {})}).encode("utf-8")
+        self.send_response(status)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("x-amzn-ErrorType", code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class LocalRuntimeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, endpoints: dict[str, str], container_timeout: float):
+        super().__init__(address, RuntimeRequestHandler)
+        self.endpoints = endpoints
+        self.container_timeout = container_timeout
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up mid-stream is normal (it stopped iterating); log, don't print."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
+            log.debug("client %s went away: %r", client_address, error)
+        else:
+            log.exception("local runtime failed on a request from %s", client_address)
+
+
+class LocalRuntime:
+    """The runtime API on a background thread; also a context manager.
+
+    ``endpoints`` maps endpoint names to container base URLs (``http://127.0.0.1:PORT``).
+    ``container_timeout`` bounds each read from the container, like SageMaker's invocation limit.
+    """
+
+    def __init__(self, endpoints: dict[str, str] | None = None, host: str = "127.0.0.1",
+                 port: int = 0, container_timeout: float = 300.0):
+        self.server = LocalRuntimeServer((host, port), dict(endpoints or {}), container_timeout)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def add_endpoint(self, name: str, container_url: str) -> None:
+        self.server.endpoints[name] = container_url.rstrip("/")
+
+    def start(self) -> "LocalRuntime":
+        self._thread = threading.Thread(target=self.server.serve_forever, name="local-runtime",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.server.server_close()
+
+    def __enter__(self) -> "LocalRuntime":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
