@@ -9,7 +9,7 @@ SIZE ?= tiny
 MODEL_DIR ?= models/$(SIZE)
 PORT ?= 8080
 
-.PHONY: install model serve local test bench docker-test
+.PHONY: install model serve local test bench bench-quick docker-test
 
 install: $(STAMP)
 
@@ -35,15 +35,14 @@ local: install
 test: install
 	$(PY) -m pytest -q
 
-docker-# A local endpoint for the real boto3 client (sagemaker-runtime API on PORT, endpoint sluice-local).
-local: install
-	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
-	$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT)
-
-test: install
+# The image and its SageMaker contract checks, with a local Docker engine and no registry.
+docker-test: install
 	SLUICE_DOCKER_INSTALL=1 PYTHON=$(abspath $(PY)) docker/build-image.sh
 	$(PY) -m pytest -q -m docker
 
 bench: install
 	$(PY) -m pip install -q -r requirements/bench.txt
 	$(PY) bench/run.py --out bench/results/latest.json
+
+bench-quick: install
+	$(PY) bench/run.py --quick --skip-transformers-serve --out bench/results/quick.json

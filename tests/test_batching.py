@@ -114,3 +114,28 @@ def test_ping_answers_within_sagemakers_budget_while_8_streams_run(server):
         stop.set()
         pinger.result()  # a ping slower than 2 s raises here (SageMaker's timeout)
     assert len(statuses) > 10 and set(statuses) == {200}
+
+
+def _gauge(url: str, name: str) -> float:
+    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_kv_budget_admits_only_what_fits_and_queues_the_rest_in_order(start_server):
+    # each request needs its prompt + 100 new tokens of KV: two of them never fit in 200
+    tight = start_server(env={"MAX_TOTAL_TOKENS": "128", "MAX_INPUT_TOKENS": "64",
+                              "MAX_BATCH_TOTAL_TOKENS": "200", "RESPONSE_CACHE_SIZE": "0"})
+    expected = [alone(tight.url, p, max_new_tokens=100)["generated_text"] for p in PROMPTS[:4]]
+    batch_sizes, queue_sizes = [], []
+    with futures.ThreadPoolExecutor(5) as pool:
+        streams = [pool.submit(stream_text, tight.url, p, max_new_tokens=100) for p in PROMPTS[:4]]
+        while not all(s.done() for s in streams):
+            batch_sizes.append(_gauge(tight.url, "tgi_batch_current_size"))
+            queue_sizes.append(_gauge(tight.url, "tgi_queue_size"))
+            time.sleep(0.01)
+        results = [s.result() for s in streams]
+    assert results == expected
+    assert max(batch_sizes) == 1
+    assert max(queue_sizes) >= 1
