@@ -190,8 +190,7 @@ class Engine:
             if result.prompt_logprobs is not None:
                 for sequence, logprobs in zip(group, result.prompt_logprobs):
                     sequence.prefill = self._prefill_tokens(sequence, logprobs)
-            choices = self._choose(result.last_logits, group)
-            result.batch.last_tokens = torch.tensor([c.token_id for c in choices], device=self.runner.device)
+            choices, result.batch.last_tokens = self._choose(result.last_logits, group)
             for sequence, choice in zip(group, choices):
                 sequence.add(choice)
             keep = [i for i, s in enumerate(group) if not s.finished]
@@ -208,8 +207,7 @@ class Engine:
 
     def _decode_step(self) -> None:
         logits = self.runner.decode(self._batch)
-        choices = self._choose(logits, self._running)
-        self._batch.last_tokens = torch.tensor([c.token_id for c in choices], device=self.runner.device)
+        choices, self._batch.last_tokens = self._choose(logits, self._running)
         for sequence, choice in zip(self._running, choices):
             sequence.add(choice)
         self.stats.steps_total += 1

@@ -83,19 +83,23 @@ def _typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
 
 
 def choose_tokens(logits: torch.Tensor, samplers: list[SequenceSampler], histories: list[torch.Tensor | None],
-                  top_n: list[int]) -> list[Choice]:
-    """Next token for every row of ``logits`` [batch, vocab]; one host sync for the whole batch."""
+                  top_n: list[int]) -> tuple[list[Choice], torch.Tensor]:
+    """Next token for every row of ``logits`` [batch, vocab], and those ids as a device tensor.
+
+    One host sync for the whole batch (the ``tolist`` that streaming needs); the id tensor stays
+    on the device to feed the next step.
+    """
     logits = logits.float()
-    simple = [i for i, s in enumerate(samplers) if not s.params.needs_processing]
-    processed = logits if len(simple) == len(samplers) else logits.clone()
-    ids = torch.empty(len(samplers), dtype=torch.long, device=logits.device)
-    if simple:
-        rows = torch.tensor(simple, device=logits.device)
-        ids[rows] = logits[rows].argmax(dim=-1)
-    for i, sampler in enumerate(samplers):
-        if sampler.params.needs_processing:
-            processed[i] = sampler.process(logits[i], histories[i])
-            ids[i] = sampler.pick(processed[i])
+    if all(not s.params.needs_processing for s in samplers):
+        processed = logits
+        ids = logits.argmax(dim=-1)
+    else:
+        processed = logits.clone()
+        ids = logits.argmax(dim=-1)
+        for i, sampler in enumerate(samplers):
+            if sampler.params.needs_processing:
+                processed[i] = sampler.process(logits[i], histories[i])
+                ids[i] = sampler.pick(processed[i])
     log_probs = torch.log_softmax(processed, dim=-1)
     chosen = log_probs.gather(1, ids[:, None])[:, 0]
     max_n = max(top_n, default=0)
@@ -108,4 +112,4 @@ def choose_tokens(logits: torch.Tensor, samplers: list[SequenceSampler], histori
         if top_values is not None and top_n[i]:
             tops = tuple(zip(top_values[1][i][:top_n[i]], top_values[0][i][:top_n[i]]))
         choices.append(Choice(token_id, chosen_list[i], tops))
-    return choices
+    return choices, ids
