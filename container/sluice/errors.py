@@ -117,6 +117,21 @@ class TemplateError(ServerError):
         super().__init__(f"Template error: {detail}")
 
 
+class BatchSizeError(ServerError):
+    """More prompts in one completions request than TGI's MAX_CLIENT_BATCH_SIZE."""
+
+    status = 422
+    error_type = "batch size exceeded"
+
+
+class SuffixNotSupportedError(ServerError):
+    status = 422
+    error_type = "suffix not supported"
+
+    def __init__(self):
+        super().__init__("Suffix is not supported and can be achieved by preprocessing the prompt.")
+
+
 class NotReadyError(ServerError):
     """``/ping`` before the model is loaded (and inference routes, which cannot serve yet)."""
 

@@ -89,8 +89,9 @@ class KVBatch:
         start = int(used[0]) if used.numel() else mask.shape[1]
         cache = BatchCache()
         for layer in self.cache.layers:
-            keys = layer._keys.index_select(0, index)[:, :, start:].contiguous()
-            values = layer._values.index_select(0, index)[:, :, start:].contiguous()
+            rows = index.to(layer._keys.device)  # with device_map="auto" layers live on several GPUs
+            keys = layer._keys.index_select(0, rows)[:, :, start:].contiguous()
+            values = layer._values.index_select(0, rows)[:, :, start:].contiguous()
             fresh = GrowingLayer()
             fresh.adopt(keys, values, layer.length - start)
             cache.layers.append(fresh)

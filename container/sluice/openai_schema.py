@@ -9,21 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import DeserializeError, ServerError
+from .errors import BatchSizeError, DeserializeError, SuffixNotSupportedError
 from .schema import GenerateRequest, SchemaLimits, parse_generate_request
-
-
-class BatchSizeError(ServerError):
-    status = 422
-    error_type = "batch size exceeded"
-
-
-class SuffixNotSupportedError(ServerError):
-    status = 422
-    error_type = "suffix not supported"
-
-    def __init__(self):
-        super().__init__("Suffix is not supported and can be achieved by preprocessing the prompt.")
 
 
 @dataclass(frozen=True)
