@@ -96,6 +96,11 @@ def test_a_client_that_disconnects_mid_stream_frees_its_sequence(start_server):
         assert time.monotonic() < deadline, process.log_tail()
         time.sleep(0.05)
     assert "slot freed" in process.log_text()
+    deadline = time.monotonic() + 10
+    while _gauge(process.url, "sluice_requests_in_flight") or _gauge(process.url, "tgi_batch_current_size"):
+        assert time.monotonic() < deadline, "the hung-up request still holds its slot or batch row"
+        time.sleep(0.05)
+    assert _gauge(process.url, "sluice_request_cancelled") == 1
 
 
 def test_ping_answers_within_sagemakers_budget_while_8_streams_run(server):
@@ -139,3 +144,16 @@ def test_kv_budget_admits_only_what_fits_and_queues_the_rest_in_order(start_serv
     assert results == expected
     assert max(batch_sizes) == 1
     assert max(queue_sizes) >= 1
+
+
+def test_an_abandoned_stream_is_never_replayed_from_the_cache(start_server):
+    cached = start_server()  # response cache on (the default)
+    _open_stream_and_hang_up(cached.url)
+    deadline = time.monotonic() + 10
+    while _gauge(cached.url, "sluice_requests_in_flight"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    response = requests.post(cached.url + "/invocations", timeout=120, json={
+        "inputs": "Tell me a long story", "parameters": {"max_new_tokens": 1500, "details": True}})
+    assert response.headers["x-sluice-cache"] == "miss"
+    assert response.json()[0]["details"]["generated_tokens"] == 1500

@@ -132,6 +132,16 @@ class SuffixNotSupportedError(ServerError):
         super().__init__("Suffix is not supported and can be achieved by preprocessing the prompt.")
 
 
+class ClientClosedError(ServerError):
+    """The client went away before the answer was complete (nginx's 499); nobody reads it."""
+
+    status = 499
+    error_type = "client_closed"
+
+    def __init__(self):
+        super().__init__("Client closed the connection")
+
+
 class NotReadyError(ServerError):
     """``/ping`` before the model is loaded (and inference routes, which cannot serve yet)."""
 

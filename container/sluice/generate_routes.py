@@ -8,7 +8,7 @@ import time
 
 from flask import Response, request
 
-from .errors import IncompleteGenerationError, ServerError, ValidationError
+from .errors import ClientClosedError, IncompleteGenerationError, ServerError, ValidationError
 from .framing import SSE_KEEPALIVE, StreamFormat, choose_stream_format
 from .http_io import client_gone_probe, json_response
 from .response_cache import wants_cache
@@ -94,6 +94,8 @@ def stream_generation(service: GenerationService, req, fmt: StreamFormat, comput
                         yield fmt.encode(payload)
                 for payload in tail():
                     yield fmt.encode(payload)
+        except ClientClosedError:
+            return  # nobody is left to read an error event
         except ServerError as error:
             yield fmt.encode(encode_error(error) if encode_error else error.body())
         except GeneratorExit:

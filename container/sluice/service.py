@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from .errors import IncompleteGenerationError, OverloadedError, ServerError
+from .errors import ClientClosedError, IncompleteGenerationError, OverloadedError, ServerError
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
 from .schema import GenerateRequest, SchemaLimits
@@ -70,7 +70,7 @@ class GenerationService:
         started = time.monotonic()
         try:
             yield
-        except GeneratorExit:
+        except (GeneratorExit, ClientClosedError):
             self.metrics.count("sluice_request_cancelled")
             raise
         except ServerError as error:
@@ -120,7 +120,8 @@ class GenerationService:
             if event is not None:
                 run.append(event)
             yield event
-        self._store(valid, [run])
+        if run and run[-1].finish is not None:  # only whole answers are worth replaying
+            self._store(valid, [run])
 
     def events(self, valid: ValidRequest, client_gone: Callable[[], bool], seed: int | None = None,
                heartbeat: bool = False) -> Iterator[TokenEvent | None]:
@@ -140,7 +141,7 @@ class GenerationService:
                     event = sequence.events.get(timeout=POLL_SECONDS)
                 except queue.Empty:
                     if client_gone():
-                        return
+                        raise ClientClosedError()
                     now = time.monotonic()
                     if now > deadline:
                         raise IncompleteGenerationError()
