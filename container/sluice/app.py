@@ -46,7 +46,8 @@ def create_app(host: ModelHost, config: Config) -> Flask:
 
     def health():
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
-        service()
+        if not service().engine.alive:
+            raise NotReadyError("The generation engine has stopped")
         return Response(status=200)
 
     app.add_url_rule("/ping", "ping", health, methods=["GET"])

@@ -96,6 +96,11 @@ class Engine:
             self._wakeup.notify()
         return sequence
 
+    @property
+    def alive(self) -> bool:
+        """False once the loop has ended: the health check must then stop saying 200."""
+        return self._thread.is_alive()
+
     def wake(self) -> None:
         """Let the loop notice a cancellation now rather than at its next step."""
         with self._wakeup:
@@ -117,8 +122,8 @@ class Engine:
                 if self._stopped:
                     return
                 newcomers = self._admit()
-            self._drop_cancelled()
             try:
+                self._drop_cancelled()
                 if newcomers:
                     self._prefill(newcomers)
                 elif self._running:
