@@ -57,6 +57,26 @@ def test_text_generation_client_raises_overloaded(start_server):
     assert set(streams) == {"served", "overloaded"}
 
 
+def test_text_generation_client_raises_generation_error_when_generation_fails_mid_stream(start_server):
+    # A real failure: the request outlives the server's SAGEMAKER_MODEL_SERVER_TIMEOUT.
+    strict = start_server(env={"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"})
+    client = text_generation.Client(strict.url, timeout=60)
+    received = []
+    with pytest.raises(tg_errors.GenerationError, match="SAGEMAKER_MODEL_SERVER_TIMEOUT"):
+        for response in client.generate_stream("Tell me a long story", max_new_tokens=2000):
+            received.append(response.token.text)
+    assert received, "tokens should have streamed before the failure"
+    with pytest.raises(tg_errors.GenerationError):
+        client.generate("Tell me a long story", max_new_tokens=2000)
+    assert client.generate("Short", max_new_tokens=2).details.generated_tokens == 2
+
+
+def test_a_tiny_temperature_samples_like_greedy_instead_of_failing(server):
+    greedy = generate(server.url, "The cheese", max_new_tokens=8, return_full_text=False)[0]["generated_text"]
+    cold = generate(server.url, "The cheese", max_new_tokens=8, return_full_text=False, temperature=1e-40, seed=1)
+    assert cold[0]["generated_text"] == greedy
+
+
 def test_huggingface_hub_text_generation_streams_with_details(server):
     client = InferenceClient(base_url=server.url)
     expected = generate(server.url, "The cheese", max_new_tokens=10, return_full_text=False)[0]["generated_text"]

@@ -46,7 +46,9 @@ class SequenceSampler:
         if not p.do_sample:
             return logits
         if p.temperature != 1.0:
-            logits = logits / p.temperature
+            # Shift first: a tiny temperature then drives the others to -inf instead of turning
+            # the top logit into inf (and the softmax into NaN).
+            logits = (logits - logits.max()) / p.temperature
         if p.top_k and p.top_k < logits.numel():
             kth = torch.topk(logits, p.top_k).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))

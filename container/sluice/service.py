@@ -14,7 +14,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from .errors import ClientClosedError, IncompleteGenerationError, OverloadedError, ServerError
+from .errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
+                     ServerError)
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
 from .schema import GenerateRequest, SchemaLimits
@@ -137,16 +138,16 @@ class GenerationService:
         finished = False
         try:
             while True:
+                if time.monotonic() > deadline:
+                    raise GenerationError(f"the request exceeded the {self.request_timeout:g} s limit "
+                                          "(SAGEMAKER_MODEL_SERVER_TIMEOUT)")
                 try:
                     event = sequence.events.get(timeout=POLL_SECONDS)
                 except queue.Empty:
                     if client_gone():
                         raise ClientClosedError()
-                    now = time.monotonic()
-                    if now > deadline:
-                        raise IncompleteGenerationError()
-                    if heartbeat and now - last > KEEPALIVE_SECONDS:
-                        last = now
+                    if heartbeat and time.monotonic() - last > KEEPALIVE_SECONDS:
+                        last = time.monotonic()
                         yield None
                     continue
                 if isinstance(event, ErrorEvent):
