@@ -157,3 +157,18 @@ def test_an_abandoned_stream_is_never_replayed_from_the_cache(start_server):
         "inputs": "Tell me a long story", "parameters": {"max_new_tokens": 1500, "details": True}})
     assert response.headers["x-sluice-cache"] == "miss"
     assert response.json()[0]["details"]["generated_tokens"] == 1500
+
+
+def test_a_stream_waiting_in_the_queue_gets_sse_keep_alives(start_server):
+    # one request fills the KV budget; the next waits in the queue, and its stream stays alive
+    queued = start_server(env={"MAX_BATCH_TOTAL_TOKENS": "2100", "SSE_KEEPALIVE_SECONDS": "1",
+                               "RESPONSE_CACHE_SIZE": "0"})
+    with futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(stream_raw, queued.url, {"inputs": "Hello", "stream": True,
+                                                     "parameters": {"max_new_tokens": 1800}})
+        time.sleep(0.3)
+        response, raw = stream_raw(queued.url, {"inputs": "Hi", "stream": True, "parameters": {"max_new_tokens": 400}})
+        first.result()
+    assert raw.startswith(b":\n\n"), raw[:40]
+    events = sse_events(raw[raw.index(b"data: "):])
+    assert len(events) == 400 and events[-1]["generated_text"].startswith("Hi")

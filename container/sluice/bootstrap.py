@@ -66,4 +66,5 @@ def build_service(config: Config) -> GenerationService:
     schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
     return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
                              request_timeout=float(config.model_server_timeout),
-                             cache=ResponseCache(config.response_cache_size), metrics=Metrics())
+                             cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
+                             keepalive_seconds=config.sse_keepalive_seconds)

@@ -40,6 +40,7 @@ SLUICE_DEVICE = "SLUICE_DEVICE"
 SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
 RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
 COMPUTE_TYPE = "COMPUTE_TYPE"
+SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
@@ -118,6 +119,7 @@ class Config:
     torch_threads: int | None = None
     response_cache_size: int = 256
     compute_type: str = "gpu+optimized"
+    sse_keepalive_seconds: float = 15.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -165,6 +167,7 @@ class Config:
             torch_threads=_int(env, SLUICE_TORCH_THREADS, None, minimum=1),
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
             compute_type=env.get(COMPUTE_TYPE, "").strip() or "gpu+optimized",
+            sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),
         )
         config.check()
         return config

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 POLL_SECONDS = 0.05
-KEEPALIVE_SECONDS = 15.0
 
 Run = list[TokenEvent]
 
@@ -34,12 +33,13 @@ Run = list[TokenEvent]
 class GenerationService:
     def __init__(self, engine: "Engine", validator: Validator, schema_limits: SchemaLimits,
                  max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, keepalive_seconds: float = 15.0):
         self.engine = engine
         self.validator = validator
         self.schema_limits = schema_limits
         self.tokenizer = validator.tokenizer
         self.request_timeout = request_timeout
+        self.keepalive_seconds = keepalive_seconds
         self.max_concurrent_requests = max_concurrent_requests
         self.cache = cache or ResponseCache(0)
         self.metrics = metrics or Metrics()
@@ -128,8 +128,8 @@ class GenerationService:
                heartbeat: bool = False) -> Iterator[TokenEvent | None]:
         """Yield a sequence's token events until its last; cancel it if the consumer goes away.
 
-        With ``heartbeat``, ``None`` is yielded after 15 s without an event (TGI's SSE keep-alive
-        interval). ``client_gone`` is polled while waiting; a generator close (the client hung up
+        With ``heartbeat``, ``None`` is yielded after ``keepalive_seconds`` without an event (TGI's
+        SSE keep-alive, 15 s). ``client_gone`` is polled while waiting; a generator close (the client hung up
         during a write) cancels too.
         """
         sequence = self.engine.submit(valid, seed=seed)
@@ -146,7 +146,7 @@ class GenerationService:
                 except queue.Empty:
                     if client_gone():
                         raise ClientClosedError()
-                    if heartbeat and time.monotonic() - last > KEEPALIVE_SECONDS:
+                    if heartbeat and time.monotonic() - last > self.keepalive_seconds:
                         last = time.monotonic()
                         yield None
                     continue
