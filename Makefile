@@ -14,7 +14,7 @@ PORT ?= 8080
 install: $(STAMP)
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.txt requirements/no-deps.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV): on Debian/Ubuntu, apt-get install python3-venv" >&2; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/dev.txt
 	$(PY) -m pip install -q --no-deps -r requirements/no-deps.txt
