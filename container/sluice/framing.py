@@ -14,7 +14,6 @@ from dataclasses import dataclass
 SSE_CONTENT_TYPE = "text/event-stream"
 NDJSON_CONTENT_TYPE = "application/jsonlines"
 NDJSON_ACCEPT_TYPES = ("application/jsonlines", "application/x-ndjson", "application/jsonl")
-JSON_CONTENT_TYPE = "application/json"
 
 # Chat and completions streams end with this line (TGI >= 2.2); huggingface_hub only recognises it
 # with the space after the colon.

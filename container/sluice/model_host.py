@@ -32,14 +32,6 @@ class ModelHost:
         self._thread.start()
         return self
 
-    @property
-    def ready(self) -> bool:
-        return self.service is not None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return self.ready
-
     def _load(self) -> None:
         try:
             service = self._build(self.config)
