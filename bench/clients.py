@@ -53,31 +53,41 @@ def _post_stream(url: str, path: str, body: dict, timeout: float, headers: dict 
     return connection, connection.getresponse()
 
 
-def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 600.0) -> StreamTiming:
-    """TGI's /generate_stream: one event per token, the last one carries ``details``.
-
-    ``x-use-cache: 0``: the prompt set repeats across levels, and a replay from Sluice's
-    response cache would measure the cache, not generation.
-    """
-    body = {"inputs": prompt, "stream": True,
-            "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
+def _timed_stream(url: str, path: str, body: dict, timeout: float, on_event, headers: dict | None = None,
+                  error_text=str) -> StreamTiming:
+    """POST ``body`` and feed each SSE payload to ``on_event(timing, event)``; stop at an error."""
     timing = StreamTiming(sent=time.perf_counter())
-    connection, response = _post_stream(url, "/generate_stream", body, timeout, {"x-use-cache": "0"})
+    connection, response = _post_stream(url, path, body, timeout, headers)
     try:
         if response.status != 200:
             timing.error = f"HTTP {response.status}: {response.read()[:200]!r}"
             return timing
         for event in _sse_events(response):
             if "error" in event:
-                timing.error = f"{event.get('error_type')}: {event['error']}"
+                timing.error = error_text(event)
                 break
-            timing.event_times.append(time.perf_counter())
-            if event.get("details"):
-                timing.generated_tokens = event["details"]["generated_tokens"]
+            on_event(timing, event)
     finally:
         timing.finished = time.perf_counter()
         connection.close()
     return timing
+
+
+def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 600.0) -> StreamTiming:
+    """TGI's /generate_stream: one event per token, the last one carries ``details``.
+
+    ``x-use-cache: 0``: the prompt set repeats across levels, and a replay from Sluice's
+    response cache would measure the cache, not generation.
+    """
+    def on_event(timing: StreamTiming, event: dict) -> None:
+        timing.event_times.append(time.perf_counter())
+        if event.get("details"):
+            timing.generated_tokens = event["details"]["generated_tokens"]
+
+    body = {"inputs": prompt, "stream": True,
+            "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
+    return _timed_stream(url, "/generate_stream", body, timeout, on_event, {"x-use-cache": "0"},
+                         error_text=lambda e: f"{e.get('error_type')}: {e['error']}")
 
 
 def openai_completion_stream(url: str, prompt: str, max_new_tokens: int,
@@ -87,25 +97,15 @@ def openai_completion_stream(url: str, prompt: str, max_new_tokens: int,
     Its server drains several queued tokens into one chunk when it falls behind, so event times
     here are chunk times; the token count comes from ``usage.completion_tokens``.
     """
+    def on_event(timing: StreamTiming, event: dict) -> None:
+        if event.get("usage"):
+            timing.generated_tokens = event["usage"]["completion_tokens"]
+        elif event.get("choices"):
+            timing.event_times.append(time.perf_counter())
+
     body = {"prompt": prompt, "max_tokens": max_new_tokens, "temperature": 0, "stream": True}
-    timing = StreamTiming(sent=time.perf_counter())
-    connection, response = _post_stream(url, "/v1/completions", body, timeout)
-    try:
-        if response.status != 200:
-            timing.error = f"HTTP {response.status}: {response.read()[:200]!r}"
-            return timing
-        for event in _sse_events(response):
-            if "error" in event:
-                timing.error = str(event["error"])
-                break
-            if event.get("usage"):
-                timing.generated_tokens = event["usage"]["completion_tokens"]
-            elif event.get("choices"):
-                timing.event_times.append(time.perf_counter())
-    finally:
-        timing.finished = time.perf_counter()
-        connection.close()
-    return timing
+    return _timed_stream(url, "/v1/completions", body, timeout, on_event,
+                         error_text=lambda e: str(e["error"]))
 
 
 def get_text(url: str, path: str, timeout: float = 5.0) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -91,12 +90,12 @@ def test_two_builds_write_identical_files(built_dir, tmp_path):
         assert (again / name).read_bytes() == (built_dir / name).read_bytes(), name
 
 
-def test_second_build_with_matching_stamp_is_instant(built_dir):
+def test_second_build_with_matching_stamp_reuses_the_model(built_dir):
     before = (built_dir / "model.safetensors").stat().st_mtime_ns
-    started = time.monotonic()
     assert build("tiny", built_dir) == built_dir
-    assert time.monotonic() - started < 2.0
+    # nothing was rebuilt or rewritten (timing is not asserted: machines are noisy)
     assert (built_dir / "model.safetensors").stat().st_mtime_ns == before
+    assert not list(built_dir.parent.glob(f".{built_dir.name}.building-*"))
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_demo_build(tmp_path):
