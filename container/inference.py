@@ -2,8 +2,9 @@
 
 Imported in each gunicorn worker after the fork, so the model (and CUDA) live only in workers.
 The model loads in a background thread: the port answers at once, ``/ping`` says 503 until the
-model is ready, and a failed load ends the worker with gunicorn's boot-error code, which stops
-the whole server (exit 3) instead of restarting a worker that cannot load.
+model is ready (then a ``sluice: ready`` line names the URL and a request to try), and a failed
+load ends the worker with gunicorn's boot-error code, which stops the whole server (exit 3)
+instead of restarting a worker that cannot load.
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server when a worker exits
 
 
 def _build(config: Config):
-    from sluice.bootstrap import build_service  # torch is imported here, in the loader thread
-    return build_service(config)
+    from sluice.bootstrap import build_serving  # torch is imported here, in the loader thread
+    return build_serving(config)
+
+
+def ready_line(config: Config, host: str) -> str:
+    """What to try first: the exact URL and a streaming curl a new user can paste."""
+    url = f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{config.port}"
+    body = '{"inputs": "How do I make cheese?", "parameters": {"max_new_tokens": 32}}'
+    return (f"sluice: ready: {url} — try: curl -N {url}/generate_stream "
+            f"-H 'Content-Type: application/json' -d '{body}'")
 
 
 def _exit_worker(error: BaseException) -> None:
@@ -34,7 +43,8 @@ def _exit_worker(error: BaseException) -> None:
 
 def build_app(config: Config | None = None, on_failure=_exit_worker):
     config = config or Config.from_environ()
-    host = ModelHost(config, _build, on_failure).start()
+    line = ready_line(config, os.environ.get("SLUICE_HOST", "0.0.0.0"))
+    host = ModelHost(config, _build, on_failure, on_ready=lambda: print(line, flush=True)).start()
     return create_app(host, config)
 
 

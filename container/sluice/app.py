@@ -25,7 +25,6 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.payload_limit
     register_error_handlers(app, config.payload_limit)
     fingerprint = f"{__version__}-native"
-    compute = config.compute_type
 
     def service():
         if host.service is None:
@@ -58,7 +57,7 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     app.add_url_rule("/tokenize", "tokenize", lambda: info_routes.tokenize(service(), body()), methods=["POST"])
 
     def compat(payload):
-        return generate_routes.generate(service(), payload, compat=True, stream=None, compute_type=compute)
+        return generate_routes.generate(service(), payload, compat=True, stream=None, compute_type=host.compute_type)
 
     @app.route("/", methods=["GET", "POST"])
     def root():
@@ -71,9 +70,9 @@ def create_app(host: ModelHost, config: Config) -> Flask:
         if isinstance(payload, dict) and isinstance(payload.get("inputs"), str):
             return compat(payload)
         if isinstance(payload, dict) and "messages" in payload:
-            return openai_routes.chat(service(), payload, config.model_id, fingerprint, compute)
+            return openai_routes.chat(service(), payload, config.model_id, fingerprint, host.compute_type)
         if isinstance(payload, dict) and "prompt" in payload:
-            return openai_routes.completions(service(), payload, config.model_id, fingerprint, compute)
+            return openai_routes.completions(service(), payload, config.model_id, fingerprint, host.compute_type)
         if isinstance(payload, dict) and "inputs" in payload:
             return compat(payload)  # a non-string `inputs` gets the generate route's exact error
         raise DeserializeError("data did not match any variant of untagged enum SagemakerRequest "
@@ -81,18 +80,18 @@ def create_app(host: ModelHost, config: Config) -> Flask:
 
     @app.post("/generate")
     def generate():
-        return generate_routes.generate(service(), body(), compat=False, stream=False, compute_type=compute)
+        return generate_routes.generate(service(), body(), compat=False, stream=False, compute_type=host.compute_type)
 
     @app.post("/generate_stream")
     def generate_stream():
-        return generate_routes.generate(service(), body(), compat=False, stream=True, compute_type=compute)
+        return generate_routes.generate(service(), body(), compat=False, stream=True, compute_type=host.compute_type)
 
     @app.post("/v1/chat/completions")
     def chat_completions():
-        return openai_routes.chat(service(), body(), config.model_id, fingerprint, compute)
+        return openai_routes.chat(service(), body(), config.model_id, fingerprint, host.compute_type)
 
     @app.post("/v1/completions")
     def completions():
-        return openai_routes.completions(service(), body(), config.model_id, fingerprint, compute)
+        return openai_routes.completions(service(), body(), config.model_id, fingerprint, host.compute_type)
 
     return app

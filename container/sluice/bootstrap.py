@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
 from .config import Config
 from .engine import Engine, SchedulerBudget
-from .model_loading import LoadedModel, configure_threads, eos_token_ids, load_model
+from .model_loading import LoadedModel, configure_threads, default_compute_type, eos_token_ids, load_model
 from .metrics import Metrics
 from .model_runner import ModelRunner
 from .response_cache import ResponseCache
@@ -52,7 +53,15 @@ def scheduler_budget(config: Config, loaded: LoadedModel, max_input: int, max_to
                            max_batch_size=config.max_batch_size)
 
 
-def build_service(config: Config) -> GenerationService:
+@dataclass(frozen=True)
+class Serving:
+    """What a worker serves once its model is loaded; the compute type depends on the device."""
+
+    service: GenerationService
+    compute_type: str
+
+
+def build_serving(config: Config) -> Serving:
     threads = configure_threads(config)
     loaded = load_model(config)
     limits = config.token_limits(loaded.max_position_embeddings)
@@ -64,7 +73,8 @@ def build_service(config: Config) -> GenerationService:
     validator = Validator(tokenizer, limits, config.default_max_new_tokens)
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
     schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
-    return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
-                             request_timeout=float(config.model_server_timeout),
-                             cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
-                             keepalive_seconds=config.sse_keepalive_seconds)
+    service = GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
+                                request_timeout=float(config.model_server_timeout),
+                                cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
+                                keepalive_seconds=config.sse_keepalive_seconds)
+    return Serving(service, config.compute_type or default_compute_type(loaded.device))

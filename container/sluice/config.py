@@ -84,6 +84,31 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return raw
 
 
+def looks_like_path(value: str) -> bool:
+    """A value no hub id can be (hub ids are ``name`` or ``org/name``): a typo'd path, not a repo."""
+    return value.startswith(("/", "./", "../", "~")) or value.count("/") > 1 or value.endswith("/")
+
+
+def resolve_model_id(value: str) -> str:
+    """An existing path becomes an absolute directory, resolved against the current directory.
+
+    ``container/serve`` resolves it before gunicorn's ``--chdir`` (a relative directory would
+    otherwise be looked up in ``container/`` and then tried as a hub id, with a minute of
+    retries). A path-like value that does not exist fails here, at once.
+    """
+    if not value:
+        if not os.path.isdir(SAGEMAKER_MODEL_DIR):
+            raise ConfigError(f"{HF_MODEL_ID} must be set (a model directory or a hub id); "
+                              f"{SAGEMAKER_MODEL_DIR} does not exist")
+        return SAGEMAKER_MODEL_DIR
+    path = os.path.expanduser(value)
+    if os.path.isdir(path):
+        return os.path.abspath(path)
+    if os.path.exists(path) or looks_like_path(value):
+        raise ConfigError(f"{HF_MODEL_ID}={value} is not a directory")
+    return value
+
+
 @dataclass(frozen=True)
 class TokenLimits:
     """The per-request token limits validation enforces, resolved once the model is known."""
@@ -118,18 +143,13 @@ class Config:
     device: str = "auto"
     torch_threads: int | None = None
     response_cache_size: int = 256
-    compute_type: str = "gpu+optimized"
+    compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
         env = os.environ if env is None else env
-        model_id = env.get(HF_MODEL_ID, "").strip()
-        if not model_id:
-            if not os.path.isdir(SAGEMAKER_MODEL_DIR):
-                raise ConfigError(f"{HF_MODEL_ID} must be set (a model directory or a hub id); "
-                                  f"{SAGEMAKER_MODEL_DIR} does not exist")
-            model_id = SAGEMAKER_MODEL_DIR
+        model_id = resolve_model_id(env.get(HF_MODEL_ID, "").strip())
         if env.get(MAX_INPUT_TOKENS, "").strip() and env.get(MAX_INPUT_LENGTH, "").strip():
             raise ConfigError(
                 f"Both `max_input_tokens` ({env[MAX_INPUT_TOKENS]}) and `max_input_length` "
@@ -166,7 +186,7 @@ class Config:
             device=_choice(env, SLUICE_DEVICE, DEVICES, "auto"),
             torch_threads=_int(env, SLUICE_TORCH_THREADS, None, minimum=1),
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
-            compute_type=env.get(COMPUTE_TYPE, "").strip() or "gpu+optimized",
+            compute_type=env.get(COMPUTE_TYPE, "").strip() or None,
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),
         )
         config.check()

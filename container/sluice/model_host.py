@@ -1,7 +1,8 @@
 """The model's life in one worker process: load in the background, then serve.
 
 The port opens at once and ``/ping`` answers 503 until the model is ready, 200 after; a failed
-load never turns healthy: it logs one clear line and ends the process, non-zero.
+load never turns healthy: it logs one clear line and ends the process, non-zero. A successful one
+calls ``on_ready`` once, so a person watching the terminal knows when to send a request.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ log = logging.getLogger("sluice.host")
 
 class ModelHost:
     def __init__(self, config: Config, build: Callable[[Config], object],
-                 on_failure: Callable[[BaseException], None]):
-        """``build(config)`` loads everything and returns the ready service (slow, runs in a thread)."""
+                 on_failure: Callable[[BaseException], None], on_ready: Callable[[], None]):
+        """``build(config)`` loads everything and returns a ``bootstrap.Serving`` (slow, in a thread)."""
         self.config = config
         self._build = build
         self._on_failure = on_failure
+        self._on_ready = on_ready
         self.service = None
+        self.compute_type: str | None = None  # the x-compute-type header, known with the device
         self.error: BaseException | None = None
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._load, name="sluice-loader", daemon=True)
@@ -34,11 +37,13 @@ class ModelHost:
 
     def _load(self) -> None:
         try:
-            service = self._build(self.config)
+            serving = self._build(self.config)
         except BaseException as error:  # any failure must be loud and final, never a healthy ping
             self.error = error
             log.error("model loading failed: %s: %s", type(error).__name__, error)
             self._on_failure(error)
             return
-        self.service = service
+        self.compute_type = serving.compute_type
+        self.service = serving.service  # last: a service means ready
         log.info("model ready after %.1f s", time.monotonic() - self.started_at)
+        self._on_ready()

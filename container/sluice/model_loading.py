@@ -39,6 +39,11 @@ def select_device(config: Config) -> torch.device:
     return torch.device("cpu")
 
 
+def default_compute_type(device: torch.device) -> str:
+    """``x-compute-type`` when COMPUTE_TYPE is unset: TGI's GPU DLC value on CUDA, else ``cpu``."""
+    return "gpu+optimized" if device.type == "cuda" else "cpu"
+
+
 def select_dtype(config: Config, device: torch.device) -> torch.dtype:
     if config.dtype != "auto":
         return _DTYPES[config.dtype]
