@@ -13,6 +13,7 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.errors import SluiceError
+from deploy.local_endpoint import LOCAL_RUNTIME_PORT
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -26,10 +27,12 @@ def _env_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_models(args) -> int:
-    from deploy.filters import And, list_jumpstart_models
+    from deploy.filters import And, check_filter_keys, list_jumpstart_models
 
-    result = list_jumpstart_models(filter=And(*args.filter) if args.filter else "true",
-                                   list_versions=args.versions, list_old_models=args.versions)
+    model_filter = And(*args.filter) if args.filter else "true"
+    check_filter_keys(model_filter)  # a typo'd key would otherwise list nothing, exit 0
+    result = list_jumpstart_models(filter=model_filter, list_versions=args.versions,
+                                   list_old_models=args.versions)
     for item in result:
         print(" ".join(item) if isinstance(item, tuple) else item)
     return 0
@@ -49,15 +52,18 @@ def cmd_deploy(args) -> int:
     return 0
 
 
-def _predictor(args):
+def _predictor(args, invoking: bool = False):
     import boto3
+    from deploy.local_endpoint import local_runtime_session
     from deploy.predictor import Predictor
 
-    return Predictor(args.endpoint, boto_session=boto3.Session(region_name=args.region))
+    local = local_runtime_session(args.region) if invoking else None
+    session = local or boto3.Session(region_name=args.region)
+    return Predictor(args.endpoint, boto_session=session)
 
 
 def cmd_invoke(args) -> int:
-    predictor = _predictor(args)
+    predictor = _predictor(args, invoking=True)
     # TGI's /invocations returns the prompt too unless told otherwise (return_full_text defaults
     # to true for a local model path); the CLI prints only the continuation, streamed or not.
     payload = {"inputs": args.prompt,
@@ -96,7 +102,7 @@ def cmd_local(args) -> int:
                          "(build one with `python -m demo.build_model --size tiny --out DIR`)")
     kwargs = {"endpoint_name": args.endpoint_name} if args.endpoint_name else {}
     run_local_endpoint(model_dir, args.port, use_docker=args.docker, image=args.image_uri,
-                       **kwargs)
+                       container_port=args.container_port, **kwargs)
     return 0
 
 
@@ -162,9 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("local", help="serve a local endpoint until Ctrl-C")
+    p = sub.add_parser("local", help="serve a local endpoint until Ctrl-C or SIGTERM")
     p.add_argument("--model-dir", help="default $SLUICE_MODEL_DIR")
-    p.add_argument("--port", type=int, default=8090, help="runtime API port (default 8090)")
+    p.add_argument("--port", type=int, default=LOCAL_RUNTIME_PORT,
+                   help=f"runtime API port (default {LOCAL_RUNTIME_PORT})")
+    p.add_argument("--container-port", type=int, help="the container's port (default: a free one)")
     p.add_argument("--endpoint-name")
     p.add_argument("--docker", action="store_true", help="run the image instead of a process")
     p.add_argument("--image-uri")

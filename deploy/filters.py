@@ -138,6 +138,10 @@ class Operator:
     def evaluate(self, record: Mapping[str, Any]) -> BooleanValue:
         raise NotImplementedError
 
+    def keys(self) -> frozenset[str]:
+        """The record keys this expression compares."""
+        return frozenset()
+
 
 FilterLike = Union[Operator, str]
 
@@ -170,6 +174,9 @@ class Identity(Operator):
     def evaluate(self, record: Mapping[str, Any]) -> BooleanValue:
         return self.operand.evaluate(record)
 
+    def keys(self) -> frozenset[str]:
+        return frozenset({self.operand.key})
+
 
 class And(Operator):
     """FALSE if any operand is FALSE, else UNKNOWN if any is UNKNOWN, else TRUE."""
@@ -182,6 +189,9 @@ class And(Operator):
         if BooleanValue.FALSE in values:
             return BooleanValue.FALSE
         return BooleanValue.UNKNOWN if BooleanValue.UNKNOWN in values else BooleanValue.TRUE
+
+    def keys(self) -> frozenset[str]:
+        return frozenset().union(*(operand.keys() for operand in self.operands))
 
 
 class Or(Operator):
@@ -196,6 +206,9 @@ class Or(Operator):
             return BooleanValue.TRUE
         return BooleanValue.UNKNOWN if BooleanValue.UNKNOWN in values else BooleanValue.FALSE
 
+    def keys(self) -> frozenset[str]:
+        return frozenset().union(*(operand.keys() for operand in self.operands))
+
 
 class Not(Operator):
     def __init__(self, operand: FilterLike):
@@ -203,6 +216,9 @@ class Not(Operator):
 
     def evaluate(self, record: Mapping[str, Any]) -> BooleanValue:
         return _negate(self.operand.evaluate(record))
+
+    def keys(self) -> frozenset[str]:
+        return self.operand.keys()
 
 
 def filter_record(spec: ModelSpec) -> dict[str, Any]:
@@ -215,6 +231,18 @@ def filter_record(spec: ModelSpec) -> dict[str, Any]:
         "default_instance_type": spec.default_instance_type,
         "default_inference_instance_type": spec.default_instance_type,
     }
+
+
+def check_filter_keys(filter: FilterLike, catalog: Catalog | None = None) -> None:  # noqa: A002
+    """Raise FilterSyntaxError naming a key no catalog record has (for the command line).
+
+    The SDK's semantics make such a key UNKNOWN, so a typo lists nothing and looks like "no
+    models"; ``list_jumpstart_models`` keeps those semantics, the CLI asks for this check first.
+    """
+    known = set().union(*(filter_record(spec) for spec in (catalog or load_catalog()).specs))
+    unknown = sorted(as_operator(filter).keys() - known)
+    if unknown:
+        raise FilterSyntaxError(f"Unknown filter key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
 
 
 def list_jumpstart_models(filter: FilterLike = Constant(BooleanValue.TRUE),  # noqa: A002 (SDK name)

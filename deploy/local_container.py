@@ -19,11 +19,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from deploy.errors import SluiceError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE = REPO_ROOT / "container" / "serve"
 
 
-class ContainerStartError(RuntimeError):
+class ContainerStartError(SluiceError, RuntimeError):
     """The container exited or never became healthy; the message carries the tail of its log."""
 
 

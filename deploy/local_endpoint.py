@@ -9,16 +9,23 @@ for development, notebooks and end-to-end tests. The container runs as a process
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from deploy.local_container import ContainerProcess, ContainerStartError, free_port, ping_status
 from deploy.local_runtime import LocalRuntime
 
 DEFAULT_ENDPOINT_NAME = "sluice-local"
 DEFAULT_REGION = "us-east-1"
+LOCAL_RUNTIME_PORT = 8081  # `make serve` has 8080; the container behind the runtime takes a free port
+# The local runtime checks no signature, but boto3 refuses to sign without credentials and a region.
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+RUNTIME_URL_VARIABLES = ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CONTAINER_MODEL_DIR = "/opt/ml/model"
 
 
@@ -89,14 +96,15 @@ class LocalEndpoint:
     def __init__(self, model_dir: str | os.PathLike, endpoint_name: str = DEFAULT_ENDPOINT_NAME,
                  use_docker: bool = False, image: str | None = None,
                  env: dict[str, str] | None = None, runtime_port: int = 0,
-                 region: str = DEFAULT_REGION, ready_timeout: float = 300.0):
+                 region: str = DEFAULT_REGION, ready_timeout: float = 300.0,
+                 container_port: int | None = None):
         if use_docker and not image:
             raise ValueError("use_docker=True needs image=")
         self.endpoint_name = endpoint_name
         self.region = region
         self.ready_timeout = ready_timeout
-        self.container = (DockerContainer(model_dir, image, env=env) if use_docker
-                          else ContainerProcess(model_dir, env=env))
+        self.container = (DockerContainer(model_dir, image, port=container_port, env=env) if use_docker
+                          else ContainerProcess(model_dir, port=container_port, env=env))
         self.runtime = LocalRuntime(port=runtime_port)
 
     @property
@@ -133,8 +141,10 @@ class LocalEndpoint:
 
         settings = {"retries": {"total_max_attempts": 1}, "read_timeout": 120, **config}
         return boto3.client("sagemaker-runtime", endpoint_url=self.runtime_url,
-                            region_name=self.region, aws_access_key_id="local",
-                            aws_secret_access_key="local", config=Config(**settings))
+                            region_name=self.region,
+                            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                            config=Config(**settings))
 
     def __enter__(self) -> "LocalEndpoint":
         return self.start()
@@ -143,24 +153,53 @@ class LocalEndpoint:
         self.stop()
 
 
+def local_runtime_session(region: str | None = None):
+    """A boto3 session for a loopback runtime URL in the environment, else None.
+
+    Dummy credentials and a default region, never the credential chain: trying the local endpoint
+    must not need an AWS account, and the chain would probe the instance metadata service.
+    """
+    import boto3
+
+    url = next((os.environ[name] for name in RUNTIME_URL_VARIABLES if os.environ.get(name)), "")
+    if urlsplit(url).hostname not in LOOPBACK_HOSTS:
+        return None
+    region = region or boto3.Session().region_name or DEFAULT_REGION
+    return boto3.Session(aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                         aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                         region_name=region)
+
+
+def banner(endpoint: LocalEndpoint) -> str:
+    """The ready line, then exactly what to paste in another shell to use the endpoint."""
+    exports = " ".join(f"{name}={value}" for name, value in DUMMY_CREDENTIALS.items())
+    return (f"Endpoint {endpoint.endpoint_name!r} ready: runtime API {endpoint.runtime_url} "
+            f"-> container {endpoint.container_url}\n"
+            "In another shell (dummy credentials: the local endpoint checks no signature):\n"
+            f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.runtime_url}\n"
+            f"  export {exports} AWS_DEFAULT_REGION={endpoint.region}\n"
+            f"  python -m deploy invoke {endpoint.endpoint_name} --stream 'How do I make cheese?'\n"
+            "Press Ctrl-C to stop.")
+
+
 def run_local_endpoint(model_dir: str | os.PathLike, port: int,
                        endpoint_name: str = DEFAULT_ENDPOINT_NAME, use_docker: bool = False,
                        image: str | None = None, env: dict[str, str] | None = None,
-                       announce=None) -> None:
-    """Serve a local endpoint on ``127.0.0.1:port`` until Ctrl-C (for ``python -m deploy local``).
+                       announce=None, container_port: int | None = None) -> None:
+    """Serve a local endpoint on ``127.0.0.1:port`` until Ctrl-C or SIGTERM (``deploy local``).
 
-    ``announce`` receives the status lines (default: print, flushed so a pipe sees them at once).
+    SIGTERM (``kill``, a supervisor, a test) stops it like Ctrl-C, container included: the
+    container runs in its own session, so nothing else would stop it. ``announce`` receives the
+    status lines (default: print, flushed so a pipe sees them at once).
     """
     announce = announce or (lambda text: print(text, flush=True))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
     endpoint = LocalEndpoint(model_dir, endpoint_name, use_docker=use_docker, image=image,
-                             env=env, runtime_port=port)
-    with endpoint:
-        announce(f"Endpoint {endpoint_name!r} ready: runtime API {endpoint.runtime_url} "
-                 f"-> container {endpoint.container_url}\n"
-                 f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.runtime_url}\n"
-                 "Press Ctrl-C to stop.")
-        try:
+                             env=env, runtime_port=port, container_port=container_port)
+    try:
+        with endpoint:
+            announce(banner(endpoint))
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            announce("Stopping.")
+    except KeyboardInterrupt:
+        announce("Stopping.")
