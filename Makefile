@@ -5,32 +5,41 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements/torch-cpu.txt)
 SIZE ?= tiny
 MODEL_DIR ?= models/$(SIZE)
 PORT ?= 8080
+CONTAINER_PORT ?=
 
 .PHONY: install model serve local test bench bench-quick docker-test
 
 install: $(STAMP)
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.txt requirements/no-deps.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV): on Debian/Ubuntu, apt-get install python3-venv" >&2; exit 1; }
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/dev.txt
-	$(PY) -m pip install -q --no-deps -r requirements/no-deps.txt
+	@test -x $(PY) || { echo "make: creating $(VENV) with $(PYTHON) ..."; $(PYTHON) -m venv $(VENV); } || { echo "make: cannot create $(VENV): on Debian/Ubuntu, apt-get install python3-venv" >&2; exit 1; }
+	@echo "make: upgrading pip in $(VENV) ..."
+	@$(PY) -m pip install -q --upgrade pip
+	@echo "make: installing torch $(TORCH_VERSION) (CPU) and the serving stack into $(VENV) (the first time: a few minutes, about 1.5 GB) ..."
+	@$(PY) -m pip install --progress-bar on -r requirements/dev.txt
+	@$(PY) -m pip install -q --no-deps -r requirements/no-deps.txt
 	@touch $@
+	@echo "make: $(VENV) is ready"
 
 model: install
 	$(PY) -m demo.build_model --size $(SIZE) --out $(MODEL_DIR)
 
 serve: install
-	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
-	HF_MODEL_ID=$(abspath $(MODEL_DIR)) SAGEMAKER_BIND_TO_PORT=$(PORT) PATH=$(abspath $(VENV))/bin:$$PATH container/serve
+	@test -f $(MODEL_DIR)/config.json || { echo "make: building the $(SIZE) demo model into $(MODEL_DIR) ..."; $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR); }
+	@echo "make: serving $(MODEL_DIR) on port $(PORT) (loading the model; wait for the 'sluice: ready' line) ..."
+	@HF_MODEL_ID=$(abspath $(MODEL_DIR)) SAGEMAKER_BIND_TO_PORT=$(PORT) PATH=$(abspath $(VENV))/bin:$$PATH container/serve
 
-# A local endpoint for the real boto3 client (sagemaker-runtime API on PORT, endpoint sluice-local).
+# A local endpoint for the real boto3 client: sagemaker-runtime API on PORT (8081 here, so it can run
+# beside `make serve`), endpoint sluice-local, its container on CONTAINER_PORT (default: a free port).
+local: PORT = 8081
 local: install
-	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
-	$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT)
+	@test -f $(MODEL_DIR)/config.json || { echo "make: building the $(SIZE) demo model into $(MODEL_DIR) ..."; $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR); }
+	@echo "make: starting a local endpoint on port $(PORT) (loading the model) ..."
+	@$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT) $(if $(CONTAINER_PORT),--container-port $(CONTAINER_PORT))
 
 test: install
 	$(PY) -m pytest -q
