@@ -2,7 +2,8 @@
 
 One worker per model copy; threads for concurrent connections (each stream holds one, and /ping
 must always find a free one); no worker timeout, which would kill long streams; a graceful
-shutdown inside SageMaker's 30 s SIGTERM -> SIGKILL window; logs on stdout.
+shutdown inside SageMaker's 30 s SIGTERM -> SIGKILL window; logs on stdout. The worker class is
+gthread's, answering in JSON and bounding slow clients (sluice/gunicorn_worker.py).
 """
 
 import os
@@ -16,12 +17,18 @@ _config = Config.from_environ()
 
 bind = [f"{os.environ.get('SLUICE_HOST', '0.0.0.0')}:{_config.port}"]
 workers = _config.workers
-worker_class = "gthread"
-threads = _config.max_concurrent_requests + 16  # headroom so health checks never queue behind streams
+worker_class = "sluice.gunicorn_worker.SluiceThreadWorker"
+# Streams hold MAX_CONCURRENT_REQUESTS threads; health checks get 16 more, and clients still
+# sending their request another 48 (each held at most the worker's receive timeout, then 408).
+# Threads start only when needed.
+HEALTH_THREADS = 16
+SLOW_CLIENT_THREADS = 48
+threads = _config.max_concurrent_requests + HEALTH_THREADS + SLOW_CLIENT_THREADS
 timeout = 0  # never kill a worker for a long generation
 graceful_timeout = 25
 keepalive = 75  # SageMaker reuses connections
 backlog = 2048
+control_socket_disable = True  # one fixed path (~/.gunicorn/gunicorn.ctl) shared by every server on the machine
 # Access lines only on request: SageMaker pings every few seconds.
 _access_level = "INFO" if os.environ.get("SLUICE_ACCESS_LOG", "0") == "1" else "WARNING"
 loglevel = os.environ.get("SLUICE_LOG_LEVEL", "info")

@@ -157,3 +157,52 @@ class InternalError(ServerError):
 
     def __init__(self):
         super().__init__("Internal server error")
+
+
+# Transport errors: the request itself (line, headers, body framing) is broken or too slow. The
+# gunicorn worker (``gunicorn_worker``) answers most before the app sees the request.
+
+
+class BadRequestError(ServerError):
+    """The bytes are not a complete HTTP request: bad header, bad chunk framing, short body."""
+
+    status = 400
+    error_type = "bad_request"
+
+
+class RequestTimeoutError(ServerError):
+    status = 408
+    error_type = "request_timeout"
+
+    def __init__(self, seconds: float):
+        super().__init__(f"Request body not received: no data for {seconds:g} s")
+
+
+class ExpectationFailedError(ServerError):
+    status = 417
+    error_type = "expectation_failed"
+
+
+class UriTooLongError(ServerError):
+    status = 414
+    error_type = "uri_too_long"
+
+
+class HeadersTooLargeError(ServerError):
+    status = 431
+    error_type = "headers_too_large"
+
+
+class TransferCodingNotImplementedError(ServerError):
+    status = 501
+    error_type = "not_implemented"
+
+
+class ShuttingDownError(ServerError):
+    """A new request after SIGTERM: in-flight streams finish, nothing new starts."""
+
+    status = 503
+    error_type = "shutting_down"
+
+    def __init__(self):
+        super().__init__("Server is shutting down")

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from .errors import (InternalError, MalformedJSONError, MethodNotAllowedError, NotFoundError,
                      PayloadTooLargeError, ServerError, UnsupportedMediaTypeError)
 from .framing import dump_json
+from .request_body import read_request_body
 
 log = logging.getLogger("sluice.http")
 
@@ -32,14 +33,9 @@ def is_json_content_type(value: str | None) -> bool:
 
 def read_json_body(payload_limit: int):
     """The request's JSON, or a ServerError with the status TGI/axum would answer."""
-    if request.content_length is not None and request.content_length > payload_limit:
-        raise PayloadTooLargeError(payload_limit)
+    raw = read_request_body(request.environ, payload_limit)  # 413 / 400 / 408 before anything else
     if not is_json_content_type(request.content_type):
         raise UnsupportedMediaTypeError()
-    try:
-        raw = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        raise PayloadTooLargeError(payload_limit) from None
     try:
         return json.loads(raw)
     except UnicodeDecodeError as error:
