@@ -9,37 +9,66 @@ from __future__ import annotations
 import hmac
 
 from flask import Flask, Response, request
+from werkzeug.routing import RequestRedirect
 
 from . import __version__, generate_routes, info_routes, openai_routes
 from .config import Config
-from .errors import DeserializeError, NotReadyError, UnauthorizedError
+from .errors import DeserializeError, NotFoundError, NotReadyError, UnauthorizedError
 from .http_io import error_response, read_json_body, register_error_handlers
 from .model_host import ModelHost
 
 INFERENCE_ROUTES = {"/", "/invocations", "/generate", "/generate_stream", "/v1/chat/completions",
                     "/v1/completions", "/tokenize"}
+# The client-visible text after a failed load; the cause (paths, hub errors) is in the log only.
+LOAD_FAILED = "Model failed to load; see the server log"
+
+
+def bearer_token(header: str) -> bytes | None:
+    """The token of ``Authorization: Bearer <token>`` as the bytes the client sent (WSGI hands
+    header values over latin-1 decoded), or None. Only the scheme word is case-insensitive."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    try:
+        return token.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:  # not a byte string a client could have sent
+        return None
+
+
+def key_bytes(api_key: str) -> bytes:
+    """``API_KEY`` as the bytes in the environment (Python decodes it with surrogateescape)."""
+    return api_key.encode("utf-8", "surrogateescape")
 
 
 def create_app(host: ModelHost, config: Config) -> Flask:
     app = Flask("sluice")
-    app.config["MAX_CONTENT_LENGTH"] = config.payload_limit
+    app.url_map.merge_slashes = False  # `/v1//chat/completions` is a 404, as in axum, not a redirect
     register_error_handlers(app, config.payload_limit)
     fingerprint = f"{__version__}-native"
 
     def service():
         if host.service is None:
-            raise NotReadyError("Model is loading" if host.error is None else f"Model failed to load: {host.error}")
+            raise NotReadyError("Model is loading" if host.error is None else LOAD_FAILED)
         return host.service
 
     def body():
         return read_json_body(config.payload_limit)
 
     @app.before_request
+    def refuse_redirects():
+        """Flask answers a routing redirect with werkzeug's HTML page, past every error handler;
+        a path that only matches after a redirect is not a route here."""
+        if isinstance(request.routing_exception, RequestRedirect):
+            raise NotFoundError(f"Route {request.method} {request.path} not found")
+
+    api_key = key_bytes(config.api_key) if config.api_key else None
+
+    @app.before_request
     def require_api_key():
         """With API_KEY set, inference routes need the bearer token (TGI); health stays open."""
-        if config.api_key and request.method == "POST" and request.path in INFERENCE_ROUTES:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().lower(), config.api_key.lower()):
+        if api_key and request.method == "POST" and request.path in INFERENCE_ROUTES:
+            token = bearer_token(request.headers.get("Authorization", ""))
+            if token is None or not hmac.compare_digest(token, api_key):
                 return error_response(UnauthorizedError())
         return None
 

@@ -9,6 +9,7 @@ that, so every event is encoded here and written as its own HTTP chunk. The clie
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 SSE_CONTENT_TYPE = "text/event-stream"
@@ -22,9 +23,28 @@ SSE_DONE = b"data: [DONE]\n\n"
 SSE_KEEPALIVE = b":\n\n"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dump_json(payload) -> str:
-    """Compact JSON with raw UTF-8, as serde_json writes it."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON with raw UTF-8, as serde_json writes it; a NaN or infinite float (a log-prob
+    under an extreme penalty) becomes ``null``, as serde_json writes a NaN f32, never the invalid
+    ``NaN``/``Infinity`` Python would. The common case stays one C call; only a payload that
+    holds such a float pays for the copy."""
+    try:
+        return _ENCODER.encode(payload)
+    except ValueError:  # allow_nan=False refused a non-finite float
+        return _ENCODER.encode(_non_finite_as_null(payload))
+
+
+def _non_finite_as_null(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _non_finite_as_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_non_finite_as_null(item) for item in value]
+    return value
 
 
 def encode_sse(payload) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import select
 import socket
 
@@ -16,6 +18,12 @@ from .framing import dump_json
 from .request_body import read_request_body
 
 log = logging.getLogger("sluice.http")
+
+# serde_json, which TGI's router parses bodies with, refuses the 128th level of nesting.
+JSON_MAX_DEPTH = 127
+# Only a \uD800-\uDFFF escape can put a lone surrogate in a string (the UTF-8 decoder refuses
+# encoded ones); bodies without one skip the exact test.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
@@ -37,11 +45,62 @@ def read_json_body(payload_limit: int):
     if not is_json_content_type(request.content_type):
         raise UnsupportedMediaTypeError()
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except UnicodeDecodeError as error:
         raise MalformedJSONError(f"invalid UTF-8: {error.reason} at byte {error.start}") from None
     except ValueError as error:
         raise MalformedJSONError(str(error)) from None
+
+
+def parse_json(raw: bytes):
+    """``raw`` parsed as strictly as serde_json (TGI's parser) does, so that nothing after this
+    meets what TGI would refuse: non-UTF-8 text, NaN/Infinity, nesting past serde_json's limit
+    (which also keeps every later recursive walk, json.dumps included, off the stack limit) and
+    lone surrogates (which cannot be encoded when echoed back). Raises ValueError."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("recursion limit exceeded") from None
+    # A body with fewer brackets than the limit cannot nest past it: most bodies skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > JSON_MAX_DEPTH and _nests_deeper_than(value, JSON_MAX_DEPTH):
+        raise ValueError("recursion limit exceeded")
+    if _ESCAPED_SURROGATE.search(raw) and _has_lone_surrogate(value):
+        raise ValueError("lone surrogate in hex escape")
+    return value
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a double (``1e400``) is an error, not inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _nests_deeper_than(value, limit: int) -> bool:
+    """Whether arrays/objects nest deeper than ``limit``; iterative, so depth cannot overflow it."""
+    pending = [(value, 1)] if isinstance(value, (list, dict)) else []
+    while pending:
+        node, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False
+
+
+def _has_lone_surrogate(value) -> bool:
+    """UTF-8 has no encoding for a lone surrogate: re-encoding the value is the cheapest exact test
+    (keys included), and runs only for bodies with a surrogate escape."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def client_gone_probe(environ) -> callable:

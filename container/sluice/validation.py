@@ -6,11 +6,14 @@ forward pass and the engine only ever sees requests that fit.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .config import TokenLimits
 from .errors import ValidationError
 from .schema import GenerateRequest
+
+log = logging.getLogger("sluice.validation")
 
 
 @dataclass(frozen=True)
@@ -33,10 +36,13 @@ class Validator:
         self.default_max_new_tokens = default_max_new_tokens
 
     def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """The prompt's token ids; a tokenizer failure is the client's 422 with a stable text,
+        its message (library internals such as ``TextEncodeInput must be Union[...]``) is logged."""
         try:
             return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-        except Exception as error:  # the tokenizer's own message is the useful part
-            raise ValidationError(f"tokenizer error {error}") from error
+        except Exception:
+            log.exception("tokenizer failed")
+            raise ValidationError("tokenizer error: the input could not be tokenized") from None
 
     def validate(self, request: GenerateRequest, input_ids: list[int] | None = None) -> ValidRequest:
         limits = self.limits
