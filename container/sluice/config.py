@@ -41,12 +41,16 @@ SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
 RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
 COMPUTE_TYPE = "COMPUTE_TYPE"
 SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
+SLUICE_ENGINE = "SLUICE_ENGINE"
+SLUICE_VLLM_ENFORCE_EAGER = "SLUICE_VLLM_ENFORCE_EAGER"
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
 DTYPES = ("auto", "float32", "float16", "bfloat16", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+# `auto`: vllm when it is importable and a CUDA device is present, else the embedded engine.
+ENGINES = ("auto", "sluice", "vllm")
 
 
 class ConfigError(ValueError):
@@ -75,6 +79,11 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false. Given: {raw!r}")
+
+
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    """A tri-state flag: unset means "let the engine choose by device"."""
+    return _bool(env, name, False) if env.get(name, "").strip() else None
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -145,6 +154,8 @@ class Config:
     response_cache_size: int = 256
     compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0
+    engine: str = "auto"
+    vllm_enforce_eager: bool | None = None  # None: eager on CPU (no compile), CUDA graphs on GPU
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -188,6 +199,8 @@ class Config:
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
             compute_type=env.get(COMPUTE_TYPE, "").strip() or None,
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),
+            engine=_choice(env, SLUICE_ENGINE, ENGINES, "auto"),
+            vllm_enforce_eager=_optional_bool(env, SLUICE_VLLM_ENFORCE_EAGER),
         )
         config.check()
         return config
