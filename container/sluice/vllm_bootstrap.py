@@ -57,7 +57,21 @@ def vllm_quantization(config: Config, cuda: bool) -> str | None:
     return VLLM_QUANTIZATION[config.quantize]
 
 
-def prepare_environment(config: Config, cuda: bool, kv_bytes: int) -> None:
+def cpu_kv_cache_gib(config: Config, limits: TokenLimits, kv_bytes: int) -> int:
+    """The KV cache on CPU, in whole GiB: ``MAX_BATCH_TOTAL_TOKENS`` if set, else what a full
+    batch of max-length sequences needs, capped like the embedded engine at 30 % of free memory
+    (vLLM's own CPU default reserves 92 % of the machine and refuses to start on a busy one)."""
+    from .bootstrap import KV_MEMORY_FRACTION, free_memory_bytes
+
+    if config.max_batch_total_tokens:
+        wanted = config.max_batch_total_tokens * kv_bytes
+    else:
+        full_batch = (config.max_batch_size or 128) * limits.max_total_tokens * kv_bytes
+        wanted = min(full_batch, int(free_memory_bytes(torch.device("cpu")) * KV_MEMORY_FRACTION))
+    return max(1, math.ceil(wanted / GIB))
+
+
+def prepare_environment(config: Config, cuda: bool, kv_bytes: int, limits: TokenLimits) -> None:
     """vLLM reads these at import/start; values already in the environment win."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core in this process
     if cuda:
@@ -67,9 +81,7 @@ def prepare_environment(config: Config, cuda: bool, kv_bytes: int) -> None:
     # No core reserved for an API front end this process does not run, and no pinning (which
     # spin-waits badly on a shared machine).
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-    if config.max_batch_total_tokens:
-        gib = max(1, math.ceil(config.max_batch_total_tokens * kv_bytes / GIB))
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(gib))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_cache_gib(config, limits, kv_bytes)))
 
 
 def engine_args(config: Config, limits: TokenLimits, cuda: bool, dtype: str, kv_bytes: int):
@@ -131,7 +143,7 @@ def build_vllm_engine(config: Config) -> tuple[VllmEngine, object, TokenLimits, 
     limits = config.token_limits(getattr(text_config, "max_position_embeddings", None))
     dtype = vllm_dtype(config, cuda)
     kv_bytes = kv_bytes_per_token(model_config, dtype)
-    prepare_environment(config, cuda, kv_bytes)
+    prepare_environment(config, cuda, kv_bytes, limits)
     with flask_proxies_resolvable():
         from vllm.v1.engine.llm_engine import LLMEngine
 
