@@ -61,9 +61,9 @@ class GenerationService:
         try:
             yield
         finally:
-            with self._lock:
-                self._in_flight -= 1
             self._slots.release()
+            with self._lock:  # after the release: an in-flight gauge of 0 means every slot is free
+                self._in_flight -= 1
 
     @contextlib.contextmanager
     def accounted(self):
