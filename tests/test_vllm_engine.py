@@ -174,3 +174,35 @@ def test_beyond_max_concurrent_requests_is_429_then_the_slots_come_back(vllm_ser
     assert all(body == overloaded for status, body in answers if status == 429)
     assert all(body[0]["generated_text"].startswith("Hello") for status, body in answers if status == 200)
     assert requests.post(vllm_server.url + "/invocations", json={"inputs": "x"}, timeout=30).status_code == 200
+
+
+# --- without a server: the engine choice and the capability check (run in .venv too) -------------
+
+def test_engine_choice_auto_is_sluice_without_cuda_and_vllm_needs_vllm_installed(tiny_model_dir, monkeypatch):
+    from sluice import bootstrap
+    from sluice.config import Config, ConfigError
+
+    config = lambda engine: Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_ENGINE": engine})
+    monkeypatch.setattr(bootstrap.torch.cuda, "is_available", lambda: False)
+    assert bootstrap.choose_engine(config("auto")) == "sluice"
+    assert bootstrap.choose_engine(config("sluice")) == "sluice"
+    monkeypatch.setattr(bootstrap.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="SLUICE_ENGINE=vllm but vllm is not installed"):
+        bootstrap.choose_engine(config("vllm"))
+    with pytest.raises(ConfigError, match="SLUICE_ENGINE must be one of auto, sluice, vllm"):
+        config("tgi")
+
+
+def test_the_capability_check_refuses_only_what_vllm_cannot_do():
+    from sluice.errors import ValidationError
+    from sluice.schema import SchemaLimits, parse_generate_request
+    from sluice.vllm_engine import check_request
+
+    parse = lambda **p: parse_generate_request({"inputs": "x", "parameters": p}, SchemaLimits())
+    for accepted in ({}, {"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 1}, {"repetition_penalty": 1.2},
+                     {"frequency_penalty": 0.5}, {"typical_p": 1.0}, {"watermark": False}, {"top_n_tokens": 3}):
+        check_request(parse(**accepted))
+    with pytest.raises(ValidationError, match="`typical_p` is not supported by the vllm engine"):
+        check_request(parse(typical_p=0.9))
+    with pytest.raises(ValidationError, match="`watermark` is not supported by the vllm engine"):
+        check_request(parse(watermark=True))
