@@ -37,7 +37,18 @@ def test_info_reports_the_vllm_engine_its_dtype_and_device(vllm_server):
     info = requests.get(vllm_server.url + "/info", timeout=10).json()
     assert info["engine"] == "vllm" and info["router"] == "sluice"
     assert info["model_dtype"] == "bfloat16" and info["model_device_type"] == "cpu"
-    assert info["max_input_tokens"] < info["max_total_tokens"]
+    assert info["max_input_tokens"] < info["max_total_tokens"] < info["max_batch_total_tokens"]  # vLLM's KV tokens
+
+
+def test_tgis_gauges_count_a_running_vllm_request(vllm_server):
+    with futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(stream_events, vllm_server.url, "Tell me a story", max_new_tokens=300)
+        deadline = time.monotonic() + 30
+        while not _gauge(vllm_server.url, "tgi_batch_current_size"):
+            assert time.monotonic() < deadline and not running.done(), "the running request never showed"
+            time.sleep(0.02)
+        assert len(running.result()) == 300
+    assert _gauge(vllm_server.url, "tgi_batch_current_size") == 0 and _gauge(vllm_server.url, "tgi_queue_size") == 0
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

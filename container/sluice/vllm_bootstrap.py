@@ -151,8 +151,9 @@ def build_vllm_engine(config: Config) -> tuple[VllmEngine, object, TokenLimits, 
         llm = LLMEngine.from_engine_args(args)
     tokenizer = load_tokenizer(config)
     device = "cuda" if cuda else "cpu"
-    description = {"model_dtype": dtype, "model_device_type": device,
-                   "max_batch_total_tokens": config.max_batch_total_tokens,
+    cache = llm.vllm_config.cache_config
+    kv_tokens = cache.num_gpu_blocks * cache.block_size if cache.num_gpu_blocks else config.max_batch_total_tokens
+    description = {"model_dtype": dtype, "model_device_type": device, "max_batch_total_tokens": kv_tokens,
                    "max_batch_prefill_tokens": llm.vllm_config.scheduler_config.max_num_batched_tokens,
                    "max_batch_size": llm.vllm_config.scheduler_config.max_num_seqs}
     engine = VllmEngine(llm, tokenizer, eos_token_ids(config, tokenizer),

@@ -89,6 +89,17 @@ def choice_from(token_id: int, logprobs, index: int, top_n: int) -> Choice:
                   tuple((tid, logprob) for _, tid, logprob in ranked[:top_n]))
 
 
+def _vllm_gauge(name: str) -> int:
+    """One of vLLM's own Prometheus gauges (summed over labels); 0 if it is not there."""
+    try:
+        from vllm.v1.metrics.reader import Gauge, get_metrics_snapshot
+
+        return int(sum(m.value for m in get_metrics_snapshot() if m.name == name and isinstance(m, Gauge)))
+    except Exception:  # metrics are best effort: never fail a scrape
+        log.debug("reading vLLM's %s failed", name, exc_info=True)
+        return 0
+
+
 class VllmEngine:
     name = ENGINE_NAME
 
@@ -100,7 +111,7 @@ class VllmEngine:
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
         self._description = dict(description, engine=self.name)
-        self.stats = EngineStats()
+        self._stats = EngineStats()
         self._incoming: collections.deque[tuple[Sequence, object]] = collections.deque()
         self._live: dict[str, Sequence] = {}
         self._wakeup = threading.Condition()
@@ -135,6 +146,18 @@ class VllmEngine:
 
     check_request = staticmethod(check_request)
 
+    @property
+    def stats(self) -> EngineStats:
+        """TGI's gauges at scrape time: vLLM's scheduler says which live requests still wait.
+
+        Only while requests are live: vLLM's gauges are written by ``step``, which stops with them.
+        """
+        live = len(self._live)
+        waiting = min(live, _vllm_gauge("vllm:num_requests_waiting")) if live else 0
+        self._stats.queue_size = len(self._incoming) + waiting
+        self._stats.batch_size = live - waiting
+        return self._stats
+
     def submit(self, valid: ValidRequest, seed: int | None = None) -> Sequence:
         """Queue a validated request; its events appear on the returned sequence's queue."""
         sampling = valid.request.sampling
@@ -148,7 +171,6 @@ class VllmEngine:
         params = sampling_params(valid, seed, self.eos_token_ids)
         with self._wakeup:
             self._incoming.append((sequence, params))
-            self.stats.queue_size = len(self._incoming)
             self._wakeup.notify()
         return sequence
 
@@ -169,7 +191,6 @@ class VllmEngine:
                     return
                 newcomers = list(self._incoming)
                 self._incoming.clear()
-                self.stats.queue_size = 0
             try:
                 self._add(newcomers)
                 self._abort_cancelled()
@@ -207,13 +228,13 @@ class VllmEngine:
             self._note_cancelled(self._live.pop(rid))
 
     def _note_cancelled(self, sequence: Sequence) -> None:
-        self.stats.cancelled_total += 1
+        self._stats.cancelled_total += 1
         log.info("sequence %d cancelled (client disconnected) after %d tokens; vLLM request aborted",
                  sequence.id, len(sequence.generated_ids))
 
     def _deliver(self, outputs) -> None:
         """Feed vLLM's new token ids through each sequence's own detokenizer and stopping."""
-        self.stats.steps_total += 1
+        self._stats.steps_total += 1
         for output in outputs:
             sequence = self._live.get(output.request_id)
             if sequence is None:
@@ -233,7 +254,7 @@ class VllmEngine:
         rid = output.request_id
         if sequence.finished:
             del self._live[rid]
-            self.stats.finished_total += 1
+            self._stats.finished_total += 1
             if not output.finished:
                 self._llm.abort_request([rid])
         elif output.finished:
@@ -249,8 +270,7 @@ class VllmEngine:
         return tuple(tokens)
 
     def _update_stats(self) -> None:
-        self.stats.batch_size = len(self._live)
-        self.stats.batch_tokens = sum(s.valid.input_length + len(s.generated_ids) for s in self._live.values())
+        self._stats.batch_tokens = sum(s.valid.input_length + len(s.generated_ids) for s in self._live.values())
 
     def _fail_all(self, error: Exception) -> None:
         failure = GenerationError(str(error) or type(error).__name__)
