@@ -33,6 +33,11 @@ def _gauge(url: str, name: str) -> float:
     return 0.0
 
 
+def test_ping_was_503_while_vllm_started_then_200(vllm_server):
+    assert vllm_server.first_ping == 503
+    assert requests.get(vllm_server.url + "/ping", timeout=10).status_code == 200
+
+
 def test_info_reports_the_vllm_engine_its_dtype_and_device(vllm_server):
     info = requests.get(vllm_server.url + "/info", timeout=10).json()
     assert info["engine"] == "vllm" and info["router"] == "sluice"

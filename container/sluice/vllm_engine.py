@@ -194,7 +194,9 @@ class VllmEngine:
             try:
                 self._add(newcomers)
                 self._abort_cancelled()
-                if self._live:
+                if self._live and not self._llm.has_unfinished_requests():
+                    self._fail_all(GenerationError("vLLM no longer knows the running requests"))
+                elif self._live:
                     self._deliver(self._llm.step())
                 self._update_stats()
             except Exception as error:  # a failed step fails its sequences, not the server
