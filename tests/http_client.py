@@ -24,10 +24,13 @@ def stream_raw(url: str, body, path: str = "/invocations", headers: dict | None 
 
 
 def sse_events(raw: bytes) -> list[dict]:
-    """Parse a byte-exact TGI SSE stream; fails on anything but `data: {json}\\n\\n` events."""
+    """Parse a byte-exact TGI SSE stream: `data: {json}\\n\\n` events, and the `:\\n\\n` keep-alive
+    TGI sends while a slow engine has nothing to say; anything else fails."""
     assert raw.endswith(b"\n\n"), raw[-50:]
     events = []
     for block in raw[:-2].split(b"\n\n"):
+        if block == b":":
+            continue
         assert block.startswith(b"data: "), block[:80]
         events.append(json.loads(block[len(b"data: "):]))
     return events
