@@ -55,3 +55,12 @@ bench: install
 
 bench-quick: install
 	$(PY) bench/run.py --quick --skip-transformers-serve --out bench/results/quick.json
+
+# Runs the streaming notebook end to end on a local endpoint with the tiny demo model (built into
+# MODEL_DIR only if missing); the executed copy, with outputs, goes to .cache/notebooks/.
+.PHONY: notebook
+notebook: install
+	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
+	@mkdir -p .cache/notebooks
+	SLUICE_MODEL_DIR=$(abspath $(MODEL_DIR)) $(VENV)/bin/jupyter-execute --kernel_name=python3 \
+	  --output=../.cache/notebooks/{notebook_name} notebooks/sluice_streaming.ipynb

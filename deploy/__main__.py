@@ -62,12 +62,21 @@ def _predictor(args, invoking: bool = False):
     return Predictor(args.endpoint, boto_session=session)
 
 
-def cmd_invoke(args) -> int:
-    predictor = _predictor(args, invoking=True)
+def _invoke_payload(args) -> dict:
+    """The TGI body for `invoke`: greedy unless --temperature is given; --seed makes sampling repeatable."""
     # TGI's /invocations returns the prompt too unless told otherwise (return_full_text defaults
     # to true for a local model path); the CLI prints only the continuation, streamed or not.
-    payload = {"inputs": args.prompt,
-               "parameters": {"max_new_tokens": args.max_new_tokens, "return_full_text": False}}
+    parameters = {"max_new_tokens": args.max_new_tokens, "return_full_text": False}
+    if args.temperature is not None:
+        parameters["temperature"] = args.temperature
+    if args.seed is not None:
+        parameters["seed"] = args.seed
+    return {"inputs": args.prompt, "parameters": parameters}
+
+
+def cmd_invoke(args) -> int:
+    predictor = _predictor(args, invoking=True)
+    payload = _invoke_payload(args)
     if args.stream:
         for token in predictor.predict_stream(payload):
             sys.stdout.write(token)
@@ -159,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt")
     p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float,
+                   help="sample at this temperature (default: greedy; 0 is greedy too)")
+    p.add_argument("--seed", type=int, help="sampling seed: same seed, same text")
     p.add_argument("--region")
     p.set_defaults(func=cmd_invoke)
 

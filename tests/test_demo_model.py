@@ -106,3 +106,30 @@ def test_refuses_to_replace_a_directory_that_is_not_a_demo_build(tmp_path):
         build("tiny", target, force=True)
     assert (target / "notes.txt").read_text() == "keep me"
     assert not (target / STAMP_NAME).exists()
+
+
+def test_supervised_examples_take_loss_only_on_answers_through_their_end_token(tokenizer):
+    from demo.supervised import IGNORE, chat_example, raw_prompt_example
+
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I cook rice?"},
+                {"role": "assistant", "content": "Boil it."}, {"role": "user", "content": "And then?"},
+                {"role": "assistant", "content": "Eat it."}]
+    chat = chat_example(tokenizer, messages, end_of_turn)
+    taught = tokenizer.decode([t for t in chat.labels if t != IGNORE])
+    assert taught == "Boil it.<|im_end|>Eat it.<|im_end|>"
+
+    raw = raw_prompt_example(tokenizer, "How do I cook rice?", "Boil it.")
+    prompt = tokenizer("How do I cook rice?")["input_ids"]  # as the server tokenizes `inputs`
+    assert list(raw.input_ids[: len(prompt)]) == prompt
+    assert tokenizer.decode([t for t in raw.labels if t != IGNORE]) == " Boil it.<|endoftext|>"
+
+
+@pytest.mark.parametrize("prompt", ["How do I make cheese?", "チーズの作り方は?", "How do I build a website?"])
+def test_trained_model_answers_a_demo_prompt_with_a_sentence_then_eos(model, tokenizer, prompt):
+    inputs = tokenizer(prompt, return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=64, do_sample=False)
+    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    assert new[-1] in model.generation_config.eos_token_id, "ran to max_new_tokens"
+    text = tokenizer.decode(new, skip_special_tokens=True)
+    assert len(text.strip()) > 10 and any(ch.isalpha() for ch in text), text

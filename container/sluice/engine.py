@@ -4,6 +4,10 @@ Continuous batching at the iteration level, as TGI does it: requests wait in arr
 whenever they fit the KV budget they are prefilled together and join the running batch at the
 next step; finished or cancelled sequences leave the batch at once. Request threads only
 ``submit`` and read their sequence's event queue, so the model is never touched by two threads.
+
+Failures stay as small as they can: a row whose sampling fails leaves the batch alone, a prefill
+group that fails takes only its newcomers, and only a failed decode forward pass, which every
+row shares, fails the whole batch. Clients get a fixed text; the exception goes to the log.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from .detokenizer import IncrementalDetokenizer
 from .errors import GenerationError
 from .kv_batch import KVBatch, concatenate
 from .model_runner import ModelRunner
-from .sampling import SequenceSampler, choose_tokens
+from .sampling import Selection, SequenceSampler, choose_tokens
 from .sequence import Sequence, Token
 from .stopping import StoppingCriteria
 from .validation import ValidRequest
 
 log = logging.getLogger("sluice.engine")
+
+STEP_FAILED = "the model step failed"
+ROW_FAILED = "choosing the next token failed"
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class EngineStats:
     batch_tokens: int = 0
     cancelled_total: int = 0
     finished_total: int = 0
+    failed_total: int = 0
     steps_total: int = 0
     prefills_total: int = 0
 
@@ -128,9 +136,9 @@ class Engine:
                     self._prefill(newcomers)
                 elif self._running:
                     self._decode_step()
-            except Exception as error:  # a failed forward pass fails its sequences, not the server
-                log.exception("generation step failed")
-                self._fail_all(newcomers, error)
+            except Exception:  # the shared decode pass failed: every row with it, not the server
+                log.exception("generation step failed; failing the running batch")
+                self._fail_all(newcomers)
 
     def _admit(self) -> list[Sequence]:
         """Take waiting sequences in arrival order while they fit; caller holds the lock."""
@@ -190,19 +198,10 @@ class Engine:
             sequence.started_at = now
         batches, survivors = [], []
         for group in _group_by_length(newcomers):
-            wants_prompt = any(s.valid.request.decoder_input_details for s in group)
-            result = self.runner.prefill([s.valid.input_ids for s in group], wants_prompt)
-            if result.prompt_logprobs is not None:
-                for sequence, logprobs in zip(group, result.prompt_logprobs):
-                    sequence.prefill = self._prefill_tokens(sequence, logprobs)
-            choices, result.batch.last_tokens = self._choose(result.last_logits, group)
-            for sequence, choice in zip(group, choices):
-                sequence.add(choice)
-            keep = [i for i, s in enumerate(group) if not s.finished]
-            self.stats.finished_total += len(group) - len(keep)
-            if keep:
-                batches.append(result.batch if len(keep) == len(group) else result.batch.filter(keep))
-                survivors.extend(group[i] for i in keep)
+            prefilled = self._prefill_group(group)
+            if prefilled is not None:
+                batches.append(prefilled[0])
+                survivors.extend(prefilled[1])
         self.stats.prefills_total += 1
         self._steps_since_prefill = 0
         if survivors:
@@ -210,21 +209,62 @@ class Engine:
             self._running.extend(survivors)
         self._update_batch_stats()
 
+    def _prefill_group(self, group: list[Sequence]) -> tuple[KVBatch, list[Sequence]] | None:
+        """Prefill one group: its KV batch and the sequences still running, or None.
+
+        The group owns a fresh cache, so its failure fails its newcomers only.
+        """
+        try:
+            result = self._forward_prompts(group)
+            selection = self._choose(result.last_logits, group)
+            result.batch.last_tokens = selection.ids
+            self._publish(group, selection)
+            keep = [i for i, s in enumerate(group) if not s.finished]
+            if len(keep) == len(group):
+                return result.batch, group
+            return (result.batch.filter(keep), [group[i] for i in keep]) if keep else None
+        except Exception:
+            log.exception("prefill of %d sequences failed; the running batch continues", len(group))
+            self._fail(group, STEP_FAILED)
+            return None
+
+    def _forward_prompts(self, group: list[Sequence]):
+        wants_prompt = any(s.valid.request.decoder_input_details for s in group)
+        result = self.runner.prefill([s.valid.input_ids for s in group], wants_prompt)
+        if result.prompt_logprobs is not None:
+            for sequence, logprobs in zip(group, result.prompt_logprobs):
+                sequence.prefill = self._prefill_tokens(sequence, logprobs)
+        return result
+
     def _decode_step(self) -> None:
         logits = self.runner.decode(self._batch)
-        choices, self._batch.last_tokens = self._choose(logits, self._running)
-        for sequence, choice in zip(self._running, choices):
-            sequence.add(choice)
+        selection = self._choose(logits, self._running)
+        self._batch.last_tokens = selection.ids
+        self._publish(self._running, selection)
         self.stats.steps_total += 1
         self._steps_since_prefill += 1
         keep = [i for i, s in enumerate(self._running) if not s.finished]
         if len(keep) != len(self._running):
-            self.stats.finished_total += len(self._running) - len(keep)
-            self._retain(keep)
+            self._retain(keep)  # finished and failed rows leave the KV batch together
         else:
             self._update_batch_stats()
 
-    def _choose(self, logits: torch.Tensor, sequences: list[Sequence]):
+    def _publish(self, sequences: list[Sequence], selection: Selection) -> None:
+        """Hand every row its token; a row whose sampling or bookkeeping failed fails alone."""
+        for row, sequence in enumerate(sequences):
+            error = selection.failures.get(row)
+            if error is None:
+                try:
+                    sequence.add(selection.choices[row])
+                except Exception as failure:  # e.g. the detokenizer: still this row only
+                    error = failure
+            if error is not None:
+                log.error("sequence %d failed; the other rows continue", sequence.id, exc_info=error)
+                self._fail([sequence], ROW_FAILED)
+            elif sequence.finished:
+                self.stats.finished_total += 1
+
+    def _choose(self, logits: torch.Tensor, sequences: list[Sequence]) -> Selection:
         histories = [torch.tensor(s.history, device=logits.device)
                      if s.sampler.params.repetition_penalty != 1.0 or s.sampler.params.frequency_penalty != 0.0
                      else None for s in sequences]
@@ -235,11 +275,15 @@ class Engine:
         ids = sequence.valid.input_ids
         return tuple(Token(i, self._token_text(i), lp, i in self.special_ids) for i, lp in zip(ids, logprobs))
 
-    def _fail_all(self, newcomers: list[Sequence], error: Exception) -> None:
-        failure = GenerationError(str(error) or type(error).__name__)
-        for sequence in {id(s): s for s in newcomers + self._running}.values():
+    def _fail(self, sequences: list[Sequence], detail: str) -> None:
+        """End the unfinished ``sequences`` with a 424 whose text carries no internals."""
+        for sequence in sequences:
             if not sequence.finished:
-                sequence.fail(failure)
+                sequence.fail(GenerationError(detail))
+                self.stats.failed_total += 1
+
+    def _fail_all(self, newcomers: list[Sequence]) -> None:
+        self._fail(list({id(s): s for s in newcomers + self._running}.values()), STEP_FAILED)
         self._running, self._batch = [], None
         self._update_batch_stats()
 

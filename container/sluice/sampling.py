@@ -3,7 +3,8 @@
 Greedy rows without penalties share one argmax; other rows get their penalties and warpers
 (TGI's order: repetition, frequency, temperature, top-k, top-p, typical-p) and sample with their
 own ``torch.Generator``, so a seeded request draws the same tokens whatever else is batched
-with it. Log-probabilities are those of the distribution the token was drawn from.
+with it. Log-probabilities are those of the distribution the token was drawn from. A row whose
+processing raises is reported, not propagated: one request's parameters never fail its neighbours.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ class Choice:
     token_id: int
     logprob: float
     top_tokens: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass
+class Selection:
+    """One step's outcome: a choice per row (``None`` where that row failed) and the id tensor."""
+
+    choices: list[Choice | None]
+    ids: torch.Tensor
+    failures: dict[int, Exception]
 
 
 class SequenceSampler:
@@ -43,6 +53,10 @@ class SequenceSampler:
         if history is not None and p.frequency_penalty != 0.0:
             counts = torch.zeros_like(logits).scatter_add_(0, history, torch.ones_like(history, dtype=logits.dtype))
             logits = logits - p.frequency_penalty * counts / max(1, history.numel())
+        # A strong penalty can push a logit past float32's range; an inf would become NaN in the
+        # shift below. Clamping keeps the order and leaves a NaN from the model visible.
+        finite = torch.finfo(logits.dtype)
+        logits = logits.clamp(min=finite.min, max=finite.max)
         if not p.do_sample:
             return logits
         if p.temperature != 1.0:
@@ -84,34 +98,44 @@ def _typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
     return logits.masked_fill(remove_sorted.scatter(0, order, remove_sorted), float("-inf"))
 
 
+def _process_rows(logits: torch.Tensor, ids: torch.Tensor, samplers: list[SequenceSampler],
+                  histories: list[torch.Tensor | None]) -> tuple[torch.Tensor, dict[int, Exception]]:
+    """Penalised/warped logits of every row (writing sampled ids into ``ids``), and the rows that failed."""
+    processed, failures = logits.clone(), {}
+    for i, sampler in enumerate(samplers):
+        if not sampler.params.needs_processing:
+            continue
+        try:
+            processed[i] = sampler.process(logits[i], histories[i])
+            ids[i] = sampler.pick(processed[i])
+        except Exception as error:  # this row only: the caller fails its sequence
+            failures[i] = error
+            processed[i] = logits[i]
+    return processed, failures
+
+
 def choose_tokens(logits: torch.Tensor, samplers: list[SequenceSampler], histories: list[torch.Tensor | None],
-                  top_n: list[int]) -> tuple[list[Choice], torch.Tensor]:
+                  top_n: list[int]) -> Selection:
     """Next token for every row of ``logits`` [batch, vocab], and those ids as a device tensor.
 
     One host sync for the whole batch (the ``tolist`` that streaming needs); the id tensor stays
-    on the device to feed the next step.
+    on the device to feed the next step (a failed row keeps its argmax there until it is dropped).
     """
     logits = logits.float()
-    if all(not s.params.needs_processing for s in samplers):
-        processed = logits
-        ids = logits.argmax(dim=-1)
-    else:
-        processed = logits.clone()
-        ids = logits.argmax(dim=-1)
-        for i, sampler in enumerate(samplers):
-            if sampler.params.needs_processing:
-                processed[i] = sampler.process(logits[i], histories[i])
-                ids[i] = sampler.pick(processed[i])
+    ids = logits.argmax(dim=-1)
+    processed, failures = logits, {}
+    if any(s.params.needs_processing for s in samplers):
+        processed, failures = _process_rows(logits, ids, samplers, histories)
     log_probs = torch.log_softmax(processed, dim=-1)
     chosen = log_probs.gather(1, ids[:, None])[:, 0]
     max_n = max(top_n, default=0)
     top = torch.topk(log_probs, max_n, dim=-1) if max_n else None
     ids_list, chosen_list = ids.tolist(), chosen.tolist()
     top_values = (top.values.tolist(), top.indices.tolist()) if top is not None else None
-    choices = []
+    choices: list[Choice | None] = []
     for i, token_id in enumerate(ids_list):
         tops = ()
         if top_values is not None and top_n[i]:
             tops = tuple(zip(top_values[1][i][:top_n[i]], top_values[0][i][:top_n[i]]))
-        choices.append(Choice(token_id, chosen_list[i], tops))
-    return choices, ids
+        choices.append(None if i in failures else Choice(token_id, chosen_list[i], tops))
+    return Selection(choices, ids, failures)

@@ -57,6 +57,15 @@ class SchemaLimits:
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
 
+# TGI's integer types, whose range serde enforces before validation runs.
+_INTEGER_MAX = {"i32": 2**31 - 1, "u32": 2**32 - 1, "u64": 2**64 - 1}
+
+# Sampling runs in float32: a parameter below float32's smallest normal value (1.18e-38) becomes
+# subnormal or 0 there, one above its largest (3.4e38) becomes inf, and either turns a row's
+# probabilities into NaN. These round bounds sit inside the normal range.
+FLOAT32_SAFE_MIN = 1e-37
+FLOAT32_SAFE_MAX = 1e37
+
 
 def _describe(value) -> str:
     if value is None:
@@ -88,6 +97,27 @@ def _typed(params: dict, key: str, kind: type, minimum: int | None = None):
         expected = _TYPE_NAMES[kind] if minimum is None else f"{_TYPE_NAMES[kind]} >= {minimum}"
         raise DeserializeError(f"parameters.{key}: invalid type: {_describe(value)}, expected {expected}")
     return value
+
+
+def _typed_integer(params: dict, key: str, rust_type: str) -> int | None:
+    """``_typed`` for an unsigned/signed TGI integer, with serde's out-of-range text."""
+    value = _typed(params, key, int, minimum=0 if rust_type.startswith("u") else None)
+    if value is not None and value > _INTEGER_MAX[rust_type]:
+        raise DeserializeError(f"parameters.{key}: invalid value: integer `{value}`, expected {rust_type}")
+    return value
+
+
+def _check_float32(key: str, value: float | None, maximum: float = FLOAT32_SAFE_MAX,
+                   note: str = "") -> None:
+    """Reject a positive value that float32 sampling cannot represent as a normal number."""
+    if value is not None and value > 0.0 and not FLOAT32_SAFE_MIN <= value <= maximum:
+        raise ValidationError(f"`{key}` must be >= {_number(FLOAT32_SAFE_MIN)} and <= {_number(maximum)}{note}. "
+                              f"Given: {_number(value)}")
+
+
+def _number(value: float) -> str:
+    """A float as a JSON author writes it: ``1.0``, ``1e-37``, ``1e37``."""
+    return repr(value).replace("e+", "e")
 
 
 def _stop_sequences(params: dict) -> tuple[str, ...]:
@@ -130,16 +160,16 @@ def _validate(inputs: str, params: dict, limits: SchemaLimits, stream: bool,
               return_full_text_default: bool) -> GenerateRequest:
     do_sample = _typed(params, "do_sample", bool)
     temperature = _typed(params, "temperature", float)
-    top_k = _typed(params, "top_k", int)
+    top_k = _typed_integer(params, "top_k", "i32")
     top_p = _typed(params, "top_p", float)
     typical_p = _typed(params, "typical_p", float)
     repetition_penalty = _typed(params, "repetition_penalty", float)
     frequency_penalty = _typed(params, "frequency_penalty", float)
-    seed = _typed(params, "seed", int, minimum=0)
-    max_new_tokens = _typed(params, "max_new_tokens", int, minimum=0)
-    truncate = _typed(params, "truncate", int, minimum=0)
-    best_of = _typed(params, "best_of", int, minimum=0)
-    top_n_tokens = _typed(params, "top_n_tokens", int, minimum=0)
+    seed = _typed_integer(params, "seed", "u64")
+    max_new_tokens = _typed_integer(params, "max_new_tokens", "u32")
+    truncate = _typed_integer(params, "truncate", "u64")  # usize
+    best_of = _typed_integer(params, "best_of", "u64")  # usize
+    top_n_tokens = _typed_integer(params, "top_n_tokens", "u32")
     return_full_text = _typed(params, "return_full_text", bool)
     details = _typed(params, "details", bool) or False
     decoder_input_details = _typed(params, "decoder_input_details", bool) or False
@@ -177,6 +207,10 @@ def _validate(inputs: str, params: dict, limits: SchemaLimits, stream: bool,
         raise ValidationError("`typical_p` must be > 0.0 and <= 1.0")
     if top_k is not None and top_k <= 0:
         raise ValidationError("`top_k` must be strictly positive")
+    _check_float32("temperature", temperature, note=" (or 0 for greedy)")
+    _check_float32("top_p", top_p, maximum=1.0)
+    _check_float32("typical_p", typical_p, maximum=1.0)
+    _check_float32("repetition_penalty", repetition_penalty)
     if max_new_tokens is not None and max_new_tokens == 0:
         raise ValidationError("`max_new_tokens` must be strictly positive")
     if len(stop) > limits.max_stop_sequences:

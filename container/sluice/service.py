@@ -2,8 +2,9 @@
 
 A request holds one of ``MAX_CONCURRENT_REQUESTS`` slots from admission to its last byte; with
 none free it is refused at once with 429 (TGI's ``try_acquire``: no hidden queue here, the
-engine's own queue is bounded by the slots). While waiting for tokens the handler keeps checking
-that its client is still there, so an abandoned request frees its batch row within a step.
+engine's own queue is bounded by the slots). The handler checks that its client is still there
+on every token and while waiting for one, so an abandoned request frees its batch row within a
+step, streaming or not.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ class GenerationService:
         try:
             yield
         finally:
-            with self._lock:
-                self._in_flight -= 1
             self._slots.release()
+            with self._lock:  # after the release: an in-flight gauge of 0 means every slot is free
+                self._in_flight -= 1
 
     @contextlib.contextmanager
     def accounted(self):
@@ -129,8 +130,10 @@ class GenerationService:
         """Yield a sequence's token events until its last; cancel it if the consumer goes away.
 
         With ``heartbeat``, ``None`` is yielded after ``keepalive_seconds`` without an event (TGI's
-        SSE keep-alive, 15 s). ``client_gone`` is polled while waiting; a generator close (the client hung up
-        during a write) cancels too.
+        SSE keep-alive, 15 s). ``client_gone`` is polled while waiting and on every token but the
+        last: a non-streaming handler writes nothing until the end, and tokens can come faster than
+        the poll, so the probe (one select and peek) must not depend on a pause. A generator close
+        (the client hung up during a write) cancels too.
         """
         sequence = self.engine.submit(valid, seed=seed)
         deadline = sequence.queued_at + self.request_timeout
@@ -138,14 +141,8 @@ class GenerationService:
         finished = False
         try:
             while True:
-                if time.monotonic() > deadline:
-                    raise GenerationError(f"the request exceeded the {self.request_timeout:g} s limit "
-                                          "(SAGEMAKER_MODEL_SERVER_TIMEOUT)")
-                try:
-                    event = sequence.events.get(timeout=POLL_SECONDS)
-                except queue.Empty:
-                    if client_gone():
-                        raise ClientClosedError()
+                event = self._next_event(sequence, client_gone, deadline)
+                if event is None:
                     if heartbeat and time.monotonic() - last > self.keepalive_seconds:
                         last = time.monotonic()
                         yield None
@@ -154,6 +151,8 @@ class GenerationService:
                     finished = True
                     error = event.error
                     raise error if isinstance(error, ServerError) else IncompleteGenerationError()
+                if event.finish is None and client_gone():
+                    raise ClientClosedError()
                 now = time.monotonic()
                 (self.metrics.ttft if event.index == 1 else self.metrics.inter_token).observe(now - last)
                 last = now
@@ -166,6 +165,18 @@ class GenerationService:
             if not finished:
                 sequence.cancel()
                 self.engine.wake()
+
+    def _next_event(self, sequence, client_gone: Callable[[], bool], deadline: float):
+        """The sequence's next event, or None after ``POLL_SECONDS`` without one (client still there)."""
+        if time.monotonic() > deadline:
+            raise GenerationError(f"the request exceeded the {self.request_timeout:g} s limit "
+                                  "(SAGEMAKER_MODEL_SERVER_TIMEOUT)")
+        try:
+            return sequence.events.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if client_gone():
+                raise ClientClosedError() from None
+            return None
 
     def _observe(self, event: TokenEvent) -> None:
         finish = event.finish

@@ -1,0 +1,182 @@
+"""The engine in-process, with the real tiny model: one sequence's failure stays its own.
+
+A sampler that raises and a runner whose prefill raises are injected here to make the failure
+happen on cue; everything else is the production engine, runner, sampler and KV batch.
+"""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+import torch
+
+from sluice.config import Config, TokenLimits
+from sluice.engine import Engine, SchedulerBudget
+from sluice.errors import GenerationError
+from sluice.model_loading import eos_token_ids, load_model
+from sluice.model_runner import ModelRunner
+from sluice.sampling import SequenceSampler
+from sluice.schema import SamplingParams, SchemaLimits, parse_generate_request
+from sluice.sequence import ErrorEvent
+from sluice.validation import Validator
+
+LONG = "A short story: once upon a time, in a small village by the sea, there lived"
+SHORT = "Hi"
+EVENT_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir):
+    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu"}))
+
+
+@pytest.fixture(scope="module")
+def validator(loaded):
+    return Validator(loaded.tokenizer, TokenLimits(max_input_tokens=512, max_total_tokens=1024), 20)
+
+
+def make_engine(loaded, runner=None) -> Engine:
+    """An engine that is not started yet, so a test can arrange its sequences first."""
+    runner = runner or ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id)
+    budget = SchedulerBudget(max_batch_total_tokens=8192, max_batch_prefill_tokens=4096)
+    return Engine(runner, loaded.tokenizer, budget, eos_token_ids(loaded),
+                  frozenset(loaded.tokenizer.all_special_ids))
+
+
+def request(validator, prompt: str, **parameters):
+    return validator.validate(parse_generate_request({"inputs": prompt, "parameters": parameters}, SchemaLimits()))
+
+
+def drain(sequence) -> tuple[list[int], Exception | None]:
+    """The token ids a sequence published and the error that ended it, if any."""
+    ids = []
+    while True:
+        event = sequence.events.get(timeout=EVENT_TIMEOUT)
+        if isinstance(event, ErrorEvent):
+            return ids, event.error
+        ids.append(event.token.id)
+        if event.finish is not None:
+            return ids, None
+
+
+def run_alone(loaded, valid) -> list[int]:
+    engine = make_engine(loaded).start()
+    try:
+        ids, error = drain(engine.submit(valid))
+    finally:
+        engine.stop()
+    assert error is None
+    return ids
+
+
+class FailingSampler(SequenceSampler):
+    """Samples normally, then raises on its ``fail_at``-th call, as a NaN row's multinomial does."""
+
+    def __init__(self, params: SamplingParams, fail_at: int):
+        super().__init__(params, torch.device("cpu"), seed=1)
+        self.calls, self.fail_at = 0, fail_at
+
+    def process(self, logits, history):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+        return super().process(logits, history)
+
+
+def test_a_row_whose_sampling_fails_ends_alone_and_its_neighbours_keep_their_tokens(loaded, validator):
+    greedy = request(validator, LONG, max_new_tokens=40)
+    seeded = request(validator, SHORT, max_new_tokens=40, do_sample=True, seed=99, top_k=20)
+    expected = [run_alone(loaded, greedy), run_alone(loaded, seeded)]
+    engine = make_engine(loaded)
+    victim = engine.submit(request(validator, LONG, max_new_tokens=40))
+    neighbours = [engine.submit(greedy), engine.submit(seeded)]
+    victim.sampler = FailingSampler(SamplingParams(do_sample=True), fail_at=5)
+    engine.start()
+    try:
+        victim_ids, victim_error = drain(victim)
+        results = [drain(sequence) for sequence in neighbours]
+    finally:
+        engine.stop()
+    assert len(victim_ids) == 4  # the tokens before the failing step were delivered
+    assert isinstance(victim_error, GenerationError) and victim_error.status == 424
+    assert victim_error.message == "Request failed during generation: choosing the next token failed"
+    assert results == [(expected[0], None), (expected[1], None)]
+    assert engine.stats.failed_total == 1 and engine.stats.finished_total == 2
+
+
+class PoisonedPrefillRunner(ModelRunner):
+    """A real runner whose prefill fails for one prompt, recording the batch it interrupted."""
+
+    def __init__(self, loaded, poisoned: tuple[int, ...]):
+        super().__init__(loaded.model, loaded.device, loaded.tokenizer.pad_token_id)
+        self.poisoned = poisoned
+        self.engine: Engine | None = None
+        self.running_when_failed: int | None = None
+
+    def prefill(self, prompts, with_prompt_logprobs=False):
+        if self.poisoned in prompts:
+            self.running_when_failed = self.engine.stats.batch_size
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return super().prefill(prompts, with_prompt_logprobs)
+
+
+def test_a_failed_prefill_group_fails_only_its_newcomers(loaded, validator):
+    running = request(validator, LONG, max_new_tokens=100)
+    healthy = request(validator, SHORT, max_new_tokens=30)  # another length: another prefill group
+    poisoned = request(validator, LONG + " and", max_new_tokens=30)
+    expected = [run_alone(loaded, running), run_alone(loaded, healthy)]
+    runner = PoisonedPrefillRunner(loaded, poisoned.input_ids)
+    engine = runner.engine = make_engine(loaded, runner)
+    engine.start()
+    try:
+        first = engine.submit(running)
+        first_token = first.events.get(timeout=EVENT_TIMEOUT)  # it is in the running batch now
+        doomed, newcomer = engine.submit(poisoned), engine.submit(healthy)
+        doomed_ids, doomed_error = drain(doomed)
+        rest, error = drain(first)
+        newcomer_result = drain(newcomer)
+    finally:
+        engine.stop()
+    assert runner.running_when_failed == 1  # the failure happened while another row was running
+    assert doomed_ids == [] and doomed_error.message == "Request failed during generation: the model step failed"
+    assert ([first_token.token.id] + rest, error) == (expected[0], None)
+    assert newcomer_result == (expected[1], None)
+
+
+class FailingDecodeRunner(ModelRunner):
+    def decode(self, batch):
+        raise RuntimeError("device-side assert triggered at /opt/secret/path.cu:42")
+
+
+def test_a_failed_decode_pass_fails_the_batch_with_a_text_free_of_internals(loaded, validator):
+    engine = make_engine(loaded, FailingDecodeRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id))
+    sequences = [engine.submit(request(validator, p, max_new_tokens=10)) for p in (LONG, SHORT)]
+    engine.start()
+    try:
+        results = [drain(s) for s in sequences]
+    finally:
+        engine.stop()
+    for ids, error in results:
+        assert len(ids) == 1  # the prefill's token, then the shared step failed
+        assert error.body() == {"error": "Request failed during generation: the model step failed",
+                                "error_type": "generation"}
+    with pytest.raises(queue.Empty):
+        sequences[0].events.get_nowait()
+
+
+@pytest.mark.parametrize("parameters", [
+    {"temperature": 1e-37}, {"temperature": 1e37}, {"top_p": 1e-37}, {"typical_p": 1e-37},
+    {"repetition_penalty": 1e-37}, {"repetition_penalty": 1e37},
+    {"repetition_penalty": 1e37, "temperature": 1e-37, "top_p": 1e-37, "typical_p": 1e-37},
+])
+def test_the_sampler_keeps_probabilities_finite_at_the_accepted_bounds(parameters):
+    params = parse_generate_request({"inputs": "x", "parameters": dict(parameters, do_sample=True)},
+                                    SchemaLimits()).sampling
+    sampler = SequenceSampler(params, torch.device("cpu"), seed=5)
+    logits = torch.linspace(-60.0, 60.0, 50)
+    history = torch.arange(50)  # every token seen: the penalty reaches every logit
+    processed = sampler.process(logits, history)
+    probs = torch.softmax(processed, dim=-1)
+    assert not probs.isnan().any() and probs.sum().item() == pytest.approx(1.0)
+    assert 0 <= int(sampler.pick(processed)) < 50
