@@ -41,6 +41,9 @@ SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
 RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
 COMPUTE_TYPE = "COMPUTE_TYPE"
 SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
+DISABLE_GRAMMAR_SUPPORT = "DISABLE_GRAMMAR_SUPPORT"  # TGI's name
+GRAMMAR_COMPILE_TIMEOUT = "GRAMMAR_COMPILE_TIMEOUT"  # seconds
+GRAMMAR_MAX_BYTES = "GRAMMAR_MAX_BYTES"
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
@@ -145,6 +148,9 @@ class Config:
     response_cache_size: int = 256
     compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0
+    disable_grammar_support: bool = False
+    grammar_compile_timeout: int = 5
+    grammar_max_bytes: int = 256 * 1024
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -188,6 +194,9 @@ class Config:
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
             compute_type=env.get(COMPUTE_TYPE, "").strip() or None,
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),
+            disable_grammar_support=_bool(env, DISABLE_GRAMMAR_SUPPORT, False),
+            grammar_compile_timeout=_int(env, GRAMMAR_COMPILE_TIMEOUT, 5, minimum=1),
+            grammar_max_bytes=_int(env, GRAMMAR_MAX_BYTES, 256 * 1024, minimum=1),
         )
         config.check()
         return config

@@ -139,5 +139,10 @@ class GrammarCompiler:
 
 
 def _first_line(message: str) -> str:
-    """llguidance's messages can carry a source excerpt on later lines; the first says it all."""
-    return message.strip().splitlines()[0] if message.strip() else "invalid grammar"
+    """llguidance's messages can carry a source excerpt on later lines: keep the first line and
+    the regex engine's ``error:`` line, which says what is wrong."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "invalid grammar"
+    cause = next((line for line in lines[1:] if line.startswith("error:")), None)
+    return f"{lines[0].rstrip(':')}: {cause[len('error:'):].strip()}" if cause else lines[0]
