@@ -19,13 +19,10 @@ import llguidance
 import llguidance.hf
 
 from .errors import ValidationError
-from .grammar_spec import JSON, LARK, REGEX, GrammarSpec
+from .grammar_spec import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
 
 log = logging.getLogger("sluice.grammar")
 
-# Compact, deterministic JSON: no free whitespace (an untrained or wandering model would fill
-# the answer with it) and fixed separators, so tool-call streaming can find the arguments.
-JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class CompiledGrammar:
 def llguidance_grammar(spec: GrammarSpec) -> str:
     """The spec as llguidance's grammar text."""
     if spec.kind == JSON:
-        return llguidance.LLMatcher.grammar_from_json_schema(spec.source, overrides=JSON_OPTIONS)
+        return llguidance.LLMatcher.grammar_from_json_schema(spec.source, overrides=COMPACT_JSON)
     if spec.kind == REGEX:
         return llguidance.LLMatcher.grammar_from_regex(spec.source)
     if spec.kind == LARK:

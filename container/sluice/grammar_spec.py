@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from .errors import DeserializeError, ValidationError
 
 JSON, REGEX, LARK = "json", "regex", "lark"
+
+# Compact, deterministic JSON: no free whitespace (an untrained or wandering model would fill
+# the answer with it) and fixed separators, so tool-call streaming can find the arguments.
+COMPACT_JSON = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 _VARIANTS = "`json`, `json_object`, `regex`, `json_schema`"
 
 
@@ -90,10 +94,20 @@ def _schema_of_config(content, field: str) -> dict:
 
 
 def schema_grammar(schema: dict) -> GrammarSpec:
-    """A user's JSON Schema; TGI insists on ``properties`` (its grammar compiler needs them)."""
+    """A user's JSON Schema; TGI insists on ``properties`` (its grammar compiler needs them).
+
+    A schema with ``properties`` and no ``type`` means an object to TGI (its documented example
+    is ``{"properties": {...}}``), though JSON Schema alone would accept any non-object too.
+    """
     if "properties" not in schema:
         raise ValidationError("grammar is not valid: Grammar must have a 'properties' field")
+    if not _SHAPING_KEYWORDS & schema.keys():
+        schema = dict(type="object", **schema)
     return GrammarSpec.json_schema(schema)
+
+
+# Keywords that already say what a value is: with any of them, no ``type: object`` is implied.
+_SHAPING_KEYWORDS = frozenset({"type", "anyOf", "oneOf", "allOf", "$ref", "enum", "const", "not"})
 
 
 def parse_response_format(value) -> GrammarSpec | None:
