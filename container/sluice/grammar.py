@@ -1,8 +1,11 @@
 """Compiling grammars with llguidance: off the engine thread, bounded, cached.
 
 A compile runs in a small pool (llguidance releases the GIL, so it never stalls the engine or
-other requests) and is bounded three ways: the source size, llguidance's own parser limits
-(lexer fuel, grammar size) and a wall-clock limit; breaking any of them is the client's 422.
+other requests) and is bounded four ways: the source size, the number of ``$ref``s, llguidance's
+own parser limits (lexer fuel, grammar size) and a wall-clock limit; breaking any of them is the
+client's 422. llguidance resolves ``$ref`` chains recursively: a chain of ~1000 overflows an 8 MB
+thread stack and kills the process (a segfault, not an exception), so the pool's threads get a
+large stack and the number of ``$ref``s is capped well below what that stack survives (5000).
 Compiled grammars live in an LRU cache keyed by the canonical spec, and a cache entry is the
 compile's future, so identical schemas arriving together are compiled once.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
+import queue
 import threading
 from dataclasses import dataclass
 
@@ -30,6 +34,7 @@ class GrammarLimits:
     """Bounds on one compile; GRAMMAR_* environment variables in ``config``."""
 
     max_source_bytes: int = 256 * 1024
+    max_refs: int = 1000
     compile_seconds: float = 5.0
     cache_size: int = 128
     workers: int = 2
@@ -65,7 +70,7 @@ class GrammarCompiler:
         self.tokenizer = tokenizer
         self.limits = limits
         self.parser_limits = llguidance.LLParserLimits(verbose_errors=False)
-        self._pool = concurrent.futures.ThreadPoolExecutor(limits.workers, thread_name_prefix="sluice-grammar")
+        self._pool = CompilePool(limits.workers)
         self._cache: collections.OrderedDict[GrammarSpec, concurrent.futures.Future] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -87,6 +92,8 @@ class GrammarCompiler:
         if size > self.limits.max_source_bytes:
             raise ValidationError(f"grammar is not valid: the grammar is too large ({size} bytes; "
                                   f"the limit is {self.limits.max_source_bytes})")
+        if spec.source.count('"$ref"') > self.limits.max_refs:
+            raise ValidationError(f"grammar is not valid: the schema has more than {self.limits.max_refs} `$ref`s")
         future = self._future(spec)
         try:
             return future.result(timeout=self.limits.compile_seconds)
@@ -135,11 +142,50 @@ class GrammarCompiler:
         return CompiledGrammar(spec, matcher)
 
 
+MAX_MESSAGE = 400
+
+
 def _first_line(message: str) -> str:
     """llguidance's messages can carry a source excerpt on later lines: keep the first line and
     the regex engine's ``error:`` line, which says what is wrong."""
+    message = message[:MAX_MESSAGE]  # a regex error quotes the whole regex
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     if not lines:
         return "invalid grammar"
     cause = next((line for line in lines[1:] if line.startswith("error:")), None)
     return f"{lines[0].rstrip(':')}: {cause[len('error:'):].strip()}" if cause else lines[0]
+
+
+class CompilePool:
+    """A few daemon threads with a large stack (virtual memory: only what a compile touches is
+    committed), running compiles in submission order."""
+
+    STACK_BYTES = 256 << 20
+
+    def __init__(self, workers: int):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        with _stack_size_lock:
+            previous = threading.stack_size(self.STACK_BYTES)
+            try:
+                for index in range(workers):
+                    threading.Thread(target=self._work, name=f"sluice-grammar-{index}", daemon=True).start()
+            finally:
+                threading.stack_size(previous)
+
+    def submit(self, function, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((future, function, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, function, args = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # handed to the waiting request thread
+                future.set_exception(error)
+
+
+_stack_size_lock = threading.Lock()
