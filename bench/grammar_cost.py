@@ -5,7 +5,7 @@
 One server, one prompt set; rounds alternate unconstrained / constrained so that a noisy shared
 machine hurts both alike. The grammar is a JSON object with one long string (``minLength`` keeps
 it open), so constrained streams also run to ``--new-tokens`` and both sides generate the same
-number of tokens; each constrained step computes a real JSON-string mask for every row. Prints
+number of tokens (checked; hence the untrained model by default, which never stops early); each constrained step computes a real JSON-string mask for every row. Prints
 generated tokens per second of each round, the medians and the cost in percent (target <= 15 %).
 """
 
@@ -40,12 +40,15 @@ def one_round(url: str, prompts: list[str], new_tokens: int, grammar: dict | Non
     errors = [t.error for t in timings if t.error]
     if errors:
         raise RuntimeError(f"stream failed: {errors[0]}")
-    return sum(t.generated_tokens for t in timings) / elapsed
+    tokens = sum(t.generated_tokens for t in timings)
+    if tokens != len(prompts) * new_tokens:  # an early EOS would make the sides incomparable
+        raise RuntimeError(f"{tokens} tokens generated, expected {len(prompts) * new_tokens}")
+    return tokens / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="tiny", choices=["tiny", "tiny-random", "small"])
+    parser.add_argument("--size", default="tiny-random", choices=["tiny", "tiny-random", "small"])
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)

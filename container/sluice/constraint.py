@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import llguidance
 import llguidance.torch
+import numpy as np
 import torch
-
-_BITS = torch.tensor([1 << i for i in range(32)], dtype=torch.int64).to(torch.int32)
 
 
 class RowConstraint:
@@ -45,18 +44,18 @@ class MaskBuilder:
 
     def apply(self, logits: torch.Tensor, constraints: list[RowConstraint | None]) -> torch.Tensor:
         """``logits`` with every constrained row's disallowed tokens at -inf (a new tensor);
-        the same tensor, untouched, when no row is constrained."""
+        the same tensor, untouched, when no row is constrained. Few, whole-batch torch ops: on a
+        busy CPU each op's dispatch costs more than llguidance's mask computation itself."""
         rows = [i for i, c in enumerate(constraints) if c is not None]
         if not rows:
             return logits
         bitmask = self._buffer(len(rows))
         pairs = [(constraints[row].matcher, slot) for slot, row in enumerate(rows)]
         llguidance.torch.fill_next_token_bitmask_par(self._executor, pairs, bitmask)
-        allowed = _unpack(bitmask, logits.shape[-1]).to(logits.device)
-        index = torch.tensor(rows, device=logits.device)
-        masked = logits.float().clone()
-        masked[index] = masked[index].masked_fill(~allowed, float("-inf"))
-        return masked
+        width = logits.shape[-1]
+        banned = np.zeros((logits.shape[0], width), dtype=bool)
+        banned[rows] = ~_unpack(bitmask.numpy(), width)
+        return logits.float().masked_fill(torch.from_numpy(banned).to(logits.device), float("-inf"))
 
     def _buffer(self, rows: int) -> torch.Tensor:
         if self._bitmask.shape[0] < rows:
@@ -64,12 +63,11 @@ class MaskBuilder:
         return self._bitmask[:rows]
 
 
-def _unpack(bitmask: torch.Tensor, width: int) -> torch.Tensor:
-    """[rows, words] int32 bits -> [rows, width] bool, without torch.compile (llguidance's own
-    kernel compiles at first use: seconds on a CPU, and a C compiler in the image)."""
-    bits = (bitmask.unsqueeze(-1) & _BITS) != 0
-    allowed = bits.reshape(bitmask.shape[0], -1)
-    if allowed.shape[1] >= width:
-        return allowed[:, :width]
-    pad = torch.zeros(bitmask.shape[0], width - allowed.shape[1], dtype=torch.bool)
-    return torch.cat([allowed, pad], dim=1)
+def _unpack(bitmask: np.ndarray, width: int) -> np.ndarray:
+    """[rows, words] int32 bits (token ``i`` is bit ``i % 32`` of word ``i // 32``) -> [rows, width]
+    bool, in numpy (llguidance's own torch kernel needs torch.compile: seconds at first use on
+    a CPU, and a C compiler in the image)."""
+    bits = np.unpackbits(np.ascontiguousarray(bitmask).view(np.uint8), axis=1, bitorder="little")
+    if bits.shape[1] >= width:
+        return bits[:, :width].astype(bool)
+    return np.pad(bits, ((0, 0), (0, width - bits.shape[1]))).astype(bool)
