@@ -55,6 +55,12 @@ class MaskBuilder:
         width = logits.shape[-1]
         banned = np.zeros((logits.shape[0], width), dtype=bool)
         banned[rows] = ~_unpack(bitmask.numpy(), width)
+        if logits.device.type == "cpu":
+            # numpy, single-threaded: torch would split these 2-D ops over its thread pool, and
+            # on a busy CPU the wait for those threads costs milliseconds per step.
+            values = logits.detach().float().numpy().copy()
+            values[banned] = -np.inf
+            return torch.from_numpy(values)
         return logits.float().masked_fill(torch.from_numpy(banned).to(logits.device), float("-inf"))
 
     def _buffer(self, rows: int) -> torch.Tensor:
