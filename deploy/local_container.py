@@ -50,7 +50,11 @@ class ContainerProcess:
     """``container/serve`` as a child process on 127.0.0.1; also a context manager."""
 
     def __init__(self, model_dir: str | os.PathLike, port: int | None = None,
-                 env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None):
+                 env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None,
+                 bin_dir: str | os.PathLike | None = None):
+        """``bin_dir``: the environment to serve from (e.g. ``.venv-vllm/bin`` for the vLLM
+        engine); by default the one running this process."""
+        self.bin_dir = Path(bin_dir) if bin_dir else Path(sys.executable).parent
         self.model_dir = str(Path(model_dir).resolve())  # serve runs gunicorn with --chdir
         self.port = port or free_port()
         self.extra_env = dict(env or {})
@@ -64,8 +68,8 @@ class ContainerProcess:
 
     def start(self) -> "ContainerProcess":
         env = dict(os.environ)
-        # The interpreter running us has the dependencies: put its bin first, as `make serve` does.
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        # The serving environment's bin goes first, as `make serve` does.
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env.update({"HF_MODEL_ID": self.model_dir, "SAGEMAKER_BIND_TO_PORT": str(self.port),
                     "HF_HUB_OFFLINE": "1"})
         env.update(self.extra_env)

@@ -30,6 +30,7 @@ docker_build() {
   log="$(mktemp)"
   DOCKER_BUILDKIT=0 docker build --quiet --build-arg BASE_IMAGE="$base" \
     --build-arg TORCH_REQUIREMENT="$(grep -E '^torch==' requirements/torch-cpu.txt)" \
+    --build-arg SLUICE_WITH_VLLM=0 \
     -t "$IMAGE" . >"$log" 2>&1 || status=$?
   [[ $status == 0 ]] || cat "$log" >&2
   rm -f "$log"

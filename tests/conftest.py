@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from deploy.local_container import ContainerProcess
+from deploy.local_container import ContainerProcess, ping_status
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = Path(os.environ.get("SLUICE_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
+VLLM_BIN = REPO / ".venv-vllm" / "bin"  # `make install-vllm`
+VLLM_START_SECONDS = 300  # vLLM's import and engine start (~15 s here, more on a busy machine)
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +42,36 @@ def server(tiny_model_dir):
     process = ContainerProcess(tiny_model_dir, env={"MAX_CONCURRENT_REQUESTS": "64", "RESPONSE_CACHE_SIZE": "0"})
     with process:
         yield process
+
+
+def _first_ping_status(process: ContainerProcess, timeout: float = 30.0) -> int | None:
+    """The first /ping answer once the port is open (vLLM is then still starting)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.proc.poll() is None:
+        status = ping_status(process.url, timeout=1)
+        if status is not None:
+            return status
+        time.sleep(0.05)
+    return None
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir):
+    """ONE real server on the vLLM engine, from .venv-vllm, shared by tests/test_vllm_engine.py.
+
+    Four slots (the 429 test fills them), no cache, one thread (the CI machine is shared) and
+    1 GiB of KV cache: vLLM's CPU default would take a quarter of the memory.
+    """
+    if not (VLLM_BIN / "python").exists():
+        pytest.skip(f"the vLLM engine needs {VLLM_BIN.parent.name} (make install-vllm)")
+    env = {"SLUICE_ENGINE": "vllm", "MAX_CONCURRENT_REQUESTS": "4", "RESPONSE_CACHE_SIZE": "0",
+           "SLUICE_TORCH_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    process = ContainerProcess(tiny_model_dir, env=env, bin_dir=VLLM_BIN).start()
+    try:
+        process.first_ping = _first_ping_status(process)
+        yield process.wait_ready(timeout=VLLM_START_SECONDS)
+    finally:
+        process.stop()
 
 
 @pytest.fixture

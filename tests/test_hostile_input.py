@@ -203,6 +203,24 @@ def test_paths_with_extra_slashes_are_a_json_404(server, method, path):
     assert_json_error(response, 404, {"error": f"Route {method} {path} not found", "error_type": "not_found"})
 
 
+@pytest.mark.parametrize("target", ["//ping", "//invocations", "//generate"])
+def test_a_target_starting_with_two_slashes_is_a_json_404(server, target):
+    """gunicorn reads `//x` as host `x` and path `/`: it must not be answered as `/`."""
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("POST", target, body=b'{"inputs": "x"}', headers=JSON)
+    response = connection.getresponse()
+    assert response.status == 404 and response.getheader("Content-Type") == "application/json"
+    assert strict_json(response.read().decode()) == {"error": f"Route POST {target} not found",
+                                                     "error_type": "not_found"}
+
+
+def test_health_is_empty_and_not_html(server):
+    response = requests.get(server.url + "/ping", timeout=2)
+    assert response.status_code == 200 and response.content == b""
+    assert "html" not in response.headers["Content-Type"]
+
+
 def in_process_app(error: BaseException | None = None):
     """The real app over a host that never loaded (no model needed): what /ping and friends say then."""
     return create_app(SimpleNamespace(service=None, error=error), Config(model_id="m"))

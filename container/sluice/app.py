@@ -57,9 +57,12 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     @app.before_request
     def refuse_redirects():
         """Flask answers a routing redirect with werkzeug's HTML page, past every error handler;
-        a path that only matches after a redirect is not a route here."""
-        if isinstance(request.routing_exception, RequestRedirect):
-            raise NotFoundError(f"Route {request.method} {request.path} not found")
+        a path that only matches after a redirect is not a route here. gunicorn reads a target
+        starting with ``//`` as ``//host/path`` (``//invocations`` would arrive as ``/``): not a
+        route either."""
+        raw_target = request.environ.get("RAW_URI", "")
+        if isinstance(request.routing_exception, RequestRedirect) or raw_target.startswith("//"):
+            raise NotFoundError(f"Route {request.method} {raw_target or request.path} not found")
 
     api_key = key_bytes(config.api_key) if config.api_key else None
 
@@ -76,7 +79,7 @@ def create_app(host: ModelHost, config: Config) -> Flask:
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
         if not service().engine.alive:
             raise NotReadyError("The generation engine has stopped")
-        return Response(status=200)
+        return Response(status=200, content_type="text/plain")  # empty, and not HTML
 
     app.add_url_rule("/ping", "ping", health, methods=["GET"])
     app.add_url_rule("/health", "health", health, methods=["GET"])

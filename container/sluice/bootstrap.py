@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 
 import torch
 
-from .config import Config
+from .config import Config, ConfigError
 from .engine import Engine, SchedulerBudget
 from .grammar import GrammarCompiler, GrammarLimits
 from .model_loading import LoadedModel, configure_threads, default_compute_type, eos_token_ids, load_model
@@ -84,7 +85,30 @@ class Serving:
     compute_type: str
 
 
+def choose_engine(config: Config) -> str:
+    """``SLUICE_ENGINE``: ``auto`` is vllm only where it pays (importable and a CUDA device)."""
+    installed = importlib.util.find_spec("vllm") is not None
+    if config.engine == "vllm" and not installed:
+        raise ConfigError("SLUICE_ENGINE=vllm but vllm is not installed (make install-vllm)")
+    if config.engine != "auto":
+        return config.engine
+    return "vllm" if installed and config.device != "cpu" and torch.cuda.is_available() else "sluice"
+
+
+def make_service(config: Config, engine, validator: Validator,
+                 grammars: GrammarCompiler | None = None) -> GenerationService:
+    """The generation service over either engine: slots, cache, timeouts, metrics; ``grammars``
+    only for the embedded engine (vLLM refuses grammars in its ``check_request``)."""
+    schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
+    return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
+                             request_timeout=float(config.model_server_timeout),
+                             cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
+                             keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars)
+
+
 def build_serving(config: Config) -> Serving:
+    if choose_engine(config) == "vllm":
+        return build_vllm_serving(config)
     threads = configure_threads(config)
     loaded = load_model(config)
     limits = config.token_limits(loaded.max_position_embeddings)
@@ -94,12 +118,17 @@ def build_serving(config: Config) -> Serving:
     runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id)
     eos_ids = eos_token_ids(loaded)
     engine = Engine(runner, tokenizer, budget, eos_ids, special_ids).start()
-    validator = Validator(tokenizer, limits, config.default_max_new_tokens)
+    validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
-    schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
-    service = GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
-                                request_timeout=float(config.model_server_timeout),
-                                cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
-                                keepalive_seconds=config.sse_keepalive_seconds,
-                                grammars=grammar_compiler(config, loaded, eos_ids))
+    service = make_service(config, engine, validator, grammar_compiler(config, loaded, eos_ids))
     return Serving(service, config.compute_type or default_compute_type(loaded.device))
+
+
+def build_vllm_serving(config: Config) -> Serving:
+    """The same service on vLLM's engine; vLLM is imported here only."""
+    from .vllm_bootstrap import build_vllm_engine
+
+    engine, tokenizer, limits, device = build_vllm_engine(config)
+    validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)
+    return Serving(make_service(config, engine, validator),
+                   config.compute_type or default_compute_type(torch.device(device)))

@@ -41,6 +41,8 @@ SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
 RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
 COMPUTE_TYPE = "COMPUTE_TYPE"
 SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
+SLUICE_ENGINE = "SLUICE_ENGINE"
+SLUICE_VLLM_ENFORCE_EAGER = "SLUICE_VLLM_ENFORCE_EAGER"
 DISABLE_GRAMMAR_SUPPORT = "DISABLE_GRAMMAR_SUPPORT"  # TGI's name
 GRAMMAR_COMPILE_TIMEOUT = "GRAMMAR_COMPILE_TIMEOUT"  # seconds
 GRAMMAR_MAX_BYTES = "GRAMMAR_MAX_BYTES"
@@ -50,6 +52,8 @@ SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
 DTYPES = ("auto", "float32", "float16", "bfloat16", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+# `auto`: vllm when it is importable and a CUDA device is present, else the embedded engine.
+ENGINES = ("auto", "sluice", "vllm")
 
 
 class ConfigError(ValueError):
@@ -78,6 +82,11 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false. Given: {raw!r}")
+
+
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    """A tri-state flag: unset means "let the engine choose by device"."""
+    return _bool(env, name, False) if env.get(name, "").strip() else None
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -148,6 +157,8 @@ class Config:
     response_cache_size: int = 256
     compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0
+    engine: str = "auto"
+    vllm_enforce_eager: bool | None = None  # None: eager on CPU (no compile), CUDA graphs on GPU
     disable_grammar_support: bool = False
     grammar_compile_timeout: int = 5
     grammar_max_bytes: int = 256 * 1024
@@ -194,6 +205,8 @@ class Config:
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
             compute_type=env.get(COMPUTE_TYPE, "").strip() or None,
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),
+            engine=_choice(env, SLUICE_ENGINE, ENGINES, "auto"),
+            vllm_enforce_eager=_optional_bool(env, SLUICE_VLLM_ENFORCE_EAGER),
             disable_grammar_support=_bool(env, DISABLE_GRAMMAR_SUPPORT, False),
             grammar_compile_timeout=_int(env, GRAMMAR_COMPILE_TIMEOUT, 5, minimum=1),
             grammar_max_bytes=_int(env, GRAMMAR_MAX_BYTES, 256 * 1024, minimum=1),

@@ -62,6 +62,8 @@ class EngineStats:
 
 
 class Engine:
+    name = "sluice"
+
     def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
                  eos_token_ids: frozenset[int], special_ids: frozenset[int]):
         self.runner = runner
@@ -116,6 +118,19 @@ class Engine:
         """Let the loop notice a cancellation now rather than at its next step."""
         with self._wakeup:
             self._wakeup.notify()
+
+    def describe(self) -> dict:
+        """What /info reports of the engine, so routes never reach into the runner."""
+        return {"engine": self.name,
+                "model_dtype": str(getattr(self.runner.model, "dtype", "")).replace("torch.", ""),
+                "model_device_type": self.runner.device.type,
+                "max_batch_total_tokens": self.budget.max_batch_total_tokens,
+                "max_batch_prefill_tokens": self.budget.max_batch_prefill_tokens,
+                "max_batch_size": self.budget.max_batch_size}
+
+    @staticmethod
+    def check_request(request) -> None:
+        """Every TGI parameter is implemented by this engine: nothing to refuse."""
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -15,19 +15,18 @@ MAX_CLIENT_BATCH_SIZE = 4
 
 def info(service: GenerationService, config: Config) -> Response:
     limits = service.validator.limits
-    runner = service.engine.runner
-    budget = service.engine.budget
+    engine = service.engine.describe()
     return json_response({
         "model_id": config.model_id, "model_sha": None, "model_pipeline_tag": None,
-        "model_dtype": str(getattr(runner.model, "dtype", "")).replace("torch.", ""),
-        "model_device_type": runner.device.type,
+        "model_dtype": engine["model_dtype"], "model_device_type": engine["model_device_type"],
         "max_concurrent_requests": config.max_concurrent_requests, "max_best_of": config.max_best_of,
         "max_stop_sequences": config.max_stop_sequences, "max_input_tokens": limits.max_input_tokens,
         "max_input_length": limits.max_input_tokens, "max_total_tokens": limits.max_total_tokens,
-        "max_batch_total_tokens": budget.max_batch_total_tokens,
-        "max_batch_prefill_tokens": budget.max_batch_prefill_tokens, "max_batch_size": budget.max_batch_size,
+        "max_batch_total_tokens": engine["max_batch_total_tokens"],
+        "max_batch_prefill_tokens": engine["max_batch_prefill_tokens"], "max_batch_size": engine["max_batch_size"],
         "validation_workers": 1, "max_client_batch_size": MAX_CLIENT_BATCH_SIZE,
-        "router": "sluice", "version": __version__, "sha": None, "docker_label": None,
+        "router": "sluice", "engine": engine["engine"], "version": __version__, "sha": None,
+        "docker_label": None,
         # Which `grammar` types (and OpenAI `response_format`/`tools`) this server enforces.
         "grammar_support": service.grammars is not None,
         "grammar_types": ["json", "json_object", "json_schema", "regex"] if service.grammars else [],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .config import TokenLimits
 from .errors import ValidationError
@@ -35,10 +35,14 @@ class ValidRequest:
 
 
 class Validator:
-    def __init__(self, tokenizer, limits: TokenLimits, default_max_new_tokens: int):
+    def __init__(self, tokenizer, limits: TokenLimits, default_max_new_tokens: int,
+                 check: Callable[[GenerateRequest], None] | None = None):
+        """``check`` is the engine's capability check: it raises a 422 for a parameter the
+        engine cannot honour, so nothing is silently dropped (every route validates here)."""
         self.tokenizer = tokenizer
         self.limits = limits
         self.default_max_new_tokens = default_max_new_tokens
+        self.check = check
 
     def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """The prompt's token ids; a tokenizer failure is the client's 422 with a stable text,
@@ -50,6 +54,8 @@ class Validator:
             raise ValidationError("tokenizer error: the input could not be tokenized") from None
 
     def validate(self, request: GenerateRequest, input_ids: list[int] | None = None) -> ValidRequest:
+        if self.check is not None:
+            self.check(request)
         limits = self.limits
         truncate = request.truncate
         if truncate is not None and (truncate == 0 or truncate > limits.max_input_tokens):

@@ -1,0 +1,291 @@
+"""The vLLM engine behind Sluice's protocol: vLLM schedules and samples, Sluice speaks TGI.
+
+The same contract as ``engine.Engine`` for the service: ``submit`` returns a ``Sequence`` whose
+queue receives the same ``TokenEvent``s. Only token ids and log-probabilities come back from
+vLLM (``detokenize=False``); Sluice's own detokenizer and stopping criteria turn them into text
+and finish reasons, so streamed text equals non-streamed text byte for byte and ``details`` have
+the embedded engine's shape. vLLM's ``LLMEngine`` is not thread-safe, so one thread owns it: it
+adds submitted requests, aborts cancelled ones and those Sluice's stopping finished (a stop
+sequence), and steps. vLLM itself is imported by ``vllm_bootstrap``, never by this module's
+callers unless the engine is selected.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+from .detokenizer import IncrementalDetokenizer
+from .engine import EngineStats
+from .errors import GenerationError, ValidationError
+from .sampling import Choice
+from .schema import GenerateRequest, SamplingParams as TgiSampling
+from .sequence import Sequence, Token
+from .stopping import StoppingCriteria
+from .validation import ValidRequest
+
+log = logging.getLogger("sluice.vllm_engine")
+
+ENGINE_NAME = "vllm"
+
+
+@dataclass(frozen=True)
+class SeedInfo:
+    """What a ``Sequence`` reads of its sampler (the seed for ``details``); vLLM samples."""
+
+    params: TgiSampling
+    seed: int | None
+
+
+def unsupported_parameter(request: GenerateRequest) -> tuple[str, object] | None:
+    """The first TGI parameter vLLM has no equivalent for, with its value; None if all map."""
+    sampling = request.sampling
+    if sampling.do_sample and sampling.typical_p < 1.0:
+        return "typical_p", sampling.typical_p
+    if sampling.watermark:
+        return "watermark", "true"
+    if request.grammar is not None:
+        # Not yet wired to vLLM's structured outputs (GuidedDecodingParams / StructuredOutputsParams
+        # with json=, regex=, grammar=): refused rather than silently ignored.
+        return "grammar", request.grammar.kind
+    return None
+
+
+def check_request(request: GenerateRequest) -> None:
+    """Refuse (422) what this engine would otherwise silently drop."""
+    refused = unsupported_parameter(request)
+    if refused is not None:
+        name, value = refused
+        raise ValidationError(f"`{name}` is not supported by the {ENGINE_NAME} engine "
+                              f"(SLUICE_ENGINE={ENGINE_NAME}). Given: {value}")
+
+
+def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: frozenset[int]):
+    """TGI parameters -> vLLM ``SamplingParams`` (greedy is temperature 0; stop strings stay
+    with Sluice's stopping criteria, which see the text as the client will)."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    request, s = valid.request, valid.request.sampling
+    chosen = (dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
+              if s.do_sample else dict(temperature=0.0))
+    return SamplingParams(
+        **chosen, repetition_penalty=s.repetition_penalty, frequency_penalty=s.frequency_penalty,
+        max_tokens=valid.max_new_tokens, stop_token_ids=sorted(stop_token_ids),
+        logprobs=request.top_n_tokens,  # 0: the chosen token's log-probability only
+        prompt_logprobs=0 if request.decoder_input_details else None,
+        detokenize=False, skip_special_tokens=False, output_kind=RequestOutputKind.DELTA)
+
+
+def choice_from(token_id: int, logprobs, index: int, top_n: int) -> Choice:
+    """One generated token as the embedded sampler reports it: its log-probability and the
+    ``top_n`` most likely tokens, by vLLM's rank."""
+    entry = logprobs[index] if logprobs and index < len(logprobs) else {}
+    chosen = entry.get(token_id)
+    ranked = sorted((lp.rank, tid, lp.logprob) for tid, lp in entry.items()
+                    if lp.rank is not None and lp.rank <= top_n)
+    return Choice(token_id, chosen.logprob if chosen is not None else 0.0,
+                  tuple((tid, logprob) for _, tid, logprob in ranked[:top_n]))
+
+
+def _vllm_gauge(name: str) -> int:
+    """One of vLLM's own Prometheus gauges (summed over labels); 0 if it is not there."""
+    try:
+        from vllm.v1.metrics.reader import Gauge, get_metrics_snapshot
+
+        return int(sum(m.value for m in get_metrics_snapshot() if m.name == name and isinstance(m, Gauge)))
+    except Exception:  # metrics are best effort: never fail a scrape
+        log.debug("reading vLLM's %s failed", name, exc_info=True)
+        return 0
+
+
+class VllmEngine:
+    name = ENGINE_NAME
+
+    def __init__(self, llm, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int],
+                 description: dict):
+        """``llm`` is a started ``vllm.v1.engine.llm_engine.LLMEngine``."""
+        self._llm = llm
+        self.tokenizer = tokenizer
+        self.eos_token_ids = eos_token_ids
+        self.special_ids = special_ids
+        self._description = dict(description, engine=self.name)
+        self._stats = EngineStats()
+        self._incoming: collections.deque[tuple[Sequence, object]] = collections.deque()
+        self._live: dict[str, Sequence] = {}
+        self._wakeup = threading.Condition()
+        self._ids = itertools.count(1)
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="sluice-vllm", daemon=True)
+
+    # --- the interface the service uses -------------------------------------------------------
+
+    def start(self) -> "VllmEngine":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopped = True
+            self._wakeup.notify()
+
+    @property
+    def alive(self) -> bool:
+        """False once the loop has ended: the health check must then stop saying 200."""
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Let the loop notice a cancellation now rather than after its current step."""
+        with self._wakeup:
+            self._wakeup.notify()
+
+    def describe(self) -> dict:
+        """What /info reports of the engine (name, dtype, device, batch limits)."""
+        return dict(self._description)
+
+    check_request = staticmethod(check_request)
+
+    @property
+    def stats(self) -> EngineStats:
+        """TGI's gauges at scrape time: vLLM's scheduler says which live requests still wait.
+
+        Only while requests are live: vLLM's gauges are written by ``step``, which stops with them.
+        """
+        live = len(self._live)
+        waiting = min(live, _vllm_gauge("vllm:num_requests_waiting")) if live else 0
+        self._stats.queue_size = len(self._incoming) + waiting
+        self._stats.batch_size = live - waiting
+        return self._stats
+
+    def submit(self, valid: ValidRequest, seed: int | None = None) -> Sequence:
+        """Queue a validated request; its events appear on the returned sequence's queue."""
+        sampling = valid.request.sampling
+        if sampling.do_sample and seed is None:
+            seed = sampling.seed if sampling.seed is not None else random.getrandbits(63)
+        sequence = Sequence(
+            valid=valid, sampler=SeedInfo(sampling, seed),
+            detokenizer=IncrementalDetokenizer(self._decode, valid.input_ids),
+            stopping=StoppingCriteria(self.eos_token_ids, valid.request.stop, valid.max_new_tokens),
+            special_ids=self.special_ids, token_text=self._token_text, id=next(self._ids))
+        params = sampling_params(valid, seed, self.eos_token_ids)
+        with self._wakeup:
+            self._incoming.append((sequence, params))
+            self._wakeup.notify()
+        return sequence
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id], skip_special_tokens=False)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._stopped and not self._incoming and not self._live:
+                    self._wakeup.wait()
+                if self._stopped:
+                    return
+                newcomers = list(self._incoming)
+                self._incoming.clear()
+            try:
+                self._add(newcomers)
+                self._abort_cancelled()
+                if self._live and not self._llm.has_unfinished_requests():
+                    self._fail_all(GenerationError("vLLM no longer knows the running requests"))
+                elif self._live:
+                    self._deliver(self._llm.step())
+                self._update_stats()
+            except Exception as error:  # a failed step fails its sequences, not the server
+                log.exception("vLLM step failed")
+                self._fail_all(error)
+
+    def _add(self, newcomers: list[tuple[Sequence, object]]) -> None:
+        from vllm.inputs import TokensPrompt
+
+        for sequence, params in newcomers:
+            if sequence.cancelled:
+                self._note_cancelled(sequence)
+                continue
+            request_id = str(sequence.id)
+            try:
+                self._llm.add_request(request_id, TokensPrompt(prompt_token_ids=list(sequence.valid.input_ids)),
+                                      params)
+            except Exception as error:  # vLLM refused this one request
+                log.exception("vLLM refused request %s", request_id)
+                sequence.fail(GenerationError(str(error) or type(error).__name__))
+                continue
+            sequence.started_at = time.monotonic()
+            self._live[request_id] = sequence
+
+    def _abort_cancelled(self) -> None:
+        gone = [rid for rid, sequence in self._live.items() if sequence.cancelled]
+        if not gone:
+            return
+        self._llm.abort_request(gone)
+        for rid in gone:
+            self._note_cancelled(self._live.pop(rid))
+
+    def _note_cancelled(self, sequence: Sequence) -> None:
+        self._stats.cancelled_total += 1
+        log.info("sequence %d cancelled (client disconnected) after %d tokens; vLLM request aborted",
+                 sequence.id, len(sequence.generated_ids))
+
+    def _deliver(self, outputs) -> None:
+        """Feed vLLM's new token ids through each sequence's own detokenizer and stopping."""
+        self._stats.steps_total += 1
+        for output in outputs:
+            sequence = self._live.get(output.request_id)
+            if sequence is None:
+                continue
+            if output.prompt_logprobs and not sequence.prefill:
+                sequence.prefill = self._prefill_tokens(sequence, output.prompt_logprobs)
+            completion = output.outputs[0]
+            top_n = sequence.valid.request.top_n_tokens
+            for index, token_id in enumerate(completion.token_ids):
+                if sequence.finished:
+                    break
+                sequence.add(choice_from(token_id, completion.logprobs, index, top_n))
+            self._settle(output, sequence, completion.finish_reason)
+
+    def _settle(self, output, sequence: Sequence, vllm_reason) -> None:
+        """Drop a finished sequence; abort vLLM's request if Sluice finished first."""
+        rid = output.request_id
+        if sequence.finished:
+            del self._live[rid]
+            self._stats.finished_total += 1
+            if not output.finished:
+                self._llm.abort_request([rid])
+        elif output.finished:
+            del self._live[rid]
+            sequence.fail(GenerationError(f"vLLM ended the request early ({vllm_reason})"))
+
+    def _prefill_tokens(self, sequence: Sequence, prompt_logprobs) -> tuple[Token, ...]:
+        tokens = []
+        for position, token_id in enumerate(sequence.valid.input_ids):
+            entry = prompt_logprobs[position] if position < len(prompt_logprobs) else None
+            logprob = entry[token_id].logprob if entry and token_id in entry else None
+            tokens.append(Token(token_id, self._token_text(token_id), logprob, token_id in self.special_ids))
+        return tuple(tokens)
+
+    def _update_stats(self) -> None:
+        self._stats.batch_tokens = sum(s.valid.input_length + len(s.generated_ids) for s in self._live.values())
+
+    def _fail_all(self, error: Exception) -> None:
+        failure = GenerationError(str(error) or type(error).__name__)
+        try:
+            self._llm.abort_request(list(self._live))
+        except Exception:
+            log.exception("aborting vLLM requests after a failure")
+        for sequence in self._live.values():
+            if not sequence.finished:
+                sequence.fail(failure)
+        self._live.clear()
+        self._update_stats()
