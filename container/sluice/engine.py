@@ -188,13 +188,15 @@ class Engine:
         return admitted
 
     def _drop_cancelled(self) -> None:
-        keep = [i for i, s in enumerate(self._running) if not s.cancelled]
-        if len(keep) == len(self._running):
+        # Read each flag once: a request thread may cancel between two reads, and a row noted as
+        # cancelled but kept would be stepped, and noted, again.
+        cancelled = [s.cancelled for s in self._running]
+        if not any(cancelled):
             return
-        for sequence in self._running:
-            if sequence.cancelled:
+        for sequence, gone in zip(self._running, cancelled):
+            if gone:
                 self._note_cancelled(sequence)
-        self._retain(keep)
+        self._retain([i for i, gone in enumerate(cancelled) if not gone])
 
     def _note_cancelled(self, sequence: Sequence) -> None:
         self.stats.cancelled_total += 1
