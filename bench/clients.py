@@ -73,7 +73,8 @@ def _timed_stream(url: str, path: str, body: dict, timeout: float, on_event, hea
     return timing
 
 
-def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 600.0) -> StreamTiming:
+def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 600.0,
+                  grammar: dict | None = None) -> StreamTiming:
     """TGI's /generate_stream: one event per token, the last one carries ``details``.
 
     ``x-use-cache: 0``: the prompt set repeats across levels, and a replay from Sluice's
@@ -85,7 +86,7 @@ def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 6
             timing.generated_tokens = event["details"]["generated_tokens"]
 
     body = {"inputs": prompt, "stream": True,
-            "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
+            "parameters": {"max_new_tokens": max_new_tokens, "details": True, "grammar": grammar}}
     return _timed_stream(url, "/generate_stream", body, timeout, on_event, {"x-use-cache": "0"},
                          error_text=lambda e: f"{e.get('error_type')}: {e['error']}")
 

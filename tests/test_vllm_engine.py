@@ -222,3 +222,5 @@ def test_the_capability_check_refuses_only_what_vllm_cannot_do():
         check_request(parse(typical_p=0.9))
     with pytest.raises(ValidationError, match="`watermark` is not supported by the vllm engine"):
         check_request(parse(watermark=True))
+    with pytest.raises(ValidationError, match="`grammar` is not supported by the vllm engine .* Given: regex"):
+        check_request(parse(grammar={"type": "regex", "value": "[0-9]+"}))

@@ -10,6 +10,7 @@ import torch
 
 from .config import Config, ConfigError
 from .engine import Engine, SchedulerBudget
+from .grammar import GrammarCompiler, GrammarLimits
 from .model_loading import LoadedModel, configure_threads, default_compute_type, eos_token_ids, load_model
 from .metrics import Metrics
 from .model_runner import ModelRunner
@@ -54,6 +55,28 @@ def scheduler_budget(config: Config, loaded: LoadedModel, max_input: int, max_to
                            max_batch_size=config.max_batch_size)
 
 
+def grammar_compiler(config: Config, loaded: LoadedModel, eos_ids: frozenset[int]) -> GrammarCompiler | None:
+    """llguidance's view of the tokenizer, for grammars; None (grammar is a 422) when disabled
+    or when the tokenizer is not a fast one (llguidance reads the Rust tokenizer's JSON)."""
+    if config.disable_grammar_support:
+        return None
+    limits = GrammarLimits(max_source_bytes=config.grammar_max_bytes,
+                           compile_seconds=float(config.grammar_compile_timeout))
+    try:
+        return GrammarCompiler.for_tokenizer(loaded.tokenizer, logits_width(loaded.model), eos_ids, limits)
+    except Exception:
+        log.exception("grammar support is off: llguidance cannot read this tokenizer")
+        return None
+
+
+def logits_width(model) -> int:
+    """The vocabulary the logits cover (often padded past the tokenizer's)."""
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if embeddings is not None and getattr(embeddings, "weight", None) is not None:
+        return int(embeddings.weight.shape[0])
+    return int(model.config.vocab_size)
+
+
 @dataclass(frozen=True)
 class Serving:
     """What a worker serves once its model is loaded; the compute type depends on the device."""
@@ -72,13 +95,15 @@ def choose_engine(config: Config) -> str:
     return "vllm" if installed and config.device != "cpu" and torch.cuda.is_available() else "sluice"
 
 
-def make_service(config: Config, engine, validator: Validator) -> GenerationService:
-    """The generation service over either engine: slots, cache, timeouts, metrics."""
+def make_service(config: Config, engine, validator: Validator,
+                 grammars: GrammarCompiler | None = None) -> GenerationService:
+    """The generation service over either engine: slots, cache, timeouts, metrics; ``grammars``
+    only for the embedded engine (vLLM refuses grammars in its ``check_request``)."""
     schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
     return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
                              request_timeout=float(config.model_server_timeout),
                              cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
-                             keepalive_seconds=config.sse_keepalive_seconds)
+                             keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars)
 
 
 def build_serving(config: Config) -> Serving:
@@ -91,10 +116,12 @@ def build_serving(config: Config) -> Serving:
     tokenizer = loaded.tokenizer
     special_ids = frozenset(tokenizer.all_special_ids)
     runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id)
-    engine = Engine(runner, tokenizer, budget, eos_token_ids(loaded), special_ids).start()
+    eos_ids = eos_token_ids(loaded)
+    engine = Engine(runner, tokenizer, budget, eos_ids, special_ids).start()
     validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
-    return Serving(make_service(config, engine, validator), config.compute_type or default_compute_type(loaded.device))
+    service = make_service(config, engine, validator, grammar_compiler(config, loaded, eos_ids))
+    return Serving(service, config.compute_type or default_compute_type(loaded.device))
 
 
 def build_vllm_serving(config: Config) -> Serving:

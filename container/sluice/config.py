@@ -43,6 +43,9 @@ COMPUTE_TYPE = "COMPUTE_TYPE"
 SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
 SLUICE_ENGINE = "SLUICE_ENGINE"
 SLUICE_VLLM_ENFORCE_EAGER = "SLUICE_VLLM_ENFORCE_EAGER"
+DISABLE_GRAMMAR_SUPPORT = "DISABLE_GRAMMAR_SUPPORT"  # TGI's name
+GRAMMAR_COMPILE_TIMEOUT = "GRAMMAR_COMPILE_TIMEOUT"  # seconds
+GRAMMAR_MAX_BYTES = "GRAMMAR_MAX_BYTES"
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
@@ -156,6 +159,9 @@ class Config:
     sse_keepalive_seconds: float = 15.0
     engine: str = "auto"
     vllm_enforce_eager: bool | None = None  # None: eager on CPU (no compile), CUDA graphs on GPU
+    disable_grammar_support: bool = False
+    grammar_compile_timeout: int = 5
+    grammar_max_bytes: int = 256 * 1024
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -201,6 +207,9 @@ class Config:
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),
             engine=_choice(env, SLUICE_ENGINE, ENGINES, "auto"),
             vllm_enforce_eager=_optional_bool(env, SLUICE_VLLM_ENFORCE_EAGER),
+            disable_grammar_support=_bool(env, DISABLE_GRAMMAR_SUPPORT, False),
+            grammar_compile_timeout=_int(env, GRAMMAR_COMPILE_TIMEOUT, 5, minimum=1),
+            grammar_max_bytes=_int(env, GRAMMAR_MAX_BYTES, 256 * 1024, minimum=1),
         )
         config.check()
         return config

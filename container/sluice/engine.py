@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .constraint import MaskBuilder, RowConstraint
 from .detokenizer import IncrementalDetokenizer
 from .errors import GenerationError
 from .kv_batch import KVBatch, concatenate
@@ -78,6 +79,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._stopped = False
         self._steps_since_prefill = 0
+        self._masks: MaskBuilder | None = None  # built on the first constrained request
         self._thread = threading.Thread(target=self._loop, name="sluice-engine", daemon=True)
 
     def start(self) -> "Engine":
@@ -99,7 +101,8 @@ class Engine:
             sampler=SequenceSampler(request.sampling, self.runner.device, seed),
             detokenizer=IncrementalDetokenizer(self._decode, valid.input_ids),
             stopping=StoppingCriteria(self.eos_token_ids, request.stop, valid.max_new_tokens),
-            special_ids=self.special_ids, token_text=self._token_text, id=next(self._ids))
+            special_ids=self.special_ids, token_text=self._token_text, id=next(self._ids),
+            constraint=RowConstraint(valid.grammar.new_matcher()) if valid.grammar else None)
         with self._wakeup:
             self._waiting.append(sequence)
             self.stats.queue_size = len(self._waiting)
@@ -272,7 +275,9 @@ class Engine:
             error = selection.failures.get(row)
             if error is None:
                 try:
-                    sequence.add(selection.choices[row])
+                    error = self._follow_grammar(sequence, selection.choices[row].token_id)
+                    if error is None:
+                        sequence.add(selection.choices[row])
                 except Exception as failure:  # e.g. the detokenizer: still this row only
                     error = failure
             if error is not None:
@@ -281,7 +286,24 @@ class Engine:
             elif sequence.finished:
                 self.stats.finished_total += 1
 
+    def _follow_grammar(self, sequence: Sequence, token_id: int) -> Exception | None:
+        """Advance a constrained row's matcher; the error if the grammar refuses the token."""
+        if sequence.constraint is None:
+            return None
+        refusal = sequence.constraint.advance(token_id, self.eos_token_ids)
+        return None if refusal is None else RuntimeError(f"grammar refused token {token_id}: {refusal}")
+
+    def _constrain(self, logits: torch.Tensor, sequences: list[Sequence]) -> torch.Tensor:
+        """Mask the constrained rows' logits; unconstrained batches skip this entirely."""
+        constraints = [s.constraint for s in sequences]
+        if all(c is None for c in constraints):
+            return logits
+        if self._masks is None:
+            self._masks = MaskBuilder(logits.shape[-1])
+        return self._masks.apply(logits, constraints)
+
     def _choose(self, logits: torch.Tensor, sequences: list[Sequence]) -> Selection:
+        logits = self._constrain(logits, sequences)
         histories = [torch.tensor(s.history, device=logits.device)
                      if s.sampler.params.repetition_penalty != 1.0 or s.sampler.params.frequency_penalty != 0.0
                      else None for s in sequences]

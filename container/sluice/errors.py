@@ -117,6 +117,16 @@ class TemplateError(ServerError):
         super().__init__(f"Template error: {detail}")
 
 
+class ToolError(ServerError):
+    """A ``tools``/``tool_choice`` request TGI refuses (e.g. together with ``response_format``)."""
+
+    status = 422
+    error_type = "tool_error"
+
+    def __init__(self, detail: str):
+        super().__init__(f"Tool error: {detail}")
+
+
 class BatchSizeError(ServerError):
     """More prompts in one completions request than TGI's MAX_CLIENT_BATCH_SIZE."""
 

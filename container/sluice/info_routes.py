@@ -27,6 +27,9 @@ def info(service: GenerationService, config: Config) -> Response:
         "validation_workers": 1, "max_client_batch_size": MAX_CLIENT_BATCH_SIZE,
         "router": "sluice", "engine": engine["engine"], "version": __version__, "sha": None,
         "docker_label": None,
+        # Which `grammar` types (and OpenAI `response_format`/`tools`) this server enforces.
+        "grammar_support": service.grammars is not None,
+        "grammar_types": ["json", "json_object", "json_schema", "regex"] if service.grammars else [],
     })
 
 

@@ -7,9 +7,10 @@ Temperature 0 means greedy; ``max_tokens`` (or ``max_completion_tokens``) bounds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import BatchSizeError, DeserializeError, SuffixNotSupportedError
+from .grammar_spec import GrammarSpec, parse_response_format
 from .schema import GenerateRequest, SchemaLimits, _describe, parse_generate_request
 
 
@@ -47,8 +48,9 @@ def _parameters(body: dict) -> dict:
     return parameters
 
 
-def openai_request(body, limits: SchemaLimits, prompt: str) -> OpenAIRequest:
-    """Generation settings of a chat/completion body, for an already rendered ``prompt``."""
+def openai_request(body, limits: SchemaLimits, prompt: str, grammar: GrammarSpec | None = None) -> OpenAIRequest:
+    """Generation settings of a chat/completion body, for an already rendered ``prompt``; the
+    output follows ``grammar`` (a tool plan's) or else the body's ``response_format``."""
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise DeserializeError("stream: invalid type, expected a boolean")
@@ -57,6 +59,9 @@ def openai_request(body, limits: SchemaLimits, prompt: str) -> OpenAIRequest:
         raise DeserializeError("stream_options: invalid type, expected a map")
     request = parse_generate_request({"inputs": prompt, "parameters": _parameters(body)}, limits,
                                      stream=bool(stream), return_full_text_default=False)
+    grammar = grammar or parse_response_format(body.get("response_format"))
+    if grammar is not None:
+        request = replace(request, grammar=grammar)
     model = body.get("model") if isinstance(body.get("model"), str) else None
     return OpenAIRequest(request, bool(stream), bool(options.get("include_usage")), bool(body.get("logprobs")), model)
 

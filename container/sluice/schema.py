@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import DeserializeError, ValidationError
+from .grammar_spec import GrammarSpec, parse_grammar
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class GenerateRequest:
     top_n_tokens: int = 0
     best_of: int = 1
     stream: bool = False
+    grammar: GrammarSpec | None = None  # the output must match it (TGI's ``parameters.grammar``)
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def _validate(inputs: str, params: dict, limits: SchemaLimits, stream: bool,
     decoder_input_details = _typed(params, "decoder_input_details", bool) or False
     watermark = _typed(params, "watermark", bool) or False
     stop = _stop_sequences(params)
+    grammar = parse_grammar(params.get("grammar"))
 
     # Temperature 0 means greedy (as the Inference API documents); setting temperature, top_k,
     # top_p or typical_p turns sampling on.
@@ -247,4 +250,5 @@ def _validate(inputs: str, params: dict, limits: SchemaLimits, stream: bool,
         top_n_tokens=top_n_tokens,
         best_of=best_of,
         stream=stream,
+        grammar=grammar,
     )

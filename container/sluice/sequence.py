@@ -17,6 +17,7 @@ from .stopping import StoppingCriteria
 from .validation import ValidRequest
 
 if TYPE_CHECKING:  # torch stays out of the request threads' imports
+    from .constraint import RowConstraint
     from .sampling import Choice, SequenceSampler
 
 
@@ -71,6 +72,7 @@ class Sequence:
     first_token_at: float | None = None
     finished: bool = False
     prefill: tuple[Token, ...] = ()
+    constraint: "RowConstraint | None" = None  # the grammar's state, for a constrained request
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     @property

@@ -10,13 +10,14 @@ step, streaming or not.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
-                     ServerError)
+                     ServerError, ValidationError)
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
 from .schema import GenerateRequest, SchemaLimits
@@ -25,6 +26,7 @@ from .validation import ValidRequest, Validator
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .grammar import GrammarCompiler
 
 POLL_SECONDS = 0.05
 
@@ -34,13 +36,15 @@ Run = list[TokenEvent]
 class GenerationService:
     def __init__(self, engine: "Engine", validator: Validator, schema_limits: SchemaLimits,
                  max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
-                 metrics: Metrics | None = None, keepalive_seconds: float = 15.0):
+                 metrics: Metrics | None = None, keepalive_seconds: float = 15.0,
+                 grammars: "GrammarCompiler | None" = None):
         self.engine = engine
         self.validator = validator
         self.schema_limits = schema_limits
         self.tokenizer = validator.tokenizer
         self.request_timeout = request_timeout
         self.keepalive_seconds = keepalive_seconds
+        self.grammars = grammars  # None: this tokenizer cannot be constrained (not a fast one)
         self.max_concurrent_requests = max_concurrent_requests
         self.cache = cache or ResponseCache(0)
         self.metrics = metrics or Metrics()
@@ -85,7 +89,14 @@ class GenerationService:
         self.metrics.request_duration.observe(time.monotonic() - started)
 
     def validate(self, request: GenerateRequest, input_ids: list[int] | None = None) -> ValidRequest:
-        return self.validator.validate(request, input_ids)
+        """Token checks, then the grammar's compile: here, in the request thread (bounded, cached),
+        so the engine only ever sees ready matchers."""
+        valid = self.validator.validate(request, input_ids)
+        if request.grammar is None:
+            return valid
+        if self.grammars is None:
+            raise ValidationError("grammar is not supported")
+        return dataclasses.replace(valid, grammar=self.grammars.compile(request.grammar))
 
     # --- cache --------------------------------------------------------------------------------
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import TokenLimits
 from .errors import ValidationError
 from .schema import GenerateRequest
+
+if TYPE_CHECKING:  # llguidance stays out of this module's imports
+    from .grammar import CompiledGrammar
 
 log = logging.getLogger("sluice.validation")
 
@@ -24,6 +27,7 @@ class ValidRequest:
     request: GenerateRequest
     input_ids: tuple[int, ...]
     max_new_tokens: int
+    grammar: "CompiledGrammar | None" = None  # compiled in the request thread, never the engine's
 
     @property
     def input_length(self) -> int:

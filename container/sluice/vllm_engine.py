@@ -49,6 +49,10 @@ def unsupported_parameter(request: GenerateRequest) -> tuple[str, object] | None
         return "typical_p", sampling.typical_p
     if sampling.watermark:
         return "watermark", "true"
+    if request.grammar is not None:
+        # Not yet wired to vLLM's structured outputs (GuidedDecodingParams / StructuredOutputsParams
+        # with json=, regex=, grammar=): refused rather than silently ignored.
+        return "grammar", request.grammar.kind
     return None
 
 
