@@ -13,7 +13,10 @@ DEST=docker/wheelhouse
 PYTHON="${PYTHON:-python3}"
 PY_VERSION="${SLUICE_WHEEL_PYTHON:-3.11}"
 ABI="cp${PY_VERSION/./}"
-PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_5_x86_64 manylinux1_x86_64)
+# Every manylinux tag bookworm's glibc 2.36 runs (llguidance ships manylinux_2_31 only).
+PLATFORMS=(manylinux_2_36_x86_64 manylinux_2_35_x86_64 manylinux_2_34_x86_64 manylinux_2_33_x86_64
+  manylinux_2_32_x86_64 manylinux_2_31_x86_64 manylinux_2_30_x86_64 manylinux_2_29_x86_64
+  manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_5_x86_64 manylinux1_x86_64)
 INPUTS=(requirements/runtime.txt requirements/torch-cpu.txt "$0")
 
 stamp="$( (cat "${INPUTS[@]}"; echo "$PY_VERSION ${PLATFORMS[*]}") | sha256sum | cut -c1-32)"

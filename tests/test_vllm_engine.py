@@ -9,9 +9,12 @@ and 429 beyond MAX_CONCURRENT_REQUESTS. Skips when .venv-vllm is absent (make in
 from __future__ import annotations
 
 import concurrent.futures as futures
+import json
+import re
 import socket
 import time
 
+import jsonschema
 import pytest
 import requests
 import text_generation
@@ -19,6 +22,8 @@ import text_generation
 from blog_token_iterator import BlogTokenIterator
 from deploy import TokenIterator
 from http_client import generate, post, sse_events, stream_events, stream_raw
+from test_grammar import (BAD_GRAMMARS, REGEX, SAMPLED, SCHEMA, TOOLS, assert_valid_call, chat, constrained,
+                          in_parallel)
 
 pytestmark = pytest.mark.vllm
 
@@ -222,5 +227,61 @@ def test_the_capability_check_refuses_only_what_vllm_cannot_do():
         check_request(parse(typical_p=0.9))
     with pytest.raises(ValidationError, match="`watermark` is not supported by the vllm engine"):
         check_request(parse(watermark=True))
-    with pytest.raises(ValidationError, match="`grammar` is not supported by the vllm engine .* Given: regex"):
-        check_request(parse(grammar={"type": "regex", "value": "[0-9]+"}))
+    check_request(parse(grammar={"type": "regex", "value": "[0-9]+"}))  # vLLM's structured outputs
+
+
+def test_grammars_map_to_vllms_structured_outputs_with_sluices_compact_json():
+    from sluice.grammar_spec import COMPACT_JSON, GrammarSpec
+    from sluice.vllm_engine import structured_output
+
+    assert structured_output(GrammarSpec.json_schema(SCHEMA)) == {"json": dict(SCHEMA, **{"x-guidance": COMPACT_JSON})}
+    assert structured_output(GrammarSpec("regex", REGEX)) == {"regex": REGEX}
+    assert structured_output(GrammarSpec("lark", 'start: "a"')) == {"grammar": 'start: "a"'}
+
+
+# --- structured output: the same grammars, through vLLM's llguidance backend ---------------------
+
+def test_sampled_json_schema_and_regex_answers_on_vllm_all_validate(vllm_server):
+    answers = in_parallel(lambda seed: constrained(vllm_server.url, {"type": "json", "value": SCHEMA}, seed=seed),
+                          range(20), workers=4)
+    for answer in answers:
+        jsonschema.validate(json.loads(answer["generated_text"]), SCHEMA)
+        assert answer["details"]["finish_reason"] == "eos_token"
+    answers = in_parallel(lambda seed: constrained(vllm_server.url, {"type": "regex", "value": REGEX}, seed=seed),
+                          range(20), workers=4)
+    for answer in answers:
+        assert re.fullmatch(REGEX, answer["generated_text"]), answer["generated_text"]
+
+
+def test_a_constrained_vllm_request_batches_with_an_unconstrained_stream(vllm_server):
+    with futures.ThreadPoolExecutor(2) as pool:
+        free = pool.submit(stream_events, vllm_server.url, "Story:", max_new_tokens=48, do_sample=True, seed=1,
+                           details=True)
+        fixed = constrained(vllm_server.url, {"type": "json", "value": SCHEMA}, seed=2)
+        jsonschema.validate(json.loads(fixed["generated_text"]), SCHEMA)
+        assert free.result()[-1]["details"]["generated_tokens"] == 48
+
+
+def test_a_streamed_constrained_vllm_answer_equals_the_non_streamed_one(vllm_server):
+    grammar = {"type": "json", "value": SCHEMA}
+    whole = constrained(vllm_server.url, grammar, seed=11)
+    events = stream_events(vllm_server.url, "Tell me about cheese.", path="/generate_stream",
+                           **dict(SAMPLED, seed=11, grammar=grammar, details=True))
+    assert events[-1]["generated_text"] == whole["generated_text"]
+    assert "".join(e["token"]["text"] for e in events if not e["token"]["special"]) == whole["generated_text"]
+
+
+def test_named_tool_choice_on_vllm_gives_schema_valid_calls(vllm_server):
+    choice = {"type": "function", "function": {"name": "get_weather"}}
+    for answer in in_parallel(lambda seed: chat(vllm_server.url, seed=seed, tools=TOOLS, tool_choice=choice),
+                              range(8), workers=4):
+        assert answer["finish_reason"] == "tool_calls"
+        [call] = answer["message"]["tool_calls"]
+        assert_valid_call(call, {"get_weather"})
+
+
+@pytest.mark.parametrize("grammar, text", BAD_GRAMMARS[2:], ids=[str(i) for i in range(len(BAD_GRAMMARS) - 2)])
+def test_a_bad_grammar_is_the_same_422_on_both_engines(vllm_server, server, grammar, text):
+    answers = [post(url, {"inputs": "x", "parameters": {"grammar": grammar}}, path="/generate")
+               for url in (vllm_server.url, server.url)]
+    assert [(a.status_code, a.json()) for a in answers] == [(422, {"error": text, "error_type": "validation"})] * 2

@@ -55,15 +55,16 @@ def scheduler_budget(config: Config, loaded: LoadedModel, max_input: int, max_to
                            max_batch_size=config.max_batch_size)
 
 
-def grammar_compiler(config: Config, loaded: LoadedModel, eos_ids: frozenset[int]) -> GrammarCompiler | None:
+def grammar_compiler(config: Config, tokenizer, vocab_size: int, eos_ids: frozenset[int]) -> GrammarCompiler | None:
     """llguidance's view of the tokenizer, for grammars; None (grammar is a 422) when disabled
-    or when the tokenizer is not a fast one (llguidance reads the Rust tokenizer's JSON)."""
+    or when the tokenizer is not a fast one (llguidance reads the Rust tokenizer's JSON). Both
+    engines validate and bound grammars with it, so an invalid grammar is the same 422 on both."""
     if config.disable_grammar_support:
         return None
     limits = GrammarLimits(max_source_bytes=config.grammar_max_bytes,
                            compile_seconds=float(config.grammar_compile_timeout))
     try:
-        return GrammarCompiler.for_tokenizer(loaded.tokenizer, logits_width(loaded.model), eos_ids, limits)
+        return GrammarCompiler.for_tokenizer(tokenizer, vocab_size, eos_ids, limits)
     except Exception:
         log.exception("grammar support is off: llguidance cannot read this tokenizer")
         return None
@@ -97,8 +98,7 @@ def choose_engine(config: Config) -> str:
 
 def make_service(config: Config, engine, validator: Validator,
                  grammars: GrammarCompiler | None = None) -> GenerationService:
-    """The generation service over either engine: slots, cache, timeouts, metrics; ``grammars``
-    only for the embedded engine (vLLM refuses grammars in its ``check_request``)."""
+    """The generation service over either engine: slots, cache, timeouts, metrics, grammars."""
     schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
     return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
                              request_timeout=float(config.model_server_timeout),
@@ -120,7 +120,7 @@ def build_serving(config: Config) -> Serving:
     engine = Engine(runner, tokenizer, budget, eos_ids, special_ids).start()
     validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
-    service = make_service(config, engine, validator, grammar_compiler(config, loaded, eos_ids))
+    service = make_service(config, engine, validator, grammar_compiler(config, tokenizer, logits_width(loaded.model), eos_ids))
     return Serving(service, config.compute_type or default_compute_type(loaded.device))
 
 
@@ -130,5 +130,6 @@ def build_vllm_serving(config: Config) -> Serving:
 
     engine, tokenizer, limits, device = build_vllm_engine(config)
     validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)
-    return Serving(make_service(config, engine, validator),
+    grammars = grammar_compiler(config, tokenizer, engine.vocab_size, engine.eos_token_ids)
+    return Serving(make_service(config, engine, validator, grammars),
                    config.compute_type or default_compute_type(torch.device(device)))

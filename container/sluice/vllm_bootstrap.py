@@ -85,6 +85,7 @@ def prepare_environment(config: Config, cuda: bool, kv_bytes: int, limits: Token
 
 
 def engine_args(config: Config, limits: TokenLimits, cuda: bool, dtype: str, kv_bytes: int):
+    from vllm.config import StructuredOutputsConfig
     from vllm.engine.arg_utils import EngineArgs
 
     gpus = (config.num_gpus or torch.cuda.device_count()) if cuda else 1
@@ -96,7 +97,10 @@ def engine_args(config: Config, limits: TokenLimits, cuda: bool, dtype: str, kv_
         quantization=vllm_quantization(config, cuda), tensor_parallel_size=max(1, gpus),
         max_model_len=limits.max_total_tokens, max_num_batched_tokens=config.max_batch_prefill_tokens,
         max_num_seqs=config.max_batch_size, kv_cache_memory_bytes=kv_memory, enforce_eager=eager,
-        max_logprobs=max(1, config.max_top_n_tokens), logprobs_mode="processed_logprobs", seed=0)
+        max_logprobs=max(1, config.max_top_n_tokens), logprobs_mode="processed_logprobs", seed=0,
+        # llguidance, the library Sluice's own engine constrains with: the same grammar text
+        # compiles to the same constraint on both engines.
+        structured_outputs_config=StructuredOutputsConfig(backend="guidance"))
 
 
 def load_tokenizer(config: Config):
@@ -157,7 +161,8 @@ def build_vllm_engine(config: Config) -> tuple[VllmEngine, object, TokenLimits, 
                    "max_batch_prefill_tokens": llm.vllm_config.scheduler_config.max_num_batched_tokens,
                    "max_batch_size": llm.vllm_config.scheduler_config.max_num_seqs}
     engine = VllmEngine(llm, tokenizer, eos_token_ids(config, tokenizer),
-                        frozenset(tokenizer.all_special_ids), description).start()
+                        frozenset(tokenizer.all_special_ids), description,
+                        vocab_size=llm.vllm_config.model_config.get_vocab_size()).start()
     log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, limits %s", dtype, device,
              args.tensor_parallel_size, args.enforce_eager, limits)
     return engine, tokenizer, limits, device

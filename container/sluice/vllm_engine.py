@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
 import logging
 import random
 import threading
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from .detokenizer import IncrementalDetokenizer
 from .engine import EngineStats
 from .errors import GenerationError, ValidationError
+from .grammar_spec import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
 from .sampling import Choice
 from .schema import GenerateRequest, SamplingParams as TgiSampling
 from .sequence import Sequence, Token
@@ -49,10 +51,6 @@ def unsupported_parameter(request: GenerateRequest) -> tuple[str, object] | None
         return "typical_p", sampling.typical_p
     if sampling.watermark:
         return "watermark", "true"
-    if request.grammar is not None:
-        # Not yet wired to vLLM's structured outputs (GuidedDecodingParams / StructuredOutputsParams
-        # with json=, regex=, grammar=): refused rather than silently ignored.
-        return "grammar", request.grammar.kind
     return None
 
 
@@ -65,11 +63,24 @@ def check_request(request: GenerateRequest) -> None:
                               f"(SLUICE_ENGINE={ENGINE_NAME}). Given: {value}")
 
 
+def structured_output(spec: GrammarSpec) -> dict:
+    """A Sluice grammar as vLLM's ``StructuredOutputsParams`` fields. vLLM's llguidance backend
+    compiles them to the same grammar Sluice's compiler builds (a schema carries Sluice's compact
+    JSON options in ``x-guidance``, which wins over vLLM's whitespace default)."""
+    if spec.kind == JSON:
+        return {"json": dict(json.loads(spec.source), **{"x-guidance": COMPACT_JSON})}
+    if spec.kind == REGEX:
+        return {"regex": spec.source}
+    if spec.kind == LARK:
+        return {"grammar": spec.source}
+    raise ValueError(f"unknown grammar kind {spec.kind!r}")
+
+
 def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: frozenset[int]):
     """TGI parameters -> vLLM ``SamplingParams`` (greedy is temperature 0; stop strings stay
     with Sluice's stopping criteria, which see the text as the client will)."""
     from vllm import SamplingParams
-    from vllm.sampling_params import RequestOutputKind
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
     request, s = valid.request, valid.request.sampling
     chosen = (dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
@@ -79,7 +90,9 @@ def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: froze
         max_tokens=valid.max_new_tokens, stop_token_ids=sorted(stop_token_ids),
         logprobs=request.top_n_tokens,  # 0: the chosen token's log-probability only
         prompt_logprobs=0 if request.decoder_input_details else None,
-        detokenize=False, skip_special_tokens=False, output_kind=RequestOutputKind.DELTA)
+        detokenize=False, skip_special_tokens=False, output_kind=RequestOutputKind.DELTA,
+        structured_outputs=(StructuredOutputsParams(**structured_output(valid.grammar.spec))
+                            if valid.grammar is not None else None))
 
 
 def choice_from(token_id: int, logprobs, index: int, top_n: int) -> Choice:
@@ -108,9 +121,11 @@ class VllmEngine:
     name = ENGINE_NAME
 
     def __init__(self, llm, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int],
-                 description: dict):
-        """``llm`` is a started ``vllm.v1.engine.llm_engine.LLMEngine``."""
+                 description: dict, vocab_size: int):
+        """``llm`` is a started ``vllm.v1.engine.llm_engine.LLMEngine``; ``vocab_size`` is the
+        width of its logits (grammar masks cover it)."""
         self._llm = llm
+        self.vocab_size = vocab_size
         self.tokenizer = tokenizer
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
