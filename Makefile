@@ -74,6 +74,7 @@ docker-test: install
 bench: install
 	$(PY) -m pip install -q -r requirements/bench.txt
 	$(PY) bench/run.py --out bench/results/latest.json
+	$(PY) bench/grammar_cost.py --size small --rounds 4
 
 bench-quick: install
 	$(PY) bench/run.py --quick --skip-transformers-serve --out bench/results/quick.json

@@ -8,6 +8,7 @@ default AWS endpoint points at a closed local port.
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 from pathlib import Path
@@ -117,3 +118,13 @@ def test_committed_notebook_has_no_outputs():
     assert code_cells
     assert [cell.outputs for cell in code_cells] == [[] for _ in code_cells]
     assert [cell.execution_count for cell in code_cells] == [None for _ in code_cells]
+
+
+def test_structured_output_cell_prints_schema_valid_json_and_a_tool_call(executed):
+    (structured,) = cells_tagged(executed, "structured")
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1] for line in stdout_of(structured).splitlines()}
+    recipe = ast.literal_eval(lines["JSON answer"].strip())
+    assert set(recipe) == {"dish", "minutes"} and 1 <= recipe["minutes"] <= 600 and len(recipe["dish"]) <= 20
+    name, _, arguments = lines["tool call"].strip().partition(" ")
+    arguments = ast.literal_eval(arguments)
+    assert name == "get_weather" and arguments["city"] in {"Paris", "Oslo", "Lima"} and 1 <= arguments["days"] <= 7
