@@ -4,10 +4,13 @@ GRAMMAR_MAX_BYTES answer TGI-style 422s, never a silently unconstrained answer (
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
 import requests
 
 from http_client import post, sse_events, stream_raw
-from test_grammar import SCHEMA, TOOLS
+from test_grammar import SCHEMA, TOOLS, constrained
 
 NOT_SUPPORTED = {"error": "Input validation error: grammar is not supported", "error_type": "validation"}
 CHAT = {"messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 8}
@@ -45,3 +48,12 @@ def test_a_grammar_over_grammar_max_bytes_is_a_422_naming_the_limit(start_server
     error = big.json()["error"]
     assert error.startswith("Input validation error: grammar is not valid: the grammar is too large (")
     assert error.endswith(" bytes; the limit is 100)")
+
+
+def test_the_readmes_other_grammar_shapes_are_constrained_too(server):
+    """`json_object` with a schema, and `json_schema` given the bare schema (README: "or the schema itself")."""
+    for grammar in ({"type": "json_object", "value": SCHEMA}, {"type": "json_schema", "value": SCHEMA}):
+        for seed in range(3):
+            answer = constrained(server.url, grammar, seed=seed)
+            jsonschema.validate(json.loads(answer["generated_text"]), SCHEMA)
+            assert answer["details"]["finish_reason"] == "eos_token"
