@@ -10,7 +10,6 @@ fifth token, as torch's multinomial does on a NaN row. Everything else is the pr
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 
@@ -106,6 +105,7 @@ def _victim_parameters() -> dict:
 
 def test_a_failing_row_gets_its_424_and_the_running_streams_finish_untouched(poisoned_server):
     url = poisoned_server.url
+    failures_before = poisoned_server.log_text().count("the other rows continue")
     greedy_alone = generate(url, "Tell me a long story", path="/generate", max_new_tokens=NEIGHBOUR_TOKENS)
     sampled_alone = generate(url, "Tell me a long story", path="/generate", max_new_tokens=NEIGHBOUR_TOKENS,
                              do_sample=True, seed=7)
@@ -131,7 +131,7 @@ def test_a_failing_row_gets_its_424_and_the_running_streams_finish_untouched(poi
 
     log = poisoned_server.log_text()
     assert "probability tensor contains" in log  # the cause is in the log ...
-    assert log.count("the other rows continue") == 2  # ... once per failed request
+    assert log.count("the other rows continue") - failures_before == 2  # ... once per failed request
     assert requests.get(url + "/ping", timeout=2).status_code == 200
 
 
@@ -148,4 +148,4 @@ def test_a_failing_row_does_not_fail_the_others_in_a_concurrent_burst(poisoned_s
         answers = list(pool.map(one, range(8)))
     assert answers[3] == (424, ROW_FAILED)
     assert [status for i, (status, _) in enumerate(answers) if i != 3] == [200] * 7
-    assert all(json.dumps(body) and "generated_text" in body for i, (_, body) in enumerate(answers) if i != 3)
+    assert all("generated_text" in body for i, (_, body) in enumerate(answers) if i != 3)
