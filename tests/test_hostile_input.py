@@ -70,12 +70,13 @@ def test_json_nested_as_deep_as_serde_allows_is_served(server):
     assert response.status_code == 200 and "generated_text" in response.json()
 
 
-@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
-def test_non_json_numbers_are_a_400(server, literal):
+@pytest.mark.parametrize("literal, problem", [
+    (b"NaN", "NaN is not a JSON value"), (b"Infinity", "Infinity is not a JSON value"),
+    (b"-Infinity", "-Infinity is not a JSON value"), (b"1e400", "number out of range: 1e400")])
+def test_non_json_numbers_are_a_400(server, literal, problem):
     raw = b'{"inputs":"x","parameters":{"temperature":' + literal + b"}}"
-    response = post_raw(server.url, "/generate", raw)
-    assert response.status_code == 400 and response.json()["error_type"] == "bad_request"
-    assert response.json()["error"].startswith("Failed to parse the request body as JSON: ")
+    assert_json_error(post_raw(server.url, "/generate", raw), 400, {
+        "error": "Failed to parse the request body as JSON: " + problem, "error_type": "bad_request"})
 
 
 SURROGATE = b'"\\ud800"'

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from deploy.local_endpoint import LocalEndpoint
 from deploy.stream import TokenIterator
@@ -94,6 +95,43 @@ def test_readme_curl_example_prints_an_answer(trained_server, command):
     done = subprocess.run(["bash", "-c", local + " --silent --show-error"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert_sentence(text_of_curl_output(done.stdout), command)
+
+
+def demo_model_quotes() -> tuple[str, dict[int, str]]:
+    """The answers the README quotes for "How do I make cheese?": greedy, and sampled by seed."""
+    start = README.index("The demo model is tiny")
+    paragraph = " ".join(README[start:README.index("\n\n", start)].split())
+    greedy = re.search(r'stops \("([^"]+)"\)', paragraph).group(1)
+    return greedy, {int(seed): text for seed, text in re.findall(r'seed (\d+): "([^"]+)"', paragraph)}
+
+
+def test_readme_quotes_what_the_demo_model_answers(trained_server):
+    greedy, sampled = demo_model_quotes()
+    assert sampled, "the README quotes no sampled answer"
+    prompt = "How do I make cheese?"
+    body = {"inputs": prompt, "parameters": {"max_new_tokens": 64}}
+    assert requests.post(trained_server.url + "/generate", json=body, timeout=120).json()["generated_text"] == greedy
+    for seed, quote in sampled.items():
+        body = {"inputs": prompt, "parameters": {"max_new_tokens": 64, "temperature": 0.8, "seed": seed}}
+        text = requests.post(trained_server.url + "/generate", json=body, timeout=120).json()["generated_text"]
+        if quote.endswith(" ..."):
+            assert text.startswith(quote[:-len(" ...")]), (seed, text)
+        else:
+            assert text == quote, (seed, text)
+
+
+def test_readme_chat_example_is_an_answer_in_the_assistant_turn(trained_server):
+    """Issue 13 item 2: the untaught model once answered chat with `user\nuser\n...`, which still
+    looks like words; a model that learnt its template ends its turn instead of running on."""
+    (command,) = [c for c in curl_commands() if '"messages"' in c]
+    body = json.loads(shlex.split(command)[shlex.split(command).index("-d") + 1])
+    answer = requests.post(trained_server.url + "/invocations", json=body, timeout=120).json()
+    choice = answer["choices"][0]
+    text = choice["message"]["content"]
+    assert choice["finish_reason"] == "stop", text  # the end of its turn, not max_tokens
+    assert not {line.strip() for line in text.splitlines()} & {"user", "assistant", "system"}, text
+    assert "<|im_" not in text
+    assert_sentence(text, "the README's chat example")
 
 
 def test_readme_token_iterator_example_prints_an_answer(trained_server):
