@@ -63,3 +63,15 @@ def test_the_request_model_needs_neither_flask_nor_torch():
         imports |= {node.module.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
                     if isinstance(node, ast.ImportFrom) and not node.level and node.module}
         assert not imports & {"flask", "torch", "werkzeug", "transformers"}, path
+
+
+def test_both_engines_offer_the_interface_serving_drives():
+    """Serving only calls what ``engine_api.GenerationEngine`` declares; both engines have it."""
+    from sluice.engine import Engine
+    from sluice.engine_api import GenerationEngine
+    from sluice.vllm_engine import VllmEngine
+
+    wanted = {name for name in vars(GenerationEngine) if not name.startswith("_")} - {"stats"}
+    assert wanted == {"submit", "cancel", "healthy", "describe", "check_request"}
+    for engine in (Engine, VllmEngine):
+        assert all(callable(getattr(engine, name, None)) for name in wanted), engine
