@@ -12,6 +12,8 @@ import text_generation
 from huggingface_hub import InferenceClient
 from text_generation import errors as tg_errors
 
+from deploy import errors as deploy_errors
+from deploy.stream import TokenIterator
 from http_client import generate, metric, post, wait_for
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
@@ -211,3 +213,17 @@ def test_api_key_guards_inference_routes_only(start_server):
                 headers={"Authorization": "Bearer s3cret"}).status_code == 200
     for path in ("/ping", "/health", "/info", "/metrics"):
         assert requests.get(guarded.url + path, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/generate_stream", {"inputs": "Hi", "parameters": {"temperature": -1.0}}),
+    ("/v1/chat/completions", {"messages": MESSAGES, "temperature": -1.0, "stream": True}),
+    ("/v1/completions", {"prompt": "Hi", "temperature": -1.0, "stream": True}),
+])
+def test_a_refused_stream_raises_the_same_typed_error_from_every_dialect(server, path, body):
+    """TGI's rule in every dialect: a value refused on a stream is an in-band event of an HTTP 200
+    stream, which deploy.TokenIterator turns into deploy.errors.ValidationError."""
+    response = requests.post(server.url + path, json=body, stream=True, timeout=60)
+    assert response.status_code == 200
+    with pytest.raises(deploy_errors.ValidationError, match="`temperature` must be strictly positive"):
+        list(TokenIterator(response.iter_content(chunk_size=None)))
