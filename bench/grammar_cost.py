@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from bench.clients import sluice_stream  # noqa: E402
 from bench.prompts import build_prompts  # noqa: E402
 from demo.build_model import build  # noqa: E402
-from deploy.local_container import ContainerProcess  # noqa: E402
+from deploy.local import ContainerProcess  # noqa: E402
 
 GRAMMAR = {"type": "json", "value": {"type": "object", "required": ["text"], "additionalProperties": False,
                                      "properties": {"text": {"type": "string", "minLength": 4000}}}}

@@ -41,7 +41,7 @@ from bench.processes import PeerServer, peak_rss_mib, reset_peak_rss  # noqa: E4
 from bench.prompts import build_prompts  # noqa: E402
 from bench.report import compute_ratios, markdown_table  # noqa: E402
 from demo.build_model import build  # noqa: E402
-from deploy.local_container import ContainerProcess, free_port  # noqa: E402
+from deploy.local import ContainerProcess, free_port  # noqa: E402
 
 FULL = {"size": "small", "requests": 16, "new_tokens": 64, "shortest": 16, "longest": 256,
         "levels": [1, 4, 16, 32], "peer_levels": [4, 16, 32]}

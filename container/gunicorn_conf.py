@@ -3,7 +3,7 @@
 One worker per model copy; threads for concurrent connections (each stream holds one, and /ping
 must always find a free one); no worker timeout, which would kill long streams; a graceful
 shutdown inside SageMaker's 30 s SIGTERM -> SIGKILL window; logs on stdout. The worker class is
-gthread's, answering in JSON and bounding slow clients (sluice/gunicorn_worker.py).
+gthread's, answering in JSON and bounding slow clients (sluice/http/gunicorn_worker.py).
 """
 
 import os
@@ -15,9 +15,9 @@ from sluice.config import Config  # noqa: E402
 
 _config = Config.from_environ()
 
-bind = [f"{os.environ.get('SLUICE_HOST', '0.0.0.0')}:{_config.port}"]
+bind = [f"{_config.host}:{_config.port}"]
 workers = _config.workers
-worker_class = "sluice.gunicorn_worker.SluiceThreadWorker"
+worker_class = "sluice.http.gunicorn_worker.SluiceThreadWorker"
 # Streams hold MAX_CONCURRENT_REQUESTS threads; health checks get 16 more, and clients still
 # sending their request another 48 (each held at most the worker's receive timeout, then 408).
 # Threads start only when needed.
@@ -30,8 +30,8 @@ keepalive = 75  # SageMaker reuses connections
 backlog = 2048
 control_socket_disable = True  # one fixed path (~/.gunicorn/gunicorn.ctl) shared by every server on the machine
 # Access lines only on request: SageMaker pings every few seconds.
-_access_level = "INFO" if os.environ.get("SLUICE_ACCESS_LOG", "0") == "1" else "WARNING"
-loglevel = os.environ.get("SLUICE_LOG_LEVEL", "info")
+_access_level = "INFO" if _config.access_log else "WARNING"
+loglevel = _config.log_level
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 
-from sluice.app import create_app
-from sluice.config import Config
+from sluice.http.app import create_app
+from sluice.config import Config, app_disabled
 from sluice.model_host import ModelHost
 
 WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server when a worker exits with this
@@ -43,11 +43,11 @@ def _exit_worker(error: BaseException) -> None:
 
 def build_app(config: Config | None = None, on_failure=_exit_worker):
     config = config or Config.from_environ()
-    line = ready_line(config, os.environ.get("SLUICE_HOST", "0.0.0.0"))
+    line = ready_line(config, config.host)
     host = ModelHost(config, _build, on_failure, on_ready=lambda: print(line, flush=True)).start()
     return create_app(host, config)
 
 
 # `kill -USR1 <worker pid>` dumps every thread's stack to the log: the way to see a stuck request.
 faulthandler.register(signal.SIGUSR1, all_threads=True)
-app = build_app() if os.environ.get("SLUICE_NO_APP") != "1" else None
+app = build_app() if not app_disabled() else None

@@ -2,7 +2,7 @@
 
 Streaming: `TokenIterator` / `EventIterator` parse ``invoke_endpoint_with_response_stream`` bodies
 (``deploy.stream``); `LocalEndpoint` runs the container plus a local sagemaker-runtime API for the
-real boto3 client (``deploy.local_endpoint``); typed exceptions live in ``deploy.errors``.
+real boto3 client (``deploy.local``); typed exceptions live in ``deploy.errors``.
 Deploying: `JumpStartModel(model_id).deploy()` (boto3 only) returns a `Predictor`; the catalog is
 queried with `list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.filters``).
 """
@@ -10,7 +10,7 @@ queried with `list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.f
 from deploy.errors import (ContainerError, GenerationError, IncompleteGenerationError,
                            InternalStreamFailure, ModelStreamError, OverloadedError, SluiceError,
                            StreamError, StreamFormatError, ValidationError)
-from deploy.local_endpoint import LocalEndpoint, run_local_endpoint
+from deploy.local import LocalEndpoint, run_local_endpoint
 from deploy.stream import EventIterator, TokenIterator
 from deploy.artifacts import upload_model_dir
 from deploy.filters import And, Not, Or, list_jumpstart_models

@@ -13,7 +13,7 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.errors import SluiceError
-from deploy.local_endpoint import LOCAL_RUNTIME_PORT
+from deploy.local import LOCAL_RUNTIME_PORT
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -54,7 +54,7 @@ def cmd_deploy(args) -> int:
 
 def _predictor(args, invoking: bool = False):
     import boto3
-    from deploy.local_endpoint import local_runtime_session
+    from deploy.local import local_runtime_session
     from deploy.predictor import Predictor
 
     local = local_runtime_session(args.region) if invoking else None
@@ -103,7 +103,7 @@ def cmd_delete(args) -> int:
 def cmd_local(args) -> int:
     import os
     from deploy.jumpstart import ENV_MODEL_DIR
-    from deploy.local_endpoint import run_local_endpoint
+    from deploy.local import run_local_endpoint
 
     model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
     if not model_dir:

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from deploy.deploy_errors import UnknownModelError, UnknownVersionError
+from deploy.errors import UnknownModelError, UnknownVersionError
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 LATEST = "*"

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any, Iterable, Mapping, Union
 
 from deploy.catalog import Catalog, ModelSpec, load_catalog, version_key
-from deploy.deploy_errors import FilterSyntaxError
+from deploy.errors import FilterSyntaxError
 
 
 class BooleanValue(str, Enum):

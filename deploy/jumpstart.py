@@ -14,7 +14,7 @@ import warnings
 from datetime import datetime, timezone
 
 from deploy.catalog import LATEST, LOCAL_INSTANCE_TYPE, Catalog, ModelSpec, load_catalog
-from deploy.deploy_errors import MissingConfigurationError
+from deploy.errors import MissingConfigurationError
 from deploy.predictor import DEFAULT_VARIANT, Predictor
 from deploy.waiter import wait_for_endpoint
 
@@ -216,7 +216,7 @@ class JumpStartModel:
         return predictor
 
     def _deploy_local(self, endpoint_name: str | None, use_docker: bool) -> Predictor:
-        from deploy.local_endpoint import LocalEndpoint
+        from deploy.local import LocalEndpoint
 
         model_dir = self.model_dir or os.environ.get(ENV_MODEL_DIR)
         if not model_dir:

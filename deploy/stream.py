@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
-from deploy.errors import (InternalStreamFailure, ModelStreamError, StreamError,
+from deploy.errors import (ERROR_TYPE_BY_STATUS, InternalStreamFailure, ModelStreamError, StreamError,
                            StreamFormatError, container_error)
 
 try:  # boto3 is optional for callers that feed raw bytes (e.g. requests.iter_content)
@@ -96,14 +96,17 @@ def _loads(text: str):
 def raise_for_error_event(event) -> None:
     """Raise the typed exception of an in-band error event; other events pass.
 
-    TGI compat streams send ``{"error": str, "error_type": str}``; chat streams send OpenAI-style
-    ``{"error": {"message": str, ...}}``.
+    TGI compat streams send ``{"error": str, "error_type": str}``; chat and completion streams
+    send OpenAI-style ``{"error": {"message": str, "http_status_code": int, "type"?: str}}``:
+    Sluice names the type, TGI only the status, from which the type is then inferred, so the
+    same fault raises the same exception whichever dialect the stream spoke.
     """
     if not isinstance(event, dict) or event.get("error") is None:
         return
     error = event["error"]
     if isinstance(error, dict):
-        raise container_error(str(error.get("message", error)), error.get("type"))
+        error_type = error.get("type") or ERROR_TYPE_BY_STATUS.get(error.get("http_status_code"))
+        raise container_error(str(error.get("message", error)), error_type)
     raise container_error(str(error), event.get("error_type"))
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Callable
 
-from deploy.deploy_errors import EndpointFailedError, EndpointTimeoutError
+from deploy.errors import EndpointFailedError, EndpointTimeoutError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local_container import ContainerProcess, ping_status
+from deploy.local import ContainerProcess, ping_status
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = Path(os.environ.get("SLUICE_TEST_MODEL_CACHE", REPO / ".cache" / "models"))

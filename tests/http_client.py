@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import requests
 
@@ -40,3 +41,20 @@ def stream_events(url: str, inputs: str, path: str = "/invocations", **parameter
     response, raw = stream_raw(url, {"inputs": inputs, "parameters": parameters, "stream": True}, path=path)
     assert response.status_code == 200
     return sse_events(raw)
+
+
+def metric(url: str, name: str) -> float:
+    """One unlabelled sample of the server's ``/metrics``."""
+    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def wait_for(condition, what: str, timeout: float = 60, detail=lambda: "") -> None:
+    """Poll ``condition`` until it holds: tests wait for a state the server reports, not for a
+    guessed number of seconds. ``timeout`` only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}\n{detail()}"
+        time.sleep(0.02)

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from http_client import generate, sse_events, stream_raw
+from http_client import generate, metric, sse_events, stream_raw, wait_for
 
 PROMPTS = ["Tell me about cheese.", "如何做网站？", "ウェブサイトを作成する方法は?", "The weather in Paris",
            "A short story: once upon a time, in a small village by the sea, there lived",
@@ -42,7 +42,8 @@ def test_seeded_sample_is_the_same_whatever_else_is_running(server):
     quiet = alone(server.url, PROMPTS[0], **parameters)["generated_text"]
     with futures.ThreadPoolExecutor(6) as pool:
         noise = [pool.submit(stream_text, server.url, p, max_new_tokens=48) for p in PROMPTS[1:6]]
-        time.sleep(0.2)
+        wait_for(lambda: metric(server.url, "tgi_batch_current_size") >= 1 or all(n.done() for n in noise),
+                 "the other requests are generating")
         busy = alone(server.url, PROMPTS[0], **parameters)["generated_text"]
         [n.result() for n in noise]
     assert busy == quiet
@@ -91,16 +92,13 @@ def _open_stream_and_hang_up(url: str) -> None:
 def test_a_client_that_disconnects_mid_stream_frees_its_sequence(start_server):
     process = start_server()
     _open_stream_and_hang_up(process.url)
-    deadline = time.monotonic() + 10
-    while "cancelled (client disconnected)" not in process.log_text():
-        assert time.monotonic() < deadline, process.log_tail()
-        time.sleep(0.05)
+    wait_for(lambda: "cancelled (client disconnected)" in process.log_text(), "the engine cancels the sequence",
+             detail=process.log_tail)
     assert "slot freed" in process.log_text()
-    deadline = time.monotonic() + 10
-    while _gauge(process.url, "sluice_requests_in_flight") or _gauge(process.url, "tgi_batch_current_size"):
-        assert time.monotonic() < deadline, "the hung-up request still holds its slot or batch row"
-        time.sleep(0.05)
-    assert _gauge(process.url, "sluice_request_cancelled") == 1
+    wait_for(lambda: not (metric(process.url, "sluice_requests_in_flight") or
+                          metric(process.url, "tgi_batch_current_size")),
+             "the hung-up request frees its slot and batch row")
+    assert metric(process.url, "sluice_request_cancelled") == 1
 
 
 def test_ping_answers_within_sagemakers_budget_while_8_streams_run(server):
@@ -121,13 +119,6 @@ def test_ping_answers_within_sagemakers_budget_while_8_streams_run(server):
     assert len(statuses) > 10 and set(statuses) == {200}
 
 
-def _gauge(url: str, name: str) -> float:
-    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def test_kv_budget_admits_only_what_fits_and_queues_the_rest_in_order(start_server):
     # each request needs its prompt + 100 new tokens of KV: two of them never fit in 200
     tight = start_server(env={"MAX_TOTAL_TOKENS": "128", "MAX_INPUT_TOKENS": "64",
@@ -137,8 +128,8 @@ def test_kv_budget_admits_only_what_fits_and_queues_the_rest_in_order(start_serv
     with futures.ThreadPoolExecutor(5) as pool:
         streams = [pool.submit(stream_text, tight.url, p, max_new_tokens=100) for p in PROMPTS[:4]]
         while not all(s.done() for s in streams):
-            batch_sizes.append(_gauge(tight.url, "tgi_batch_current_size"))
-            queue_sizes.append(_gauge(tight.url, "tgi_queue_size"))
+            batch_sizes.append(metric(tight.url, "tgi_batch_current_size"))
+            queue_sizes.append(metric(tight.url, "tgi_queue_size"))
             time.sleep(0.01)
         results = [s.result() for s in streams]
     assert results == expected
@@ -149,10 +140,7 @@ def test_kv_budget_admits_only_what_fits_and_queues_the_rest_in_order(start_serv
 def test_an_abandoned_stream_is_never_replayed_from_the_cache(start_server):
     cached = start_server()  # response cache on (the default)
     _open_stream_and_hang_up(cached.url)
-    deadline = time.monotonic() + 10
-    while _gauge(cached.url, "sluice_requests_in_flight"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: metric(cached.url, "sluice_requests_in_flight") == 0, "the hung-up stream frees its slot")
     response = requests.post(cached.url + "/invocations", timeout=120, json={
         "inputs": "Tell me a long story", "parameters": {"max_new_tokens": 1500, "details": True}})
     assert response.headers["x-sluice-cache"] == "miss"
@@ -166,7 +154,7 @@ def test_a_stream_waiting_in_the_queue_gets_sse_keep_alives(start_server):
     with futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(stream_raw, queued.url, {"inputs": "Hello", "stream": True,
                                                      "parameters": {"max_new_tokens": 1800}})
-        time.sleep(0.3)
+        wait_for(lambda: metric(queued.url, "tgi_batch_current_size") == 1, "the first request is generating")
         response, raw = stream_raw(queued.url, {"inputs": "Hi", "stream": True, "parameters": {"max_new_tokens": 400}})
         first.result()
     assert raw.startswith(b":\n\n"), raw[:40]

@@ -9,7 +9,7 @@ import pytest
 
 from deploy.catalog import (CATALOG_PATH, Framework, Task, WildcardVersionWarning, catalog_from_dict,
                             get_model_spec, load_catalog)
-from deploy.deploy_errors import FilterSyntaxError, UnknownModelError, UnknownVersionError
+from deploy.errors import FilterSyntaxError, UnknownModelError, UnknownVersionError
 from deploy.filters import And, Not, Or, list_jumpstart_models, parse_filter_string
 
 # The model list printed by the seed blog post for And("task == llm", "framework == huggingface").

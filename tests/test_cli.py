@@ -16,7 +16,7 @@ import pytest
 from aws_fixtures import REGION, ROLE, aws, aws_env  # noqa: F401 (fixtures)
 from deploy.__main__ import main
 from deploy.catalog import load_catalog
-from deploy.local_container import free_port
+from deploy.local import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "111122223333.dkr.ecr.{region}.amazonaws.com/sluice:0.1.0"

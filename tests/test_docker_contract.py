@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local_container import free_port, ping_status
+from deploy.local import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.docker
 
@@ -60,15 +60,11 @@ class RunningContainer:
         self.pings: list[int | None] = []
 
     def wait_ready(self) -> "RunningContainer":
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            status = ping_status(self.url, timeout=2.0)
-            self.pings.append(status)
-            if status == 200:
-                return self
-            assert self.state()["Running"], f"container exited:\n{self.logs()}"
-            time.sleep(0.1)
-        raise AssertionError(f"/ping never answered 200:\n{self.logs()}")
+        def exited() -> str | None:
+            return None if self.state()["Running"] else f"container exited:\n{self.logs()}"
+
+        wait_until_healthy(self.url, READY_TIMEOUT, exited=exited, on_ping=self.pings.append)
+        return self
 
     def state(self) -> dict:
         out = subprocess.run(["docker", "inspect", "-f", "{{json .State}}", self.name],
@@ -133,7 +129,7 @@ def test_streaming_invocation_is_sse_and_matches_the_plain_answer(container):
 
 
 def test_real_boto3_client_through_a_docker_local_endpoint(sluice_image, tiny_model_dir):
-    local_endpoint = pytest.importorskip("deploy.local_endpoint")
+    local_endpoint = pytest.importorskip("deploy.local.endpoint")
     body = json.dumps({"inputs": PROMPT, "parameters": GREEDY}).encode()
     with local_endpoint.LocalEndpoint(tiny_model_dir, endpoint_name="sluice-docker",
                                       use_docker=True, image=sluice_image) as endpoint:

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from sluice.config import Config, TokenLimits
+from sluice.dialects.tgi_body import parse_generate_body
 from sluice.engine import Engine, SchedulerBudget
 from sluice.errors import GenerationError
 from sluice.model_loading import eos_token_ids, load_model
 from sluice.model_runner import ModelRunner
+from sluice.request import RequestLimits, SamplingParams
 from sluice.sampling import SequenceSampler
-from sluice.schema import SamplingParams, SchemaLimits, parse_generate_request
 from sluice.sequence import ErrorEvent
-from sluice.validation import Validator
+from sluice.serving.validation import Validator
 
 LONG = "A short story: once upon a time, in a small village by the sea, there lived"
 SHORT = "Hi"
@@ -45,7 +46,7 @@ def make_engine(loaded, runner=None) -> Engine:
 
 
 def request(validator, prompt: str, **parameters):
-    return validator.validate(parse_generate_request({"inputs": prompt, "parameters": parameters}, SchemaLimits()))
+    return validator.validate(parse_generate_body({"inputs": prompt, "parameters": parameters}, RequestLimits()))
 
 
 def drain(sequence) -> tuple[list[int], Exception | None]:
@@ -171,8 +172,8 @@ def test_a_failed_decode_pass_fails_the_batch_with_a_text_free_of_internals(load
     {"repetition_penalty": 1e37, "temperature": 1e-37, "top_p": 1e-37, "typical_p": 1e-37},
 ])
 def test_the_sampler_keeps_probabilities_finite_at_the_accepted_bounds(parameters):
-    params = parse_generate_request({"inputs": "x", "parameters": dict(parameters, do_sample=True)},
-                                    SchemaLimits()).sampling
+    params = parse_generate_body({"inputs": "x", "parameters": dict(parameters, do_sample=True)},
+                                    RequestLimits()).sampling
     sampler = SequenceSampler(params, torch.device("cpu"), seed=5)
     logits = torch.linspace(-60.0, 60.0, 50)
     history = torch.arange(50)  # every token seen: the penalty reaches every logit

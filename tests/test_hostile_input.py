@@ -15,11 +15,11 @@ import pytest
 import requests
 
 from http_client import generate, post, sse_events, stream_raw
-from sluice.app import create_app
+from sluice.http.app import create_app
 from sluice.config import Config, TokenLimits
 from sluice.errors import ValidationError
-from sluice.framing import dump_json
-from sluice.validation import Validator
+from sluice.wire.framing import dump_json
+from sluice.serving.validation import Validator
 
 JSON = {"Content-Type": "application/json"}
 TOO_DEEP = {"error": "Failed to parse the request body as JSON: recursion limit exceeded", "error_type": "bad_request"}

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 
 import requests
 
-from http_client import generate, post, stream_events
+from http_client import generate, metric, post, stream_events, wait_for
 
 PROMPT = "How do you make cheese? First,"
 LONG_STREAM_TOKENS = 450
@@ -114,37 +113,23 @@ def _send_generate(url: str, max_new_tokens: int) -> socket.socket:
     return sock
 
 
-def _metric(url: str, name: str) -> float:
-    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def _cancelled_after(process) -> list[int]:
     """How many tokens each cancelled sequence had generated, from the engine's log."""
     return [int(n) for n in re.findall(r"cancelled \(client disconnected\) after (\d+) tokens", process.log_text())]
-
-
-def _wait_for(condition, what: str, timeout: float = 60, detail=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}\n{detail()}"
-        time.sleep(0.02)
 
 
 def test_abandoned_non_streaming_requests_are_all_cancelled_and_free_their_slots(start_server):
     clients = 5  # every slot: a request left running would keep one
     small = start_server(env={"MAX_CONCURRENT_REQUESTS": str(clients), "RESPONSE_CACHE_SIZE": "0"})
     sockets = [_send_generate(small.url, 900) for _ in range(clients)]
-    _wait_for(lambda: _metric(small.url, "tgi_batch_current_size") == clients, "all requests are generating")
+    wait_for(lambda: metric(small.url, "tgi_batch_current_size") == clients, "all requests are generating")
     for sock in sockets:
         sock.close()
-    _wait_for(lambda: _metric(small.url, "sluice_request_cancelled") == clients, "every request is cancelled")
-    _wait_for(lambda: _metric(small.url, "sluice_requests_in_flight") == 0, "every slot is free")
-    _wait_for(lambda: _metric(small.url, "tgi_batch_current_size") == 0, "every batch row is free")
-    assert _metric(small.url, "tgi_request_success") == 0
-    _wait_for(lambda: len(_cancelled_after(small)) == clients, "the engine logged every cancellation",
+    wait_for(lambda: metric(small.url, "sluice_request_cancelled") == clients, "every request is cancelled")
+    wait_for(lambda: metric(small.url, "sluice_requests_in_flight") == 0, "every slot is free")
+    wait_for(lambda: metric(small.url, "tgi_batch_current_size") == 0, "every batch row is free")
+    assert metric(small.url, "tgi_request_success") == 0
+    wait_for(lambda: len(_cancelled_after(small)) == clients, "the engine logged every cancellation",
               detail=lambda: small.log_tail(15))
     assert max(_cancelled_after(small)) < 900, _cancelled_after(small)
     # every slot came back: a full set of new requests is admitted, none refused with 429

@@ -11,12 +11,12 @@ import http.client
 import json
 import signal
 import socket
-import time
 
 import pytest
 import requests
 
-from deploy.local_container import ContainerProcess
+from deploy.local import ContainerProcess
+from http_client import wait_for
 
 MiB = 1024 * 1024
 LIMIT = 6 * MiB
@@ -182,9 +182,7 @@ def test_after_sigterm_new_requests_are_refused_at_once_while_streams_finish(sta
     assert _batch_size(server.url) == DRAINED_STREAMS  # all four are generating when SIGTERM comes
 
     server.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)  # the worker gets SIGTERM from the master
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", server.port), timeout=2)
+    wait_for(lambda: _refuses_connections(server.port), "new connections are refused", timeout=10)
     kept_alive.request("GET", "/ping")
     response = kept_alive.getresponse()
     assert (response.status, json.loads(response.read())) == (
@@ -194,3 +192,12 @@ def test_after_sigterm_new_requests_are_refused_at_once_while_streams_finish(sta
         last = json.loads([line for line in events if line][-1][len(b"data: "):])
         assert (last["details"]["finish_reason"], last["details"]["generated_tokens"]) == ("length", DRAINED_TOKENS)
     assert server.proc.wait(timeout=30) == 0
+
+
+def _refuses_connections(port: int) -> bool:
+    """True once the listening socket is closed (the worker got SIGTERM from the master)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False

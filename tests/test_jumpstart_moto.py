@@ -9,7 +9,7 @@ import pytest
 
 from deploy.artifacts import upload_model_dir
 from deploy.catalog import WildcardVersionWarning
-from deploy.deploy_errors import (EndpointFailedError, EndpointTimeoutError,
+from deploy.errors import (EndpointFailedError, EndpointTimeoutError,
                                   MissingConfigurationError)
 from deploy.jumpstart import JumpStartModel, UnsupportedInstanceTypeWarning
 from deploy.predictor import Predictor

@@ -22,9 +22,9 @@ from botocore.exceptions import ClientError
 
 from deploy.errors import ModelStreamError, ValidationError
 from deploy.eventstream import decode_messages
-from deploy.local_container import free_port
-from deploy.local_endpoint import LocalEndpoint
-from deploy.local_runtime import LocalRuntime
+from deploy.local import free_port
+from deploy.local import LocalEndpoint
+from deploy.local import LocalRuntime
 from deploy.stream import EventIterator, TokenIterator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -225,7 +225,7 @@ def test_local_endpoint_streams_then_reports_a_killed_container(tiny_model_dir):
 
 def test_run_local_endpoint_serves_until_ctrl_c(tiny_model_dir):
     port = free_port()
-    code = ("import sys; from deploy.local_endpoint import run_local_endpoint; "
+    code = ("import sys; from deploy.local import run_local_endpoint; "
             f"run_local_endpoint({str(tiny_model_dir)!r}, {port}, endpoint_name='cli')")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from deploy.__main__ import build_parser
-from deploy.local_container import SERVE, free_port, ping_status
+from deploy.local import SERVE, free_port, ping_status
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 300

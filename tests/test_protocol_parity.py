@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures as futures
 import json
 import subprocess
-import time
 
 import pytest
 import requests
@@ -13,7 +12,9 @@ import text_generation
 from huggingface_hub import InferenceClient
 from text_generation import errors as tg_errors
 
-from http_client import generate, post
+from deploy import errors as deploy_errors
+from deploy.stream import TokenIterator
+from http_client import generate, metric, post, wait_for
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "How do I make cheese?"}]
@@ -138,16 +139,15 @@ def test_curl_shows_tokens_as_they_are_produced(server):
     proc = subprocess.Popen(["curl", "-sN", server.url + "/generate_stream", "-H", "Content-Type: application/json",
                              "-d", json.dumps({"inputs": "Tell me a story", "parameters": {"max_new_tokens": 400}})],
                             stdout=subprocess.PIPE)
-    started = time.monotonic()
     first = proc.stdout.readline()
-    first_at = time.monotonic() - started
+    # Ordering, not timing: when curl prints the first token, the request has not completed.
+    completed_at_first_token = metric(server.url, "tgi_request_success")
     rest = proc.stdout.read()
-    total = time.monotonic() - started
     proc.wait()
     assert first.startswith(b"data: {")
     events = [line for line in (first + rest).split(b"\n") if line.startswith(b"data: ")]
     assert len(events) == 400
-    assert first_at < total / 2, "the first event should arrive long before the stream ends"
+    wait_for(lambda: metric(server.url, "tgi_request_success") > completed_at_first_token, "the stream completes")
 
 
 def test_info_models_tokenize_and_health(server, tiny_model_dir):
@@ -213,3 +213,17 @@ def test_api_key_guards_inference_routes_only(start_server):
                 headers={"Authorization": "Bearer s3cret"}).status_code == 200
     for path in ("/ping", "/health", "/info", "/metrics"):
         assert requests.get(guarded.url + path, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/generate_stream", {"inputs": "Hi", "parameters": {"temperature": -1.0}}),
+    ("/v1/chat/completions", {"messages": MESSAGES, "temperature": -1.0, "stream": True}),
+    ("/v1/completions", {"prompt": "Hi", "temperature": -1.0, "stream": True}),
+])
+def test_a_refused_stream_raises_the_same_typed_error_from_every_dialect(server, path, body):
+    """TGI's rule in every dialect: a value refused on a stream is an in-band event of an HTTP 200
+    stream, which deploy.TokenIterator turns into deploy.errors.ValidationError."""
+    response = requests.post(server.url + path, json=body, stream=True, timeout=60)
+    assert response.status_code == 200
+    with pytest.raises(deploy_errors.ValidationError, match="`temperature` must be strictly positive"):
+        list(TokenIterator(response.iter_content(chunk_size=None)))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.local_endpoint import LocalEndpoint
+from deploy.local import LocalEndpoint
 from deploy.stream import TokenIterator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def text_of_curl_output(stdout: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def trained_server(trained_tiny_model_dir):
-    from deploy.local_container import ContainerProcess
+    from deploy.local import ContainerProcess
 
     with ContainerProcess(trained_tiny_model_dir, env={"RESPONSE_CACHE_SIZE": "0"}) as process:
         yield process

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from deploy.local_container import SERVE, ContainerProcess, ping_status
+from deploy.local import SERVE, ContainerProcess, ping_status
 from blog_token_iterator import BlogTokenIterator
 from http_client import generate, post, sse_events, stream_events, stream_raw
 

@@ -1,6 +1,6 @@
 """The client-side stream parser against the container's own wire encoders (a round-trip contract).
 
-Streams are built with ``sluice.framing`` (what the container writes) and cut into PayloadParts at
+Streams are built with ``sluice.wire.framing`` (what the container writes) and cut into PayloadParts at
 every byte offset, because SageMaker does not align parts with events, lines or UTF-8 characters.
 """
 
@@ -9,7 +9,7 @@ import json
 import pytest
 from blog_token_iterator import BlogTokenIterator
 from botocore.exceptions import EventStreamError
-from sluice.framing import SSE_DONE, SSE_KEEPALIVE, encode_ndjson, encode_sse
+from sluice.wire.framing import SSE_DONE, SSE_KEEPALIVE, encode_ndjson, encode_sse
 
 from deploy.errors import (ContainerError, GenerationError, InternalStreamFailure,
                            ModelStreamError, OverloadedError, StreamFormatError, ValidationError)
@@ -195,3 +195,16 @@ def test_blog_token_iterator_breaks_on_a_keep_alive_where_ours_does_not():
     with pytest.raises(json.JSONDecodeError):  # ... until TGI sends a keep-alive
         list(BlogTokenIterator(parts(with_keepalive)))
     assert list(TokenIterator(parts(with_keepalive))) == TEXTS
+
+
+@pytest.mark.parametrize("error, exception", [
+    ({"message": "Model is overloaded", "http_status_code": 429, "type": "overloaded"}, OverloadedError),
+    ({"message": "Model is overloaded", "http_status_code": 429}, OverloadedError),  # TGI names no type
+    ({"message": "Input validation error: x", "http_status_code": 422}, ValidationError),
+    ({"message": "Request failed during generation: x", "http_status_code": 424, "type": "generation"},
+     GenerationError),
+])
+def test_openai_style_error_events_raise_the_same_typed_errors_as_tgi_events(error, exception):
+    data = sse(token_events(special_end=False)[:2]) + encode_sse({"error": error}) + SSE_DONE
+    with pytest.raises(exception, match=error["message"][:10]):
+        list(TokenIterator(one_byte_parts(data)))

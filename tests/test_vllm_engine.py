@@ -216,10 +216,11 @@ def test_engine_choice_auto_is_sluice_without_cuda_and_vllm_needs_vllm_installed
 
 def test_the_capability_check_refuses_only_what_vllm_cannot_do():
     from sluice.errors import ValidationError
-    from sluice.schema import SchemaLimits, parse_generate_request
+    from sluice.dialects.tgi_body import parse_generate_body
+    from sluice.request import RequestLimits
     from sluice.vllm_engine import check_request
 
-    parse = lambda **p: parse_generate_request({"inputs": "x", "parameters": p}, SchemaLimits())
+    parse = lambda **p: parse_generate_body({"inputs": "x", "parameters": p}, RequestLimits())
     for accepted in ({}, {"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 1}, {"repetition_penalty": 1.2},
                      {"frequency_penalty": 0.5}, {"typical_p": 1.0}, {"watermark": False}, {"top_n_tokens": 3}):
         check_request(parse(**accepted))
@@ -231,7 +232,7 @@ def test_the_capability_check_refuses_only_what_vllm_cannot_do():
 
 
 def test_grammars_map_to_vllms_structured_outputs_with_sluices_compact_json():
-    from sluice.grammar_spec import COMPACT_JSON, GrammarSpec
+    from sluice.request import COMPACT_JSON, GrammarSpec
     from sluice.vllm_engine import structured_output
 
     assert structured_output(GrammarSpec.json_schema(SCHEMA)) == {"json": dict(SCHEMA, **{"x-guidance": COMPACT_JSON})}

@@ -10,14 +10,14 @@ import torch
 
 from .config import Config, ConfigError
 from .engine import Engine, SchedulerBudget
-from .grammar import GrammarCompiler, GrammarLimits
 from .model_loading import LoadedModel, configure_threads, default_compute_type, eos_token_ids, load_model
-from .metrics import Metrics
 from .model_runner import ModelRunner
-from .response_cache import ResponseCache
-from .schema import SchemaLimits
-from .service import GenerationService
-from .validation import Validator
+from .request import RequestLimits
+from .serving.grammar import GrammarCompiler, GrammarLimits
+from .serving.metrics import Metrics
+from .serving.response_cache import ResponseCache
+from .serving.service import GenerationService
+from .serving.validation import Validator
 
 log = logging.getLogger("sluice.bootstrap")
 
@@ -99,11 +99,12 @@ def choose_engine(config: Config) -> str:
 def make_service(config: Config, engine, validator: Validator,
                  grammars: GrammarCompiler | None = None) -> GenerationService:
     """The generation service over either engine: slots, cache, timeouts, metrics, grammars."""
-    schema_limits = SchemaLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
-    return GenerationService(engine, validator, schema_limits, config.max_concurrent_requests,
+    limits = RequestLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
+    return GenerationService(engine, validator, limits, config.max_concurrent_requests,
                              request_timeout=float(config.model_server_timeout),
                              cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
-                             keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars)
+                             keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars,
+                             model_id=config.model_id)
 
 
 def build_serving(config: Config) -> Serving:

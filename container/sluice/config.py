@@ -46,6 +46,10 @@ SLUICE_VLLM_ENFORCE_EAGER = "SLUICE_VLLM_ENFORCE_EAGER"
 DISABLE_GRAMMAR_SUPPORT = "DISABLE_GRAMMAR_SUPPORT"  # TGI's name
 GRAMMAR_COMPILE_TIMEOUT = "GRAMMAR_COMPILE_TIMEOUT"  # seconds
 GRAMMAR_MAX_BYTES = "GRAMMAR_MAX_BYTES"
+SLUICE_HOST = "SLUICE_HOST"  # the address gunicorn binds
+SLUICE_ACCESS_LOG = "SLUICE_ACCESS_LOG"
+SLUICE_LOG_LEVEL = "SLUICE_LOG_LEVEL"
+SLUICE_NO_APP = "SLUICE_NO_APP"  # `inference` imported without building the app (tests)
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
@@ -54,6 +58,8 @@ DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 # `auto`: vllm when it is importable and a CUDA device is present, else the embedded engine.
 ENGINES = ("auto", "sluice", "vllm")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # gunicorn's
+DEFAULT_HOST = "0.0.0.0"
 
 
 class ConfigError(ValueError):
@@ -94,6 +100,18 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     if raw not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}. Given: {raw!r}")
     return raw
+
+
+def _process_settings(env: Mapping[str, str]) -> dict:
+    """How the server process runs (bind address, logs), read here like every other variable."""
+    return {"host": env.get(SLUICE_HOST, "").strip() or DEFAULT_HOST,
+            "access_log": _bool(env, SLUICE_ACCESS_LOG, False),
+            "log_level": _choice(env, SLUICE_LOG_LEVEL, LOG_LEVELS, "info")}
+
+
+def app_disabled(env: Mapping[str, str] | None = None) -> bool:
+    """``SLUICE_NO_APP=1``: import ``inference`` without building the app (no config needed)."""
+    return (os.environ if env is None else env).get(SLUICE_NO_APP) == "1"
 
 
 def looks_like_path(value: str) -> bool:
@@ -162,6 +180,9 @@ class Config:
     disable_grammar_support: bool = False
     grammar_compile_timeout: int = 5
     grammar_max_bytes: int = 256 * 1024
+    host: str = DEFAULT_HOST
+    access_log: bool = False  # SageMaker pings every few seconds: access lines only on request
+    log_level: str = "info"
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -210,6 +231,7 @@ class Config:
             disable_grammar_support=_bool(env, DISABLE_GRAMMAR_SUPPORT, False),
             grammar_compile_timeout=_int(env, GRAMMAR_COMPILE_TIMEOUT, 5, minimum=1),
             grammar_max_bytes=_int(env, GRAMMAR_MAX_BYTES, 256 * 1024, minimum=1),
+            **_process_settings(env),
         )
         config.check()
         return config

@@ -30,7 +30,7 @@ from .model_runner import ModelRunner
 from .sampling import Selection, SequenceSampler, choose_tokens
 from .sequence import Sequence, Token
 from .stopping import StoppingCriteria
-from .validation import ValidRequest
+from .request import ValidRequest
 
 log = logging.getLogger("sluice.engine")
 
@@ -118,6 +118,15 @@ class Engine:
         """Let the loop notice a cancellation now rather than at its next step."""
         with self._wakeup:
             self._wakeup.notify()
+
+    def cancel(self, sequence: Sequence) -> None:
+        """``engine_api``: stop a sequence nobody reads any more, noticed at once."""
+        sequence.cancel()
+        self.wake()
+
+    def healthy(self) -> bool:
+        """``engine_api``: the health check's answer, from the loop thread's state."""
+        return self.alive
 
     def describe(self) -> dict:
         """What /info reports of the engine, so routes never reach into the runner."""

@@ -30,7 +30,6 @@ class ValidationError(ServerError):
 
     def __init__(self, detail: str):
         super().__init__(f"Input validation error: {detail}")
-        self.detail = detail
 
 
 class DeserializeError(ServerError):
@@ -170,7 +169,7 @@ class InternalError(ServerError):
 
 
 # Transport errors: the request itself (line, headers, body framing) is broken or too slow. The
-# gunicorn worker (``gunicorn_worker``) answers most before the app sees the request.
+# gunicorn worker (``http.gunicorn_worker``) answers most before the app sees the request.
 
 
 class BadRequestError(ServerError):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .detokenizer import IncrementalDetokenizer
 from .stopping import StoppingCriteria
-from .validation import ValidRequest
+from .request import ValidRequest
 
 if TYPE_CHECKING:  # torch stays out of the request threads' imports
     from .constraint import RowConstraint

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from .detokenizer import IncrementalDetokenizer
 from .engine import EngineStats
 from .errors import GenerationError, ValidationError
-from .grammar_spec import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
+from .request import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
 from .sampling import Choice
-from .schema import GenerateRequest, SamplingParams as TgiSampling
+from .request import GenerateRequest, SamplingParams as TgiSampling
 from .sequence import Sequence, Token
 from .stopping import StoppingCriteria
-from .validation import ValidRequest
+from .request import ValidRequest
 
 log = logging.getLogger("sluice.vllm_engine")
 
@@ -158,6 +158,15 @@ class VllmEngine:
         """Let the loop notice a cancellation now rather than after its current step."""
         with self._wakeup:
             self._wakeup.notify()
+
+    def cancel(self, sequence: Sequence) -> None:
+        """``engine_api``: stop a sequence nobody reads any more, noticed at once."""
+        sequence.cancel()
+        self.wake()
+
+    def healthy(self) -> bool:
+        """``engine_api``: the health check's answer, from the loop thread's state."""
+        return self.alive
 
     def describe(self) -> dict:
         """What /info reports of the engine (name, dtype, device, batch limits)."""

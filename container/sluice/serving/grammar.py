@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import llguidance
 import llguidance.hf
 
-from .errors import ValidationError
-from .grammar_spec import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
+from ..errors import ValidationError
+from ..request.grammar import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
 
 log = logging.getLogger("sluice.grammar")
 

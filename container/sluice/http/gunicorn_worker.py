@@ -22,11 +22,11 @@ from gunicorn.http.errors import (ConfigurationProblem, ExpectationFailed, Limit
                                   LimitRequestLine, ParseException, UnsupportedTransferCoding)
 from gunicorn.workers.gthread import ThreadWorker
 
-from .config import Config
-from .errors import (BadRequestError, ExpectationFailedError, HeadersTooLargeError, InternalError,
+from ..config import Config
+from ..errors import (BadRequestError, ExpectationFailedError, HeadersTooLargeError, InternalError,
                      PayloadTooLargeError, ServerError, ShuttingDownError,
                      TransferCodingNotImplementedError, UriTooLongError)
-from .framing import dump_json
+from ..wire.framing import dump_json
 
 CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client; gunicorn's own first-data wait
 LINGER_SECONDS = 2.0  # as gunicorn's close_graceful: let the peer read our answer before we close

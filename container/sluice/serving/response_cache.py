@@ -2,8 +2,7 @@
 
 Keyed on the normalised request (what determines the tokens, not how they are framed), so a
 stream can replay a result first produced without streaming. Bounded (LRU), disabled with size
-0, never stores errors. A request with ``x-use-cache: 0`` (or, through SageMaker, which strips
-other headers, ``X-Amzn-SageMaker-Custom-Attributes: x-use-cache=0``) generates afresh.
+0, never stores errors. A client opts out per request (``http.cache_opt_out``).
 """
 
 from __future__ import annotations
@@ -12,27 +11,13 @@ import collections
 import threading
 from dataclasses import asdict
 
-from .schema import GenerateRequest
-
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
-
+from ..request import GenerateRequest
 
 def cache_key(request: GenerateRequest, input_ids: tuple[int, ...], max_new_tokens: int) -> tuple:
     fields = asdict(request)
     for framing_only in ("stream", "details", "return_full_text", "inputs"):
         fields.pop(framing_only)
     return (input_ids, max_new_tokens, repr(sorted(fields.items())))
-
-
-def wants_cache(headers) -> bool:
-    """False when the client asked for a fresh generation, by header or SageMaker custom attribute."""
-    if headers.get("x-use-cache", "").strip().lower() in ("0", "false", "no"):
-        return False
-    for attribute in headers.get(CUSTOM_ATTRIBUTES, "").split(","):
-        name, _, value = attribute.partition("=")
-        if name.strip().lower() == "x-use-cache" and value.strip().lower() in ("0", "false", "no"):
-            return False
-    return True
 
 
 class ResponseCache:

@@ -10,40 +10,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from deploy.errors import SluiceError
+from deploy.errors import ContainerStartError
+from deploy.local.health import free_port, wait_until_healthy
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SERVE = REPO_ROOT / "container" / "serve"
-
-
-class ContainerStartError(SluiceError, RuntimeError):
-    """The container exited or never became healthy; the message carries the tail of its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ping_status(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of ``GET {url}/ping``, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 class ContainerProcess:
@@ -80,15 +56,16 @@ class ContainerProcess:
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> "ContainerProcess":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ContainerStartError(
-                    f"container/serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if ping_status(self.url) == 200:
-                return self
-            time.sleep(0.1)
-        raise ContainerStartError(f"/ping not 200 after {timeout:.0f} s:\n{self.log_tail()}")
+        try:
+            wait_until_healthy(self.url, timeout, exited=self._exit_reason)
+        except ContainerStartError as error:
+            raise ContainerStartError(f"{error}:\n{self.log_tail()}") from None
+        return self
+
+    def _exit_reason(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"container/serve exited with {self.proc.returncode}"
+        return None
 
     def log_text(self) -> str:
         try:

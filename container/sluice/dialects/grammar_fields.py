@@ -1,45 +1,18 @@
-"""What a request asks its output to match: TGI's ``grammar`` and OpenAI's ``response_format``.
+"""Reading what a request asks its output to match: TGI's ``grammar`` and OpenAI's
+``response_format`` -> the request's ``GrammarSpec``, with TGI's exact 422 texts.
 
-Pure Python (no torch, no llguidance): this is the request model's view of a grammar, checked
-with TGI's exact 422 texts. Compiling it against the tokenizer happens later, in ``grammar``.
+Pure Python (no torch, no llguidance); compiling against the tokenizer happens later, in serving.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from .errors import DeserializeError, ValidationError
+from ..errors import DeserializeError, ValidationError
+from ..request.grammar import ANY_OBJECT, REGEX, GrammarSpec
+from .fields import describe as _describe
 
-JSON, REGEX, LARK = "json", "regex", "lark"
-
-# Compact, deterministic JSON: no free whitespace (an untrained or wandering model would fill
-# the answer with it) and fixed separators, so tool-call streaming can find the arguments.
-COMPACT_JSON = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 _VARIANTS = "`json`, `json_object`, `regex`, `json_schema`"
-
-
-@dataclass(frozen=True)
-class GrammarSpec:
-    """A grammar in a canonical, hashable form: ``kind`` (json, regex or the internal lark) and
-    its source (compact JSON text for a schema). Equal specs share one compiled grammar."""
-
-    kind: str
-    source: str
-
-    @staticmethod
-    def json_schema(schema: dict) -> "GrammarSpec":
-        # Key order is kept: it is the order in which the output writes the properties.
-        return GrammarSpec(JSON, json.dumps(schema, separators=(",", ":"), ensure_ascii=False))
-
-
-# OpenAI's json_object: any JSON object, no schema to satisfy.
-ANY_OBJECT = GrammarSpec.json_schema({"type": "object"})
-
-
-def _describe(value) -> str:
-    from .schema import _describe as describe  # one wording for every serde-style message
-    return describe(value)
 
 
 def parse_grammar(value, field: str = "parameters.grammar") -> GrammarSpec | None:

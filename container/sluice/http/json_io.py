@@ -12,9 +12,9 @@ import socket
 from flask import Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from .errors import (InternalError, MalformedJSONError, MethodNotAllowedError, NotFoundError,
+from ..errors import (InternalError, MalformedJSONError, MethodNotAllowedError, NotFoundError,
                      PayloadTooLargeError, ServerError, UnsupportedMediaTypeError)
-from .framing import dump_json
+from ..wire.framing import dump_json
 from .request_body import read_request_body
 
 log = logging.getLogger("sluice.http")

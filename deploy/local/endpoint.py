@@ -16,8 +16,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from deploy.local_container import ContainerProcess, ContainerStartError, free_port, ping_status
-from deploy.local_runtime import LocalRuntime
+from deploy.local.container import ContainerProcess
+from deploy.local.health import free_port, wait_until_healthy
+from deploy.local.runtime import LocalRuntime
 
 DEFAULT_ENDPOINT_NAME = "sluice-local"
 DEFAULT_REGION = "us-east-1"
@@ -62,14 +63,13 @@ class DockerContainer:
         return self
 
     def wait_ready(self, timeout: float = 600.0) -> "DockerContainer":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def exited() -> str | None:
             if self.proc is not None and self.proc.poll() is not None:
-                raise ContainerStartError(f"docker run exited with {self.proc.returncode}")
-            if ping_status(self.url) == 200:
-                return self
-            time.sleep(0.5)
-        raise ContainerStartError(f"/ping not 200 after {timeout:.0f} s ({self.name})")
+                return f"docker run exited with {self.proc.returncode} ({self.name})"
+            return None
+
+        wait_until_healthy(self.url, timeout, exited=exited)
+        return self
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """``docker stop`` sends SIGTERM, then SIGKILL after ``timeout``, as SageMaker does."""

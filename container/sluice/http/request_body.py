@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gunicorn.http.errors import NoMoreData, ParseException
 
-from .errors import BadRequestError, ClientClosedError, PayloadTooLargeError, RequestTimeoutError
+from ..errors import BadRequestError, ClientClosedError, PayloadTooLargeError, RequestTimeoutError
 from .gunicorn_worker import CLIENT_IDLE_TIMEOUT
 
 # An oversized body is still read, and dropped, up to this many times the limit: a client that

@@ -7,31 +7,13 @@ forward pass and the engine only ever sees requests that fit.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from .config import TokenLimits
-from .errors import ValidationError
-from .schema import GenerateRequest
-
-if TYPE_CHECKING:  # llguidance stays out of this module's imports
-    from .grammar import CompiledGrammar
+from ..config import TokenLimits
+from ..errors import ValidationError
+from ..request import TGI_NAMES, FieldNames, GenerateRequest, ValidRequest
 
 log = logging.getLogger("sluice.validation")
-
-
-@dataclass(frozen=True)
-class ValidRequest:
-    """A request that fits: its prompt token ids and the number of tokens it may generate."""
-
-    request: GenerateRequest
-    input_ids: tuple[int, ...]
-    max_new_tokens: int
-    grammar: "CompiledGrammar | None" = None  # compiled in the request thread, never the engine's
-
-    @property
-    def input_length(self) -> int:
-        return len(self.input_ids)
 
 
 class Validator:
@@ -53,29 +35,37 @@ class Validator:
             log.exception("tokenizer failed")
             raise ValidationError("tokenizer error: the input could not be tokenized") from None
 
-    def validate(self, request: GenerateRequest, input_ids: list[int] | None = None) -> ValidRequest:
+    def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES,
+                 add_special_tokens: bool = True) -> ValidRequest:
+        """Tokenise, truncate and check the lengths; the 422s name the client's fields.
+        ``add_special_tokens=False`` for a rendered chat template, which holds BOS already."""
         if self.check is not None:
             self.check(request)
         limits = self.limits
         truncate = request.truncate
         if truncate is not None and (truncate == 0 or truncate > limits.max_input_tokens):
-            raise ValidationError(f"`truncate` must be strictly positive and less than "
+            raise ValidationError(f"`{names('truncate')}` must be strictly positive and less than "
                                   f"{limits.max_input_tokens}. Given: {truncate}")
-        if input_ids is None:
-            input_ids = self.tokenize(request.inputs)
+        input_ids = self.tokenize(request.inputs, add_special_tokens)
         if truncate is not None:
             input_ids = input_ids[-truncate:]  # keep the end of the prompt, as TGI does
-        input_len = len(input_ids)
+        max_new = self._max_new_tokens(request, len(input_ids), names)
+        return ValidRequest(request=request, input_ids=tuple(input_ids), max_new_tokens=max_new)
+
+    def _max_new_tokens(self, request: GenerateRequest, input_len: int, names: FieldNames) -> int:
+        """The tokens this request may generate, after TGI's length checks in TGI's order."""
+        limits = self.limits
+        inputs, max_new_name = names("inputs"), names("max_new_tokens")
         if input_len == 0:
-            raise ValidationError("`inputs` cannot be empty")
+            raise ValidationError(f"`{inputs}` cannot be empty")
         max_new = request.max_new_tokens
         if max_new is None:
             max_new = max(1, min(self.default_max_new_tokens, limits.max_total_tokens - input_len))
         if input_len + max_new > limits.max_total_tokens:
             raise ValidationError(
-                f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
-                f"Given: {input_len} `inputs` tokens and {max_new} `max_new_tokens`")
+                f"`{inputs}` tokens + `{max_new_name}` must be <= {limits.max_total_tokens}. "
+                f"Given: {input_len} `{inputs}` tokens and {max_new} `{max_new_name}`")
         if input_len > limits.max_input_tokens:
-            raise ValidationError(f"`inputs` must have less than {limits.max_input_tokens} tokens. "
+            raise ValidationError(f"`{inputs}` must have less than {limits.max_input_tokens} tokens. "
                                   f"Given: {input_len}")
-        return ValidRequest(request=request, input_ids=tuple(input_ids), max_new_tokens=max_new)
+        return max_new

@@ -45,13 +45,28 @@ class Metrics:
         self.in_flight = Gauge("sluice_requests_in_flight", "Requests holding a concurrency slot",
                                registry=self.registry)
 
-    def count(self, name: str, labels: dict | None = None, amount: float = 1) -> None:
+    # The counters' names live here only; serving says what happened, not what to write.
+
+    def count_request(self) -> None:
+        self._count("tgi_request_count")
+
+    def count_success(self, seconds: float) -> None:
+        self._count("tgi_request_success")
+        self.request_duration.observe(seconds)
+
+    def count_failure(self, error_type: str) -> None:
+        self._count("tgi_request_failure", {"err": error_type})
+
+    def count_cancelled(self) -> None:
+        self._count("sluice_request_cancelled")
+
+    def count_cache_hit(self) -> None:
+        self._count("sluice_cache_hits")
+
+    def _count(self, name: str, labels: dict | None = None) -> None:
         key = (name, tuple(sorted((labels or {}).items())))
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + amount
-
-    def value(self, name: str, labels: dict | None = None) -> float:
-        return self._counts.get((name, tuple(sorted((labels or {}).items()))), 0)
+            self._counts[key] = self._counts.get(key, 0) + 1
 
     def bind_gauges(self, read_stats: Callable[[], object], in_flight: Callable[[], int]) -> None:
         """Gauges read the engine's live state at scrape time."""

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 from flask import Response
 
-from . import __version__
-from .config import Config
-from .errors import DeserializeError
-from .http_io import json_response
-from .service import GenerationService
-
-MAX_CLIENT_BATCH_SIZE = 4
+from .. import __version__
+from ..config import Config
+from ..errors import DeserializeError
+from ..serving.service import GenerationService
+from .json_io import json_response
 
 
 def info(service: GenerationService, config: Config) -> Response:
     limits = service.validator.limits
-    engine = service.engine.describe()
+    engine = service.describe()
     return json_response({
         "model_id": config.model_id, "model_sha": None, "model_pipeline_tag": None,
         "model_dtype": engine["model_dtype"], "model_device_type": engine["model_device_type"],
-        "max_concurrent_requests": config.max_concurrent_requests, "max_best_of": config.max_best_of,
-        "max_stop_sequences": config.max_stop_sequences, "max_input_tokens": limits.max_input_tokens,
+        "max_concurrent_requests": config.max_concurrent_requests, "max_best_of": service.limits.max_best_of,
+        "max_stop_sequences": service.limits.max_stop_sequences, "max_input_tokens": limits.max_input_tokens,
         "max_input_length": limits.max_input_tokens, "max_total_tokens": limits.max_total_tokens,
         "max_batch_total_tokens": engine["max_batch_total_tokens"],
         "max_batch_prefill_tokens": engine["max_batch_prefill_tokens"], "max_batch_size": engine["max_batch_size"],
-        "validation_workers": 1, "max_client_batch_size": MAX_CLIENT_BATCH_SIZE,
+        "validation_workers": 1, "max_client_batch_size": service.limits.max_client_batch_size,
         "router": "sluice", "engine": engine["engine"], "version": __version__, "sha": None,
         "docker_label": None,
         # Which `grammar` types (and OpenAI `response_format`/`tools`) this server enforces.

@@ -16,31 +16,31 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from .errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
-                     ServerError, ValidationError)
+from ..engine_api import GenerationEngine
+from ..errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
+                      ServerError, ValidationError)
+from ..request import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, ValidRequest
+from ..sequence import ErrorEvent, TokenEvent
+from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
-from .schema import GenerateRequest, SchemaLimits
-from .sequence import ErrorEvent, TokenEvent
-from .validation import ValidRequest, Validator
+from .validation import Validator
 
 if TYPE_CHECKING:
-    from .engine import Engine
     from .grammar import GrammarCompiler
 
 POLL_SECONDS = 0.05
 
-Run = list[TokenEvent]
-
 
 class GenerationService:
-    def __init__(self, engine: "Engine", validator: Validator, schema_limits: SchemaLimits,
+    def __init__(self, engine: GenerationEngine, validator: Validator, limits: RequestLimits,
                  max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
                  metrics: Metrics | None = None, keepalive_seconds: float = 15.0,
-                 grammars: "GrammarCompiler | None" = None):
+                 grammars: "GrammarCompiler | None" = None, model_id: str = ""):
         self.engine = engine
         self.validator = validator
-        self.schema_limits = schema_limits
+        self.limits = limits
+        self.model_id = model_id
         self.tokenizer = validator.tokenizer
         self.request_timeout = request_timeout
         self.keepalive_seconds = keepalive_seconds
@@ -72,26 +72,38 @@ class GenerationService:
     @contextlib.contextmanager
     def accounted(self):
         """Count one request in TGI's request counters, by outcome."""
-        self.metrics.count("tgi_request_count")
+        self.metrics.count_request()
         started = time.monotonic()
         try:
             yield
         except (GeneratorExit, ClientClosedError):
-            self.metrics.count("sluice_request_cancelled")
+            self.metrics.count_cancelled()
             raise
         except ServerError as error:
-            self.metrics.count("tgi_request_failure", {"err": error.error_type})
+            self.metrics.count_failure(error.error_type)
             raise
         except Exception:
-            self.metrics.count("tgi_request_failure", {"err": "internal"})
+            self.metrics.count_failure("internal")
             raise
-        self.metrics.count("tgi_request_success")
-        self.metrics.request_duration.observe(time.monotonic() - started)
+        self.metrics.count_success(time.monotonic() - started)
 
-    def validate(self, request: GenerateRequest, input_ids: list[int] | None = None) -> ValidRequest:
+    def healthy(self) -> bool:
+        """From cached state only, never a forward pass (SageMaker's 2 s ping budget)."""
+        return self.engine.healthy()
+
+    def describe(self) -> dict:
+        return self.engine.describe()
+
+    def reject(self, error: ServerError) -> None:
+        """A request refused before it reached ``accounted`` still counts, as in TGI."""
+        self.metrics.count_request()
+        self.metrics.count_failure(error.error_type)
+
+    def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES,
+                 add_special_tokens: bool = True) -> ValidRequest:
         """Token checks, then the grammar's compile: here, in the request thread (bounded, cached),
         so the engine only ever sees ready matchers."""
-        valid = self.validator.validate(request, input_ids)
+        valid = self.validator.validate(request, names, add_special_tokens)
         if request.grammar is None:
             return valid
         if self.grammars is None:
@@ -105,7 +117,7 @@ class GenerationService:
             return None
         runs = self.cache.get(cache_key(valid.request, valid.input_ids, valid.max_new_tokens))
         if runs is not None:
-            self.metrics.count("sluice_cache_hits")
+            self.metrics.count_cache_hit()
         return runs
 
     def _store(self, valid: ValidRequest, runs: list[Run]) -> None:
@@ -113,14 +125,22 @@ class GenerationService:
 
     # --- generation -----------------------------------------------------------------------------
 
-    def complete(self, valid: ValidRequest, client_gone: Callable[[], bool], use_cache: bool = True) -> tuple[list[Run], bool]:
-        """All sequences of a non-streaming request (best first), and whether they came from cache."""
+    def complete_all(self, valids: list[ValidRequest], client_gone: Callable[[], bool],
+                     use_cache: bool = True) -> list[Outcome]:
+        """Every prompt of a non-streaming request; several are submitted together, so the engine
+        batches them instead of running one after another."""
+        if len(valids) == 1:
+            return [self.complete(valids[0], client_gone, use_cache)]
+        return run_side_by_side([lambda v=v: self.complete(v, client_gone, use_cache) for v in valids])
+
+    def complete(self, valid: ValidRequest, client_gone: Callable[[], bool], use_cache: bool = True) -> Outcome:
+        """All sequences of one prompt (best first), and whether they came from cache."""
         runs = self.cached(valid, use_cache)
         if runs is not None:
-            return runs, True
+            return Outcome(runs, True)
         runs = self._collect_best_of(valid, client_gone)
         self._store(valid, runs)
-        return runs, False
+        return Outcome(runs, False)
 
     def stream(self, valid: ValidRequest, client_gone: Callable[[], bool], cached: list[Run] | None,
                heartbeat: bool = False) -> Iterator[TokenEvent | None]:
@@ -174,8 +194,7 @@ class GenerationService:
                     return
         finally:
             if not finished:
-                sequence.cancel()
-                self.engine.wake()
+                self.engine.cancel(sequence)
 
     def _next_event(self, sequence, client_gone: Callable[[], bool], deadline: float):
         """The sequence's next event, or None after ``POLL_SECONDS`` without one (client still there)."""
@@ -209,20 +228,27 @@ class GenerationService:
         n = valid.request.best_of
         if n == 1:
             return [self._collect(valid, client_gone)]
-        results: list = [None] * n
-        errors: list = []
-
-        def run(i: int) -> None:
-            try:
-                results[i] = self._collect(valid, client_gone)
-            except Exception as error:  # surfaced below, in the request thread
-                errors.append(error)
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        results = run_side_by_side([lambda: self._collect(valid, client_gone)] * n)
         return sorted(results, key=lambda r: -sum(e.token.logprob or 0.0 for e in r))
+
+
+def run_side_by_side(jobs: list[Callable[[], object]]) -> list:
+    """Each job's result, in order, the jobs run in threads at once (each waits on its own
+    sequence, so the engine batches them); the first error is raised in the caller's thread."""
+    results: list = [None] * len(jobs)
+    errors: list = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = jobs[i]()
+        except Exception as error:  # surfaced below, in the request thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -1,0 +1,1 @@
+"""The HTTP room: Flask routes (parse -> driver -> encode), JSON bodies, errors, health."""

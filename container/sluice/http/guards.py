@@ -1,0 +1,54 @@
+"""Checks that run before any route: no redirects (never werkzeug's HTML), and the API key."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, request
+from werkzeug.routing import RequestRedirect
+
+from ..errors import NotFoundError, UnauthorizedError
+from .json_io import error_response
+
+INFERENCE_ROUTES = {"/", "/invocations", "/generate", "/generate_stream", "/v1/chat/completions",
+                    "/v1/completions", "/tokenize"}
+
+
+def bearer_token(header: str) -> bytes | None:
+    """The token of ``Authorization: Bearer <token>`` as the bytes the client sent (WSGI hands
+    header values over latin-1 decoded), or None. Only the scheme word is case-insensitive."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    try:
+        return token.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:  # not a byte string a client could have sent
+        return None
+
+
+def key_bytes(api_key: str) -> bytes:
+    """``API_KEY`` as the bytes in the environment (Python decodes it with surrogateescape)."""
+    return api_key.encode("utf-8", "surrogateescape")
+
+
+def register_guards(app: Flask, api_key: str | None) -> None:
+    key = key_bytes(api_key) if api_key else None
+
+    @app.before_request
+    def refuse_redirects():
+        """Flask answers a routing redirect with werkzeug's HTML page, past every error handler;
+        a path that only matches after a redirect is not a route here. gunicorn reads a target
+        starting with ``//`` as ``//host/path`` (``//invocations`` would arrive as ``/``): not a
+        route either."""
+        raw_target = request.environ.get("RAW_URI", "")
+        if isinstance(request.routing_exception, RequestRedirect) or raw_target.startswith("//"):
+            raise NotFoundError(f"Route {request.method} {raw_target or request.path} not found")
+
+    @app.before_request
+    def require_api_key():
+        """With API_KEY set, inference routes need the bearer token (TGI); health stays open."""
+        if key and request.method == "POST" and request.path in INFERENCE_ROUTES:
+            token = bearer_token(request.headers.get("Authorization", ""))
+            if token is None or not hmac.compare_digest(token, key):
+                return error_response(UnauthorizedError())
+        return None

@@ -1,0 +1,8 @@
+"""The request room: the typed request every dialect produces and every engine consumes."""
+
+from .grammar import ANY_OBJECT, COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
+from .model import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SamplingParams, ValidRequest
+from .rules import Parameters, build_request
+
+__all__ = ["ANY_OBJECT", "COMPACT_JSON", "JSON", "LARK", "REGEX", "GrammarSpec", "TGI_NAMES", "FieldNames",
+           "GenerateRequest", "RequestLimits", "SamplingParams", "ValidRequest", "Parameters", "build_request"]

@@ -1,0 +1,117 @@
+"""The one response driver: every dialect's request goes parse -> driver -> encode.
+
+The driver owns what used to be written twice (once per protocol) and drifted: admission (slots,
+429), validation, the response cache, metrics, keep-alives, cancellation and streaming. A
+dialect only parses its body and encodes events, errors and final bodies.
+
+Errors follow TGI's rule in every dialect. A body that is not a request (serde's
+``Failed to deserialize ...``), a chat template or a tool choice that cannot be used is an HTTP
+4xx, even for a stream: TGI refuses those before the stream starts. A request whose values are
+refused (``Input validation error``), an overload and a failure during generation are, on a
+stream, the last in-band event of an HTTP 200 stream (followed by ``[DONE]`` on OpenAI streams);
+without a stream they are the HTTP status of the error. Every refused request, whatever its
+dialect, counts in ``/metrics`` (except serde's, which TGI's extractor refuses before counting).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..errors import ClientClosedError, DeserializeError, IncompleteGenerationError, ServerError, ValidationError
+from ..wire.framing import SSE_KEEPALIVE, StreamFormat, choose_stream_format
+from .exchange import Dialect, Exchange, HttpContext, ParseContext, Reply
+from .service import GenerationService
+
+log = logging.getLogger("sluice.driver")
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CACHE_HEADER = "x-sluice-cache"
+
+
+class ResponseDriver:
+    """Answers one request of any dialect over the generation service."""
+
+    def __init__(self, service: GenerationService, compute_type: str):
+        self.service = service
+        self.compute_type = compute_type
+        self.context = ParseContext(service.limits, service.tokenizer, service.model_id, compute_type)
+
+    def respond(self, dialect: Dialect, body, http: HttpContext) -> Reply:
+        fmt = choose_stream_format(http.accept)
+        try:
+            exchange = dialect.parse(body, self.context)
+        except ServerError as error:
+            return self._refuse(dialect, body, error, fmt)
+        if exchange.stream:
+            return self._stream(dialect, exchange, fmt, http)
+        return self._complete(exchange, http)
+
+    def _refuse(self, dialect: Dialect, body, error: ServerError, fmt: StreamFormat) -> Reply:
+        """A request refused while parsing: counted, then in-band if it is a stream's validation
+        error, else raised for the HTTP layer's error answer."""
+        if not isinstance(error, DeserializeError):
+            self.service.reject(error)
+        if isinstance(error, ValidationError) and dialect.wants_stream(body):
+            return self._error_stream(dialect, error, fmt)
+        raise error
+
+    def _complete(self, exchange: Exchange, http: HttpContext) -> Reply:
+        """Every prompt of a non-streaming request, run side by side in the batch."""
+        started = time.monotonic()
+        with self.service.accounted(), self.service.slot():
+            valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens)
+                      for p in exchange.prompts]
+            outcomes = self.service.complete_all(valids, http.client_gone, http.use_cache)
+        payload, headers = exchange.encode_final(outcomes, time.monotonic() - started)
+        headers[CACHE_HEADER] = "hit" if all(o.cached for o in outcomes) else "miss"
+        return Reply(payload=payload, headers=headers)
+
+    def _stream(self, dialect: Dialect, exchange: Exchange, fmt: StreamFormat, http: HttpContext) -> Reply:
+        """A streamed answer. Validation happens first (its errors in-band, as TGI's); the slot is
+        taken inside the stream, so an overload is in-band too."""
+        prompt = exchange.prompts[0]
+        try:
+            valid = self.service.validate(prompt.request, exchange.names, prompt.add_special_tokens)
+        except ServerError as error:
+            self.service.reject(error)
+            return self._error_stream(dialect, error, fmt)
+        cached = self.service.cached(valid, http.use_cache)
+        chunks = self._chunks(dialect, exchange, valid, cached, fmt, http.client_gone)
+        return self._stream_reply(chunks, fmt, {CACHE_HEADER: "hit" if cached else "miss"})
+
+    def _chunks(self, dialect: Dialect, exchange: Exchange, valid, cached, fmt: StreamFormat, client_gone):
+        """Each event encoded and yielded alone, so gunicorn writes it as its own chunk."""
+        try:
+            with self.service.accounted(), self.service.slot():
+                for event in self.service.stream(valid, client_gone, cached, heartbeat=fmt.is_sse):
+                    if event is None:
+                        yield SSE_KEEPALIVE
+                        continue
+                    for payload in exchange.encode_event(event):
+                        yield fmt.encode(payload)
+                for payload in exchange.encode_tail():
+                    yield fmt.encode(payload)
+        except ClientClosedError:
+            return  # nobody is left to read an error event
+        except ServerError as error:
+            yield fmt.encode(dialect.encode_error(error))
+        except GeneratorExit:
+            raise
+        except Exception:
+            log.exception("stream failed")
+            yield fmt.encode(dialect.encode_error(IncompleteGenerationError()))
+        if self._trailer(dialect, fmt):
+            yield self._trailer(dialect, fmt)
+
+    def _error_stream(self, dialect: Dialect, error: ServerError, fmt: StreamFormat) -> Reply:
+        chunk = fmt.encode(dialect.encode_error(error)) + self._trailer(dialect, fmt)
+        return self._stream_reply([chunk], fmt, {})
+
+    @staticmethod
+    def _trailer(dialect: Dialect, fmt: StreamFormat) -> bytes:
+        return fmt.done() if dialect.closes_with_done else b""
+
+    def _stream_reply(self, chunks, fmt: StreamFormat, extra: dict) -> Reply:
+        headers = dict(STREAM_HEADERS, **{"x-compute-type": self.compute_type}, **extra)
+        return Reply(chunks=chunks, content_type=fmt.content_type, headers=headers)
