@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from deploy.local_container import ContainerProcess
+from deploy.local import ContainerProcess
 
 STABLE_503 = ({"error": "Model is loading", "error_type": "healthcheck"},
               {"error": "Model failed to load; see the server log", "error_type": "healthcheck"})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local_container import ContainerProcess
+from deploy.local import ContainerProcess
 from sluice import errors
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")

@@ -59,7 +59,7 @@ SITECUSTOMIZE = textwrap.dedent(f"""
 
 @pytest.fixture(scope="module")
 def poisoned_server(tiny_model_dir, tmp_path_factory):
-    from deploy.local_container import ContainerProcess
+    from deploy.local import ContainerProcess
 
     hook_dir = tmp_path_factory.mktemp("poison")
     (hook_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
