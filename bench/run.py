@@ -67,6 +67,15 @@ QUICK = {"size": "tiny", "requests": 4, "new_tokens": 16, "shortest": 16, "longe
          "contenders": ["sluice-fp32"]}
 # Started together (head-to-head alternates between them); every other contender runs alone.
 PAIR = ("sluice-vllm-bf16", "vllm-server-bf16")
+# Pause before every measurement: vLLM's server workers busy-poll their shared-memory queue for
+# 1 s after their last step (shm_broadcast busy_loop_s), which would eat into whatever is
+# measured next on these 2 cores (seen: Sluice's TTFT p50 2.0 s right after a vLLM-server round
+# vs 1.1 s after its own).
+SETTLE_S = 2.0
+
+
+def settle() -> None:
+    time.sleep(SETTLE_S)
 
 
 def _log(message: str) -> None:
@@ -128,6 +137,7 @@ def measure_levels(running: peers.Running, sets: PromptSets, levels: list[int], 
         indices = [i % len(sets.base) for i in range(len(prompts))]
         rss_reset = reset_peak_rss(running.pid)
         _log(f"  {running.contender.key} concurrency {concurrency}: {len(prompts)} requests")
+        settle()
         level = run_load(lambda p: send(p, new_tokens), prompts, concurrency, running.url, running.ping_path)
         level.update(peak_rss_mib(running.pid), rss_reset_per_level=rss_reset)
         if ideal:
@@ -178,6 +188,7 @@ def head_to_head(pair: list[peers.Running], sets: PromptSets, spec: dict) -> dic
     for index, prompts in enumerate(sets.head_to_head):
         order = pair if index % 2 == 0 else pair[::-1]
         for running in order:
+            settle()
             level = run_load(lambda p, r=running: r.send(p, spec["new_tokens"]), prompts, streams,
                              running.url, running.ping_path)
             _log(f"  head-to-head round {index + 1} {running.contender.key}: {level['tokens_per_s']:.1f} tok/s, "
@@ -202,6 +213,7 @@ def head_to_head(pair: list[peers.Running], sets: PromptSets, spec: dict) -> dic
 def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: list[str], results: dict) -> None:
     key = running.contender.key
     if "chat" in wanted:
+        settle()
         chat = spec["chat"]
         _log(f"  {key} chat: {len(sets.chat_sequential)} conversations one at a time, then "
              f"{len(sets.chat_concurrent)} at once ({sets.chat_shared} shared prefix tokens)")
@@ -211,6 +223,7 @@ def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: 
              f"{figures['rest_ttft_p50_s'] * 1000:.0f} ms; problems {figures['problems'][:2]}")
         results["scenarios"].setdefault("chat", {})[key] = figures
     if "arrivals" in wanted:
+        settle()
         arr = spec["arrivals"]
         _log(f"  {key} arrivals: {arr['running']} streams, {arr['arriving']} x {arr['arriving_prompt']}-token arrivals")
         figures = scenarios.arrivals(running.send, sets.running_alone, sets.running, sets.arriving,
