@@ -98,6 +98,11 @@ def throughput_table(results: dict) -> list[str]:
                              f"{level} | {rate:.1f} | {_x(_ratio(rate, results['sequential']['tokens_per_s']))} | – "
                              f"| – | – | – | 1.00× | – | – | – |")
     lines.append("")
+    short = [f"{key} c={level}: {f['min_tokens_per_request']}" for key, entry in results["contenders"].items()
+             for level, f in entry.get("levels", {}).items()
+             if f["generated_tokens"] != f["requests"] * results["config"]["new_tokens"]]
+    lines.append("Every request of every row generated exactly the same number of tokens."
+                 if not short else f"Rows with requests that stopped early (fewest tokens): {'; '.join(short)}.")
     for dtype, ideal in results["ideal"].items():
         steps = ", ".join(f"b{b}: {s * 1000:.1f} ms" for b, s in ideal["decode_step_s"].items())
         lines.append(f"Raw {SHORT_DTYPE.get(dtype, dtype)}: prefill {ideal['prefill_tokens_per_s']:.0f} tok/s; decode "

@@ -1,5 +1,6 @@
-"""Side-by-side benchmark: Sluice (own engine, and on vLLM) vs vLLM's own server vs
-`transformers serve` vs sequential `generate`, vs the ideal schedule.
+"""Side-by-side benchmark: Sluice (own engine, on vLLM), vLLM's server, transformers serve.
+
+Also sequential `generate` and the ideal schedule, in process.
 
     python bench/run.py [--out bench/results/latest.json] [--quick] [--device cpu|cuda]
                         [--contenders KEY,...] [--scenarios throughput,head-to-head,chat,arrivals]
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
                         help=f"comma-separated, from {', '.join(ALL_SCENARIOS)} (default: all)")
     parser.add_argument("--levels", help="comma-separated concurrency levels for every contender "
-                        "(default: 1,4,16,32; transformers serve 4,16,32)")
+                        "(default: 1,4,16,32; own engine fp32 1,16; transformers serve 16,32)")
     parser.add_argument("--skip-inprocess", action="store_true", help="no sequential generate and no ideal "
                         "schedule (their ratio columns stay empty): a quicker server-only comparison")
     parser.add_argument("--skip-transformers-serve", action="store_true")
