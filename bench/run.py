@@ -1,29 +1,38 @@
-"""Side-by-side benchmark: Sluice vs sequential `generate` vs `transformers serve`, vs the ideal.
+"""Side-by-side benchmark: Sluice (own engine, on vLLM), vLLM's server, transformers serve.
+
+Also sequential `generate` and the ideal schedule, in process.
 
     python bench/run.py [--out bench/results/latest.json] [--quick] [--device cpu|cuda]
-                        [--skip-transformers-serve] [--threads N] [--model-dir DIR]
+                        [--contenders KEY,...] [--scenarios throughput,head-to-head,chat,arrivals]
+                        [--skip-transformers-serve] [--skip-vllm] [--threads N] [--model-dir DIR]
 
-One run, one model, one prompt set (16 requests x 64 new tokens, prompts 16-256 tokens, cut
-deterministically from the demo corpus). In order, so no two contenders share the cores:
-1. in process: the ideal schedule (raw prefill + raw KV-cache decode steps) and sequential greedy
-   ``model.generate``;
-2. the real ``container/serve`` (gunicorn + the batching engine) at each concurrency level, with
-   streaming clients, a /ping prober and the server tree's peak RSS;
-3. ``transformers serve --continuous-batching`` under the same load.
-Prints a markdown table and writes every figure and ratio as JSON. ``--quick`` is a smoke run on
-the tiny model. Everything binds to 127.0.0.1, and every process started is stopped on exit,
-error or Ctrl-C.
+One run, one model. Contenders (bench/contenders.py): ``sluice-fp32``, ``sluice-bf16`` (the own
+engine at each dtype), ``sluice-vllm-bf16`` (Sluice on the vLLM engine), ``vllm-server-bf16``
+(vLLM's OpenAI server, same engine settings), ``transformers-serve-fp32``; every one gets the same
+thread count, unpinned. They run one after another, so no two share the cores while measured:
+1. in process: the ideal schedule (raw prefill + raw KV-cache decode steps) at fp32 and bf16, and
+   sequential greedy ``model.generate`` (fp32, the "× sequential" baseline);
+2. each server: ``throughput`` (16 requests x 64 new tokens, prompts 16-256 tokens, at each
+   concurrency level, with a /ping prober and the server tree's peak RSS), then ``chat`` (a shared
+   1,000-token system prompt, multi-turn histories: TTFT of the 2nd..nth vs the 1st) and
+   ``arrivals`` (ITL of 8 running streams while 8 1,500-token prompts arrive vs without);
+3. ``head-to-head``: Sluice on vLLM and vLLM's server both up, alternating rounds of 16 streams
+   (medians: the acceptance ratios, robust to a neighbour's load drifting between contenders).
+Every request gets fresh corpus text (vLLM's prefix cache must not replay a prefill the own engine
+has to do). Prints markdown tables and writes every figure and ratio as JSON. ``--quick`` is a
+smoke run on the tiny model (own engine only). Everything binds to 127.0.0.1, and every process
+started is stopped on exit, error or Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import json
 import os
 import platform
 import signal
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,19 +43,40 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from bench import inprocess  # noqa: E402
-from bench.clients import get_text, openai_completion_stream, sluice_stream  # noqa: E402
+from bench import contenders as peers  # noqa: E402
+from bench import inprocess, scenarios  # noqa: E402
+from bench.clients import get_text  # noqa: E402
 from bench.load import run_load  # noqa: E402
-from bench.processes import PeerServer, peak_rss_mib, reset_peak_rss  # noqa: E402
-from bench.prompts import build_prompts  # noqa: E402
+from bench.processes import peak_rss_mib, reset_peak_rss  # noqa: E402
+from bench.prompts import Corpus, chat_prompts  # noqa: E402
 from bench.report import compute_ratios, markdown_table  # noqa: E402
 from demo.build_model import build  # noqa: E402
-from deploy.local import ContainerProcess, free_port  # noqa: E402
 
+ALL_SCENARIOS = ["throughput", "head-to-head", "chat", "arrivals"]
 FULL = {"size": "small", "requests": 16, "new_tokens": 64, "shortest": 16, "longest": 256,
-        "levels": [1, 4, 16, 32], "peer_levels": [4, 16, 32]}
+        "levels": [1, 4, 16, 32], "fp32_levels": [1, 16], "peer_levels": [16, 32],
+        "head_to_head": {"streams": 16, "rounds": 3},
+        "chat": {"system_tokens": 1000, "conversations": 8, "turn_tokens": 80, "new_tokens": 32},
+        "arrivals": {"running": 8, "running_prompt": 64, "running_tokens": 128, "arriving": 8,
+                     "arriving_prompt": 1500, "arriving_tokens": 16, "stagger_s": 0.25},
+        "contenders": list(peers.CONTENDERS)}
 QUICK = {"size": "tiny", "requests": 4, "new_tokens": 16, "shortest": 16, "longest": 64,
-         "levels": [1, 4], "peer_levels": [4]}
+         "levels": [1, 4], "fp32_levels": [1, 4], "peer_levels": [4], "head_to_head": {"streams": 4, "rounds": 1},
+         "chat": {"system_tokens": 200, "conversations": 3, "turn_tokens": 40, "new_tokens": 8},
+         "arrivals": {"running": 2, "running_prompt": 16, "running_tokens": 32, "arriving": 2,
+                      "arriving_prompt": 300, "arriving_tokens": 4, "stagger_s": 0.05},
+         "contenders": ["sluice-fp32"]}
+# Started together (head-to-head alternates between them); every other contender runs alone.
+PAIR = ("sluice-vllm-bf16", "vllm-server-bf16")
+# Pause before every measurement: vLLM's server workers busy-poll their shared-memory queue for
+# 1 s after their last step (shm_broadcast busy_loop_s), which would eat into whatever is
+# measured next on these 2 cores (seen: Sluice's TTFT p50 2.0 s right after a vLLM-server round
+# vs 1.1 s after its own).
+SETTLE_S = 2.0
+
+
+def settle() -> None:
+    time.sleep(SETTLE_S)
 
 
 def _log(message: str) -> None:
@@ -70,59 +100,74 @@ def _machine(device: str) -> dict:
     return info
 
 
-def _levels_for(concurrency_levels: list[int], requests: int) -> dict[int, list[int]]:
-    """Prompt index of each request per level: at least ``requests``, at least one per client."""
-    return {c: [i % requests for i in range(max(requests, c))] for c in concurrency_levels}
+class PromptSets:
+    """Every prompt of the run, cut once from fresh corpus text, the same for every contender."""
+
+    def __init__(self, tokenizer, spec: dict):
+        corpus = Corpus(tokenizer)
+        self.base = corpus.prompts(spec["requests"], spec["shortest"], spec["longest"])
+        lengths = [p.length for p in self.base]
+
+        def like_base(count: int):
+            return [corpus.prompt(lengths[i % len(lengths)]) for i in range(count)]
+
+        self.warmup = like_base(2)
+        # A level's i-th request has the length of base prompt i % requests (the ideal's index).
+        every_level = sorted(set(spec["levels"] + spec["fp32_levels"] + spec["peer_levels"]))
+        self.levels = {c: like_base(max(spec["requests"], c)) for c in every_level}
+        h2h = spec["head_to_head"]
+        self.head_to_head = [like_base(h2h["streams"]) for _ in range(h2h["rounds"])]
+        chat = spec["chat"]
+        both, self.chat_shared = chat_prompts(tokenizer, corpus, chat["system_tokens"], 2 * chat["conversations"],
+                                              chat["turn_tokens"])
+        self.chat_sequential, self.chat_concurrent = both[:chat["conversations"]], both[chat["conversations"]:]
+        arr = spec["arrivals"]
+        self.running_alone = [corpus.prompt(arr["running_prompt"]) for _ in range(arr["running"])]
+        self.running = [corpus.prompt(arr["running_prompt"]) for _ in range(arr["running"])]
+        self.arriving = [corpus.prompt(arr["arriving_prompt"]) for _ in range(arr["arriving"])]
+        self.corpus_tokens_used = corpus.position
 
 
-def measure_server(send, url: str, ping_path: str, pid: int, prompts, levels: dict[int, list[int]],
-                   ideal: dict, new_tokens: int) -> dict:
-    """Warm up with the real request shape, then run each level; returns figures per level."""
-    run_load(send, [prompts[0].text, prompts[1].text], 2, url, ping_path)
+def measure_levels(running: peers.Running, sets: PromptSets, levels: list[int], ideal: dict | None,
+                   new_tokens: int) -> dict:
+    """Each concurrency level with its own fresh prompts; returns figures per level."""
+    send = running.send
     figures = {}
-    for concurrency, indices in levels.items():
-        rss_reset = reset_peak_rss(pid)
-        _log(f"  concurrency {concurrency}: {len(indices)} requests")
-        level = run_load(send, [prompts[i].text for i in indices], concurrency, url, ping_path)
-        level.update(peak_rss_mib(pid), rss_reset_per_level=rss_reset,
-                     ideal_s=inprocess.ideal_seconds(ideal, indices, concurrency, new_tokens))
+    for concurrency in levels:
+        prompts = sets.levels[concurrency]
+        indices = [i % len(sets.base) for i in range(len(prompts))]
+        rss_reset = reset_peak_rss(running.pid)
+        _log(f"  {running.contender.key} concurrency {concurrency}: {len(prompts)} requests")
+        settle()
+        level = run_load(lambda p: send(p, new_tokens), prompts, concurrency, running.url, running.ping_path)
+        level.update(peak_rss_mib(running.pid), rss_reset_per_level=rss_reset)
+        if ideal:
+            level["ideal_s"] = inprocess.ideal_seconds(ideal, indices, concurrency, new_tokens)
         _log(f"    {level['tokens_per_s']:.1f} tok/s, TTFT p50 {level['ttft_p50_s'] * 1000:.0f} ms, "
-             f"errors {level['errors']}")
+             f"errors {level['errors']}, min tokens {level['min_tokens_per_request']}")
         figures[str(concurrency)] = level
     return figures
 
 
-def run_inprocess(model_dir: Path, prompts, spec: dict, device: torch.device) -> tuple[dict, dict]:
-    model, tokenizer = inprocess.load(str(model_dir), device)
-    batches = sorted({1} | {min(c, max(spec["requests"], c)) for c in spec["levels"] + spec["peer_levels"]})
-    _log(f"ideal schedule: prefill of {len(prompts)} prompts, decode steps at batch {batches}")
-    ideal = inprocess.ideal_schedule(model, prompts, batches, spec["new_tokens"], device)
-    _log(f"sequential generate: {len(prompts)} x {spec['new_tokens']} tokens")
-    sequential = inprocess.sequential_generate(model, tokenizer, prompts, spec["new_tokens"], device)
-    _log(f"  {sequential['tokens_per_s']:.1f} tok/s")
-    del model
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return ideal, sequential
-
-
-def run_sluice(model_dir: Path, prompts, spec: dict, ideal: dict, device: str) -> dict:
-    # No response cache: repeated prompts must be generated again, not replayed.
-    env = {"SLUICE_DEVICE": device, "SLUICE_HOST": "127.0.0.1", "RESPONSE_CACHE_SIZE": "0"}
-    server = ContainerProcess(model_dir, env=env)
-    started = time.perf_counter()
-    try:
-        server.start().wait_ready(timeout=300)
-        startup = time.perf_counter() - started
-        _log(f"Sluice ready in {startup:.1f} s on {server.url}")
-        send = functools.partial(sluice_stream, server.url, max_new_tokens=spec["new_tokens"])
-        levels = measure_server(send, server.url, "/ping", server.proc.pid, prompts,
-                                _levels_for(spec["levels"], spec["requests"]), ideal, spec["new_tokens"])
-        counters = _prometheus_counters(get_text(server.url, "/metrics"))
-    finally:
-        code = server.stop()
-    return {"startup_s": startup, "exit_code": code, "env": env, "levels": levels, "metrics": counters}
+def run_inprocess(model_dir: Path, prompts, spec: dict, device: torch.device, dtypes: list[str]) -> tuple[dict, dict]:
+    """The ideal schedule at each dtype, and sequential ``generate`` at the default dtype."""
+    batches = sorted({1} | {min(c, max(spec["requests"], c)) for c in spec["levels"] + spec["fp32_levels"] + spec["peer_levels"]}
+                     | {spec["head_to_head"]["streams"]})
+    ideals, sequential = {}, None
+    for dtype in dtypes:
+        model, tokenizer = inprocess.load(str(model_dir), device, getattr(torch, dtype))
+        _log(f"ideal schedule ({dtype}): prefill of {len(prompts)} prompts, decode steps at batch {batches}")
+        ideals[dtype] = inprocess.ideal_schedule(model, prompts, batches, spec["new_tokens"], device)
+        if sequential is None:
+            _log(f"sequential generate ({dtype}): {len(prompts)} x {spec['new_tokens']} tokens")
+            sequential = inprocess.sequential_generate(model, tokenizer, prompts, spec["new_tokens"], device)
+            sequential["dtype"] = dtype
+            _log(f"  {sequential['tokens_per_s']:.1f} tok/s")
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return ideals, sequential
 
 
 def _prometheus_counters(text: str) -> dict:
@@ -137,24 +182,123 @@ def _prometheus_counters(text: str) -> dict:
     return counters
 
 
-def run_peer(model_dir: Path, prompts, spec: dict, ideal: dict, device: str) -> dict:
-    levels = _levels_for(spec["peer_levels"], spec["requests"])
-    most = max(len(indices) for indices in levels.values())
-    # 256-token pages: each request needs ceil((prompt + new) / 256) of them; leave room for two more.
-    pages = -(-(spec["longest"] + spec["new_tokens"]) // 256)
-    options = {"num_blocks": pages * (most + 2), "max_batch_tokens": 1024}
-    peer = PeerServer(str(model_dir), free_port(), device, **options)
-    started = time.perf_counter()
+def head_to_head(pair: list[peers.Running], sets: PromptSets, spec: dict) -> dict:
+    """Alternating rounds (A B, B A, ...) at the same streams; medians per contender."""
+    streams = spec["head_to_head"]["streams"]
+    rounds: list[dict] = []
+    for index, prompts in enumerate(sets.head_to_head):
+        order = pair if index % 2 == 0 else pair[::-1]
+        for running in order:
+            settle()
+            level = run_load(lambda p, r=running: r.send(p, spec["new_tokens"]), prompts, streams,
+                             running.url, running.ping_path)
+            _log(f"  head-to-head round {index + 1} {running.contender.key}: {level['tokens_per_s']:.1f} tok/s, "
+                 f"TTFT p50 {level['ttft_p50_s'] * 1000:.0f} ms")
+            rounds.append({"round": index + 1, "contender": running.contender.key,
+                           **{k: level[k] for k in ("tokens_per_s", "ttft_p50_s", "ttft_p95_s", "itl_p50_s",
+                                                    "itl_p95_s", "tpot_mean_s", "errors", "generated_tokens",
+                                                    "min_tokens_per_request")}})
+    medians = {}
+    for running in pair:
+        mine = [r for r in rounds if r["contender"] == running.contender.key]
+        medians[running.contender.key] = {k: statistics.median(r[k] for r in mine)
+                                          for k in ("tokens_per_s", "ttft_p50_s", "itl_p50_s", "tpot_mean_s")}
+        medians[running.contender.key]["errors"] = sum(r["errors"] for r in mine)
+    a, b = (medians[r.contender.key] for r in pair)
+    return {"streams": streams, "new_tokens": spec["new_tokens"], "rounds": rounds, "medians": medians,
+            "pair": [r.contender.key for r in pair],
+            "throughput_ratio": a["tokens_per_s"] / b["tokens_per_s"],
+            "ttft_p50_ratio": a["ttft_p50_s"] / b["ttft_p50_s"]}
+
+
+def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: list[str], results: dict) -> None:
+    key = running.contender.key
+    if "chat" in wanted:
+        settle()
+        chat = spec["chat"]
+        _log(f"  {key} chat: {len(sets.chat_sequential)} conversations one at a time, then "
+             f"{len(sets.chat_concurrent)} at once ({sets.chat_shared} shared prefix tokens)")
+        figures = scenarios.chat(running.send, running.url, running.ping_path, sets.chat_sequential,
+                                 sets.chat_concurrent, sets.chat_shared, chat["new_tokens"])
+        _log(f"    TTFT first {figures['first_ttft_s'] * 1000:.0f} ms, 2nd..nth p50 "
+             f"{figures['rest_ttft_p50_s'] * 1000:.0f} ms; problems {figures['problems'][:2]}")
+        results["scenarios"].setdefault("chat", {})[key] = figures
+    if "arrivals" in wanted:
+        settle()
+        arr = spec["arrivals"]
+        _log(f"  {key} arrivals: {arr['running']} streams, {arr['arriving']} x {arr['arriving_prompt']}-token arrivals")
+        figures = scenarios.arrivals(running.send, sets.running_alone, sets.running, sets.arriving,
+                                     arr["running_tokens"], arr["arriving_tokens"], stagger_s=arr["stagger_s"])
+        _log(f"    ITL p95 {figures['without_arrivals']['itl_p95_s'] * 1000:.0f} ms alone, "
+             f"{figures['during_arrivals']['itl_p95_s'] * 1000:.0f} ms during arrivals; "
+             f"problems {figures['problems'][:2]}")
+        results["scenarios"].setdefault("arrivals", {})[key] = figures
+
+
+def scenario_contenders(keys: list[str]) -> list[str]:
+    """Chat and arrivals: every server but transformers serve, the own engine at bf16 only when
+    it runs at bf16 too (same dtype as the vLLM contenders)."""
+    chosen = [k for k in keys if peers.CONTENDERS[k].kind != "transformers-serve"]
+    if "sluice-bf16" in chosen and "sluice-fp32" in chosen:
+        chosen.remove("sluice-fp32")
+    return chosen
+
+
+def groups(keys: list[str]) -> list[list[str]]:
+    """Run order: own engine, the vLLM pair together, transformers serve."""
+    out, pair = [], [k for k in PAIR if k in keys]
+    for key in keys:
+        if key in pair:
+            if key == pair[0]:
+                out.append(pair)
+        else:
+            out.append([key])
+    return out
+
+
+def run_group(keys: list[str], model_dir: Path, sets: PromptSets, spec: dict, args, results: dict,
+              threads: int) -> None:
+    started_all: list[peers.Running] = []
     try:
-        peer.start()
-        startup = time.perf_counter() - started
-        _log(f"transformers serve ready in {startup:.1f} s on {peer.url}")
-        send = functools.partial(openai_completion_stream, peer.url, max_new_tokens=spec["new_tokens"])
-        figures = measure_server(send, peer.url, "/health", peer.proc.pid, prompts, levels, ideal,
-                                 spec["new_tokens"])
+        for key in keys:
+            contender = peers.CONTENDERS[key]
+            limits = None
+            if contender.kind == "vllm-server":
+                sluice_vllm = next((r for r in started_all if r.contender.key == PAIR[0]), None)
+                limits = peers.vllm_limits(model_dir, sluice_vllm.info.get("info") if sluice_vllm else None)
+            began = time.perf_counter()
+            running = peers.start(contender, model_dir, args.device, threads, spec, limits)
+            started_all.append(running)
+            peers.wait(running, timeout=600)
+            running.startup_s = time.perf_counter() - began
+            _log(f"{contender.label} ({contender.dtype}, {running.threads}) ready in {running.startup_s:.1f} s "
+                 f"on {running.url}")
+            # Warm-up with the real request shape (first-call allocations, lazy imports).
+            run_load(lambda p, r=running: r.send(p, spec["new_tokens"]), sets.warmup, 2, running.url,
+                     running.ping_path)
+        for running in started_all:
+            entry = peers.public(running)
+            results["contenders"][running.contender.key] = entry
+            if "throughput" in args.scenarios:
+                levels = spec[running.contender.levels_key]
+                ideal = results["ideal"].get(running.contender.dtype)
+                entry["levels"] = measure_levels(running, sets, levels, ideal, spec["new_tokens"])
+        if len(started_all) == 2 and "head-to-head" in args.scenarios:
+            results["head_to_head"] = head_to_head(started_all, sets, spec)
+        for running in started_all:
+            if running.contender.key in scenario_contenders(args.contenders):
+                run_scenarios(running, sets, spec, args.scenarios, results)
+            if running.contender.kind == "sluice":
+                results["contenders"][running.contender.key]["metrics"] = _prometheus_counters(
+                    get_text(running.url, "/metrics"))
+    except Exception as error:  # a contender failing is a result; the others still run
+        _log(f"{keys} failed: {type(error).__name__}: {error}")
+        for key in keys:
+            results["contenders"].setdefault(key, {})["error"] = f"{type(error).__name__}: {error}"[:3000]
     finally:
-        peer.stop()
-    return {"startup_s": startup, "options": options, "argv": peer.argv, "levels": figures}
+        for running in started_all:
+            code = running.stop()
+            results["contenders"].setdefault(running.contender.key, {})["exit_code"] = code
 
 
 def _terminate_as_interrupt(signum, frame):
@@ -164,19 +308,43 @@ def _terminate_as_interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "latest.json"))
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, few requests")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, few requests, own engine")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--contenders", help=f"comma-separated, from {', '.join(peers.CONTENDERS)} "
+                        "(default: all; --quick: sluice-fp32)")
+    parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                        help=f"comma-separated, from {', '.join(ALL_SCENARIOS)} (default: all)")
+    parser.add_argument("--levels", help="comma-separated concurrency levels for every contender "
+                        "(default: 1,4,16,32; own engine fp32 1,16; transformers serve 16,32)")
+    parser.add_argument("--skip-inprocess", action="store_true", help="no sequential generate and no ideal "
+                        "schedule (their ratio columns stay empty): a quicker server-only comparison")
     parser.add_argument("--skip-transformers-serve", action="store_true")
+    parser.add_argument("--skip-vllm", action="store_true", help="leave out both vLLM contenders")
     parser.add_argument("--model-dir", help="use this model directory instead of building the demo model")
-    parser.add_argument("--threads", type=int, help="torch threads for every contender (default: each "
-                        "library's own, i.e. all cores); 1 is steadier on a machine others are loading")
+    parser.add_argument("--threads", type=int, help="threads for every contender (default: all cores, "
+                        "unpinned); 1 is steadier on a machine others are loading")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # run the finally blocks on kill too
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by transformers serve
-        os.environ["SLUICE_TORCH_THREADS"] = str(args.threads)  # inherited by container/serve
     spec = dict(QUICK if args.quick else FULL)
+    if args.levels:
+        spec["levels"] = spec["fp32_levels"] = spec["peer_levels"] = [int(c) for c in args.levels.split(",")]
+    args.contenders = args.contenders.split(",") if args.contenders else list(spec["contenders"])
+    args.scenarios = args.scenarios.split(",")
+    unknown = [k for k in args.contenders if k not in peers.CONTENDERS] + \
+        [s for s in args.scenarios if s not in ALL_SCENARIOS]
+    if unknown:
+        parser.error(f"unknown contender or scenario: {', '.join(unknown)}")
+    if args.skip_transformers_serve:
+        args.contenders = [k for k in args.contenders if peers.CONTENDERS[k].kind != "transformers-serve"]
+    if args.skip_vllm:
+        args.contenders = [k for k in args.contenders if k not in PAIR]
+    missing_vllm = [k for k in args.contenders if k in PAIR and not (peers.VLLM_BIN / "python").exists()]
+    if missing_vllm:
+        _log(f"{', '.join(missing_vllm)}: skipped, .venv-vllm is missing (make install-vllm)")
+        args.contenders = [k for k in args.contenders if k not in missing_vllm]
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by transformers serve
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
@@ -184,24 +352,24 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     model_dir = Path(args.model_dir) if args.model_dir else build(spec["size"], REPO / ".cache" / "models" / spec["size"])
     from transformers import AutoTokenizer
-    prompts = build_prompts(AutoTokenizer.from_pretrained(model_dir), spec["requests"], spec["shortest"], spec["longest"])
+    sets = PromptSets(AutoTokenizer.from_pretrained(model_dir), spec)
     results: dict = {
         "machine": _machine(args.device),
-        "config": {**spec, "model_dir": str(model_dir), "quick": args.quick,
-                   "prompt_tokens": [p.length for p in prompts], "greedy": True,
-                   "threads": args.threads or "library default"},
+        "config": {**spec, "model_dir": str(model_dir), "quick": args.quick, "contenders": args.contenders,
+                   "scenarios": args.scenarios, "prompt_tokens": [p.length for p in sets.base], "greedy": True,
+                   "threads": threads, "corpus_tokens_used": sets.corpus_tokens_used},
+        "contenders": {}, "scenarios": {},
     }
-    _log(f"model {model_dir}, {len(prompts)} prompts, {sum(p.length for p in prompts)} prompt tokens")
-    results["ideal"], results["sequential"] = run_inprocess(model_dir, prompts, spec, device)
-    results["sluice"] = run_sluice(model_dir, prompts, spec, results["ideal"], args.device)
-    if args.skip_transformers_serve:
-        results["transformers_serve"] = {"skipped": "--skip-transformers-serve"}
+    _log(f"model {model_dir}, {len(sets.base)} prompts, {sum(p.length for p in sets.base)} prompt tokens; "
+         f"contenders {', '.join(args.contenders)}; scenarios {', '.join(args.scenarios)}")
+    dtypes = sorted({peers.CONTENDERS[k].dtype for k in args.contenders} | {"float32"},
+                    key=lambda d: d != "float32")
+    if args.skip_inprocess:
+        results["ideal"], results["sequential"] = {}, {"skipped": "--skip-inprocess", "tokens_per_s": None}
     else:
-        try:
-            results["transformers_serve"] = run_peer(model_dir, prompts, spec, results["ideal"], args.device)
-        except Exception as error:  # the peer failing (e.g. on a GPU it does not support) is a result
-            _log(f"transformers serve failed: {error}")
-            results["transformers_serve"] = {"error": f"{type(error).__name__}: {error}"[:2000]}
+        results["ideal"], results["sequential"] = run_inprocess(model_dir, sets.base, spec, device, dtypes)
+    for keys in groups(args.contenders):
+        run_group(keys, model_dir, sets, spec, args, results, threads)
     results["ratios"] = compute_ratios(results)
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["total_s"] = time.perf_counter() - began

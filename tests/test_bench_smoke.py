@@ -28,10 +28,14 @@ def test_quick_benchmark_writes_every_figure(tmp_path, tiny_model_dir):
     config = results["config"]
     assert results["sequential"]["generated_tokens"] == config["requests"] * config["new_tokens"]
     assert results["sequential"]["tokens_per_s"] > 0
-    assert results["ideal"]["prefill_total_s"] > 0
-    assert all(step > 0 for step in results["ideal"]["decode_step_s"].values())
+    assert list(results["ideal"]) == ["float32"]  # the ideal schedule at each contender's dtype
+    assert results["ideal"]["float32"]["prefill_total_s"] > 0
+    assert all(step > 0 for step in results["ideal"]["float32"]["decode_step_s"].values())
 
-    levels = results["sluice"]["levels"]
+    assert results["config"]["contenders"] == ["sluice-fp32"]
+    sluice = results["contenders"]["sluice-fp32"]
+    assert sluice["dtype"] == "float32" and sluice["info"]["model_dtype"] == "float32"
+    levels = sluice["levels"]
     assert sorted(levels, key=int) == [str(c) for c in config["levels"]]
     for concurrency, level in levels.items():
         assert level["errors"] == 0, level["error_samples"]
@@ -43,14 +47,22 @@ def test_quick_benchmark_writes_every_figure(tmp_path, tiny_model_dir):
                     "ping_p99_s", "tree_peak_rss_mib", "ideal_s", "wall_s"):
             assert level[key] > 0, key
         assert level["ping_count"] > 0 and level["ping_failures"] == 0
-        ratios = results["ratios"]["levels"][concurrency]
-        assert ratios["sluice_vs_sequential"] > 0 and ratios["efficiency"] > 0
-        assert ratios["sluice_vs_transformers_serve"] is None  # skipped, so no ratio is invented
+        ratios = results["ratios"]["levels"][concurrency]["sluice-fp32"]
+        assert ratios["vs_sequential"] > 0 and ratios["efficiency"] > 0
+        assert ratios["vs_vllm_server"] is None  # not run, so no ratio is invented
     # Generated, not replayed: the response cache is off and the server saw every request succeed.
-    metrics = results["sluice"]["metrics"]
+    chat, arrivals = results["scenarios"]["chat"]["sluice-fp32"], results["scenarios"]["arrivals"]["sluice-fp32"]
+    metrics = sluice["metrics"]
     assert metrics["sluice_cache_hits"] == 0
-    assert metrics["tgi_request_success"] == sum(level["requests"] for level in levels.values()) + 2
-    assert results["ratios"]["ttft_vs_prefill_plus_one_decode_c1"]["median_of_ratios"] > 0
-    assert results["transformers_serve"] == {"skipped": "--skip-transformers-serve"}
-    assert "| Sluice | 4 |" in results["table_markdown"]
-    assert "| Sluice | 4 |" in completed.stdout
+    scenario_requests = (len(chat["prompt_tokens"]) + chat["concurrent"]["requests"]
+                         + 2 * arrivals["running_streams"] + arrivals["arriving_prompts"])
+    assert metrics["tgi_request_success"] == sum(level["requests"] for level in levels.values()) + 2 + scenario_requests
+    assert results["ratios"]["ttft_vs_prefill_plus_one_decode_c1"]["sluice-fp32"]["median_of_ratios"] > 0
+    # The scenarios measured something real on every contender that ran them.
+    assert chat["problems"] == [] and chat["first_ttft_s"] > 0 and chat["rest_ttft_p50_s"] > 0
+    assert chat["shared_prefix_tokens"] >= config["chat"]["system_tokens"]
+    assert arrivals["problems"] == [] and arrivals["during_arrivals"]["gaps"] > 0
+    assert arrivals["without_arrivals"]["itl_p95_s"] > 0
+    assert "head_to_head" not in results  # needs both vLLM contenders
+    assert "| Sluice (own engine) | fp32 |" in results["table_markdown"]
+    assert "| Sluice (own engine) | fp32 |" in completed.stdout
