@@ -28,7 +28,8 @@ EVENT_TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu"}))
+    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu",
+                                              "DTYPE": "float32"}))
 
 
 @pytest.fixture(scope="module")

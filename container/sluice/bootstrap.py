@@ -115,7 +115,7 @@ def build_serving(config: Config) -> Serving:
     budget = scheduler_budget(config, loaded, limits.max_input_tokens, limits.max_total_tokens)
     tokenizer = loaded.tokenizer
     special_ids = frozenset(tokenizer.all_special_ids)
-    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id)
+    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id, loaded.dtype_reason)
     eos_ids = eos_token_ids(loaded)
     engine = Engine(runner, tokenizer, budget, eos_ids, special_ids).start()
     validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)

@@ -123,6 +123,7 @@ class Engine:
         """What /info reports of the engine, so routes never reach into the runner."""
         return {"engine": self.name,
                 "model_dtype": str(getattr(self.runner.model, "dtype", "")).replace("torch.", ""),
+                "model_dtype_reason": self.runner.dtype_reason,
                 "model_device_type": self.runner.device.type,
                 "max_batch_total_tokens": self.budget.max_batch_total_tokens,
                 "max_batch_prefill_tokens": self.budget.max_batch_prefill_tokens,

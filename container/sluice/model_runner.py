@@ -22,10 +22,11 @@ class PrefillResult:
 
 
 class ModelRunner:
-    def __init__(self, model, device: torch.device, pad_token_id: int):
+    def __init__(self, model, device: torch.device, pad_token_id: int, dtype_reason: str = ""):
         self.model = model
         self.device = device
         self.pad_token_id = pad_token_id
+        self.dtype_reason = dtype_reason  # what /info says of the dtype choice
 
     @torch.inference_mode()
     def prefill(self, prompts: list[tuple[int, ...]], with_prompt_logprobs: bool = False) -> PrefillResult:
