@@ -25,19 +25,21 @@ from sluice.config import Config, TokenLimits  # noqa: E402
 from sluice.engine import Engine, SchedulerBudget  # noqa: E402
 from sluice.model_loading import configure_threads, eos_token_ids, load_model  # noqa: E402
 from sluice.model_runner import ModelRunner  # noqa: E402
+from sluice.prefix_cache import PrefixCache  # noqa: E402
 from sluice.schema import SchemaLimits, parse_generate_request  # noqa: E402
 from sluice.sequence import ErrorEvent  # noqa: E402
 from sluice.validation import Validator  # noqa: E402
 
 
-def build(model_dir: str, dtype: str, chunk: int):
+def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int):
     config = Config.from_environ({"HF_MODEL_ID": model_dir, "DTYPE": dtype, "SLUICE_DEVICE": "cpu"})
     configure_threads(config)
     loaded = load_model(config)
     runner = ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, loaded.dtype_reason)
     budget = SchedulerBudget(max_batch_total_tokens=200_000, max_batch_prefill_tokens=chunk)
     engine = Engine(runner, loaded.tokenizer, budget, eos_token_ids(loaded),
-                    frozenset(loaded.tokenizer.all_special_ids)).start()
+                    frozenset(loaded.tokenizer.all_special_ids),
+                    PrefixCache(prefix_tokens) if prefix_tokens else None).start()
     validator = Validator(loaded.tokenizer, TokenLimits(max_input_tokens=2000, max_total_tokens=2048), 20)
     return engine, validator, loaded.tokenizer
 
@@ -138,8 +140,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=4096, help="MAX_BATCH_PREFILL_TOKENS")
+    parser.add_argument("--prefix-cache-tokens", type=int, default=25_000, help="0: no prefix cache")
     args = parser.parse_args()
-    engine, validator, tokenizer = build(args.model_dir, args.dtype, args.chunk)
+    engine, validator, tokenizer = build(args.model_dir, args.dtype, args.chunk, args.prefix_cache_tokens)
     result = {"streams": streams, "arrivals": arrivals, "prefix": prefix}[args.scenario](
         engine, validator, tokenizer, args)
     print(json.dumps({"scenario": args.scenario, "dtype": args.dtype, "streams": args.streams,
