@@ -23,7 +23,6 @@ from .validation import Validator
 log = logging.getLogger("sluice.bootstrap")
 
 KV_MEMORY_FRACTION = 0.3  # of the memory left after loading, when MAX_BATCH_TOTAL_TOKENS is unset
-CPU_PREFILL_CHUNK = 128
 PREFIX_CACHE_SHARE = 8  # the prefix cache holds up to 1/8 of the KV budget's tokens, on top of it
 
 
@@ -53,16 +52,9 @@ def scheduler_budget(config: Config, loaded: LoadedModel, max_input: int, max_to
     if total is None:
         affordable = int(free_memory_bytes(loaded.device) * KV_MEMORY_FRACTION) // kv_bytes_per_token(loaded)
         total = max(max_total, min(affordable, 1 << 20))
-    prefill = config.max_batch_prefill_tokens or default_prefill_chunk(loaded.device, max_input)
+    prefill = config.max_batch_prefill_tokens or max_input + 50
     return SchedulerBudget(max_batch_total_tokens=total, max_batch_prefill_tokens=prefill,
                            max_batch_size=config.max_batch_size)
-
-
-def default_prefill_chunk(device: torch.device, max_input: int) -> int:
-    """MAX_BATCH_PREFILL_TOKENS unset: on CPU a 128-token chunk, so a long newcomer delays the
-    running streams by about one decode step per token (measured, small model, bf16: ITL p95
-    with 8 x 1,500-token arrivals 3.8x the quiet one, 65x unchunked); TGI's default on CUDA."""
-    return CPU_PREFILL_CHUNK if device.type == "cpu" else max_input + 50
 
 
 def grammar_compiler(config: Config, tokenizer, vocab_size: int, eos_ids: frozenset[int]) -> GrammarCompiler | None:
