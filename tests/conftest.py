@@ -10,6 +10,11 @@ import pytest
 
 from deploy.local import ContainerProcess, ping_status
 
+# DTYPE=auto is bf16 on a CPU with native bf16 matmul; in bf16 a row's greedy tokens can change
+# with what it is batched with, and the suite compares outputs across batch compositions.
+# Servers inherit this; a test of DTYPE=auto passes it explicitly.
+os.environ.setdefault("DTYPE", "float32")
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = Path(os.environ.get("SLUICE_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
 VLLM_BIN = REPO / ".venv-vllm" / "bin"  # `make install-vllm`
@@ -64,7 +69,7 @@ def vllm_server(tiny_model_dir):
     """
     if not (VLLM_BIN / "python").exists():
         pytest.skip(f"the vLLM engine needs {VLLM_BIN.parent.name} (make install-vllm)")
-    env = {"SLUICE_ENGINE": "vllm", "MAX_CONCURRENT_REQUESTS": "4", "RESPONSE_CACHE_SIZE": "0",
+    env = {"SLUICE_ENGINE": "vllm", "DTYPE": "auto", "MAX_CONCURRENT_REQUESTS": "4", "RESPONSE_CACHE_SIZE": "0",
            "SLUICE_TORCH_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
     process = ContainerProcess(tiny_model_dir, env=env, bin_dir=VLLM_BIN).start()
     try:

@@ -29,7 +29,8 @@ EVENT_TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu"}))
+    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu",
+                                              "DTYPE": "float32"}))
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +116,11 @@ class PoisonedPrefillRunner(ModelRunner):
         self.engine: Engine | None = None
         self.running_when_failed: int | None = None
 
-    def prefill(self, prompts, with_prompt_logprobs=False):
+    def begin_prefill(self, prompts, with_prompt_logprobs=False, **kwargs):
         if self.poisoned in prompts:
             self.running_when_failed = self.engine.stats.batch_size
             raise RuntimeError("CUDA out of memory (simulated)")
-        return super().prefill(prompts, with_prompt_logprobs)
+        return super().begin_prefill(prompts, with_prompt_logprobs, **kwargs)
 
 
 def test_a_failed_prefill_group_fails_only_its_newcomers(loaded, validator):

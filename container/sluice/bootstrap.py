@@ -10,6 +10,7 @@ import torch
 
 from .config import Config, ConfigError
 from .engine import Engine, SchedulerBudget
+from .prefix_cache import PrefixCache
 from .model_loading import LoadedModel, configure_threads, default_compute_type, eos_token_ids, load_model
 from .model_runner import ModelRunner
 from .request import RequestLimits
@@ -22,6 +23,7 @@ from .serving.validation import Validator
 log = logging.getLogger("sluice.bootstrap")
 
 KV_MEMORY_FRACTION = 0.3  # of the memory left after loading, when MAX_BATCH_TOTAL_TOKENS is unset
+PREFIX_CACHE_SHARE = 8  # the prefix cache holds up to 1/8 of the KV budget's tokens, on top of it
 
 
 def kv_bytes_per_token(loaded: LoadedModel) -> int:
@@ -116,9 +118,10 @@ def build_serving(config: Config) -> Serving:
     budget = scheduler_budget(config, loaded, limits.max_input_tokens, limits.max_total_tokens)
     tokenizer = loaded.tokenizer
     special_ids = frozenset(tokenizer.all_special_ids)
-    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id)
+    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id, loaded.dtype_reason)
     eos_ids = eos_token_ids(loaded)
-    engine = Engine(runner, tokenizer, budget, eos_ids, special_ids).start()
+    engine = Engine(runner, tokenizer, budget, eos_ids, special_ids,
+                    PrefixCache(budget.max_batch_total_tokens // PREFIX_CACHE_SHARE)).start()
     validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
     service = make_service(config, engine, validator, grammar_compiler(config, tokenizer, logits_width(loaded.model), eos_ids))

@@ -1,8 +1,10 @@
 """The engine: one thread that owns the model and steps every running sequence together.
 
 Continuous batching at the iteration level, as TGI does it: requests wait in arrival order;
-whenever they fit the KV budget they are prefilled together and join the running batch at the
-next step; finished or cancelled sequences leave the batch at once. Request threads only
+whenever they fit the KV budget they are prefilled together, in chunks of at most
+``max_batch_prefill_tokens`` alternating with decode steps of the running batch (the
+``scheduler`` decides), and join the running batch once their prompt is in; finished or cancelled
+sequences leave the batch at once. Request threads only
 ``submit`` and read their sequence's event queue, so the model is never touched by two threads.
 
 Failures stay as small as they can: a row whose sampling fails leaves the batch alone, a prefill
@@ -25,9 +27,11 @@ import torch
 from .constraint import MaskBuilder, RowConstraint
 from .detokenizer import IncrementalDetokenizer
 from .errors import GenerationError
-from .kv_batch import KVBatch, concatenate
-from .model_runner import ModelRunner
+from .kv_batch import KVBatch, cache_from_columns, concatenate, row_columns
+from .model_runner import ModelRunner, PrefillJob
+from .prefix_cache import Hit, PrefixCache
 from .sampling import Selection, SequenceSampler, choose_tokens
+from .scheduler import Scheduler, SchedulerBudget, group_by_length
 from .sequence import Sequence, Token
 from .stopping import StoppingCriteria
 from .request import ValidRequest
@@ -36,15 +40,6 @@ log = logging.getLogger("sluice.engine")
 
 STEP_FAILED = "the model step failed"
 ROW_FAILED = "choosing the next token failed"
-
-
-@dataclass(frozen=True)
-class SchedulerBudget:
-    """TGI's batch limits: KV tokens of the whole batch, prompt tokens per prefill, rows."""
-
-    max_batch_total_tokens: int
-    max_batch_prefill_tokens: int
-    max_batch_size: int | None = None
 
 
 @dataclass
@@ -59,26 +54,32 @@ class EngineStats:
     failed_total: int = 0
     steps_total: int = 0
     prefills_total: int = 0
+    prefix_cache_hits: int = 0
+    prefix_cache_hit_tokens: int = 0
 
 
 class Engine:
     name = "sluice"
 
     def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
-                 eos_token_ids: frozenset[int], special_ids: frozenset[int]):
+                 eos_token_ids: frozenset[int], special_ids: frozenset[int],
+                 prefix_cache: PrefixCache | None = None):
         self.runner = runner
+        self._prefixes = prefix_cache
         self.tokenizer = tokenizer
         self.budget = budget
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
         self.stats = EngineStats()
-        self._waiting: collections.deque[Sequence] = collections.deque()
+        self._scheduler = Scheduler(budget)
+        self._waiting = self._scheduler.waiting  # guarded by _wakeup: request threads append
+        self._prefilling: collections.deque[tuple[list[Sequence], PrefillJob]] = collections.deque()
+        self._last_was_prefill = False
         self._running: list[Sequence] = []
         self._batch: KVBatch | None = None
         self._wakeup = threading.Condition()
         self._ids = itertools.count(1)
         self._stopped = False
-        self._steps_since_prefill = 0
         self._masks: MaskBuilder | None = None  # built on the first constrained request
         self._thread = threading.Thread(target=self._loop, name="sluice-engine", daemon=True)
 
@@ -132,6 +133,7 @@ class Engine:
         """What /info reports of the engine, so routes never reach into the runner."""
         return {"engine": self.name,
                 "model_dtype": str(getattr(self.runner.model, "dtype", "")).replace("torch.", ""),
+                "model_dtype_reason": self.runner.dtype_reason,
                 "model_device_type": self.runner.device.type,
                 "max_batch_total_tokens": self.budget.max_batch_total_tokens,
                 "max_batch_prefill_tokens": self.budget.max_batch_prefill_tokens,
@@ -152,47 +154,28 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._wakeup:
-                while not self._stopped and not self._waiting and not self._running:
+                while not self._stopped and not self._waiting and not self._running and not self._prefilling:
                     self._wakeup.wait()
                 if self._stopped:
                     return
-                newcomers = self._admit()
+                newcomers = [] if self._prefilling else self._admit()
+            self._begin_prefills(newcomers)
             try:
                 self._drop_cancelled()
-                if newcomers:
-                    self._prefill(newcomers)
+                if self._scheduler.prefill_turn(bool(self._prefilling), bool(self._running),
+                                                self._last_was_prefill):
+                    self._prefill_step()
                 elif self._running:
                     self._decode_step()
             except Exception:  # the shared decode pass failed: every row with it, not the server
                 log.exception("generation step failed; failing the running batch")
-                self._fail_all(newcomers)
+                self._fail_all()
 
     def _admit(self) -> list[Sequence]:
-        """Take waiting sequences in arrival order while they fit; caller holds the lock."""
-        if self._running and self._steps_since_prefill < 1:
-            return []  # let the running batch make progress between prefills
-        budget, admitted = self.budget, []
-        used = sum(s.valid.input_length + s.valid.max_new_tokens for s in self._running)
-        prefill_tokens = 0
-        while self._waiting:
-            candidate = self._waiting[0]
-            if candidate.cancelled:
-                self._waiting.popleft()
-                self._note_cancelled(candidate)
-                continue
-            need = candidate.valid.input_length + candidate.valid.max_new_tokens
-            rows = len(self._running) + len(admitted)
-            if admitted or self._running:
-                if used + need > budget.max_batch_total_tokens:
-                    break
-                if prefill_tokens + candidate.valid.input_length > budget.max_batch_prefill_tokens:
-                    break
-                if budget.max_batch_size and rows >= budget.max_batch_size:
-                    break
-            self._waiting.popleft()
-            admitted.append(candidate)
-            used += need
-            prefill_tokens += candidate.valid.input_length
+        """Waiting sequences that fit now, in arrival order; caller holds the lock."""
+        admitted, cancelled = self._scheduler.admit(self._running)
+        for sequence in cancelled:
+            self._note_cancelled(sequence)
         self.stats.queue_size = len(self._waiting)
         return admitted
 
@@ -221,49 +204,90 @@ class Engine:
         self.stats.batch_size = len(self._running)
         self.stats.batch_tokens = self._batch.size * self._batch.columns if self._batch else 0
 
-    def _prefill(self, newcomers: list[Sequence]) -> None:
-        now = time.monotonic()
+    def _begin_prefills(self, newcomers: list[Sequence]) -> None:
+        """Queue the newcomers' prefill jobs: one per cached-prefix hit, one per group of
+        similar lengths for the rest."""
+        now, cold = time.monotonic(), []
         for sequence in newcomers:
             sequence.started_at = now
-        batches, survivors = [], []
-        for group in _group_by_length(newcomers):
-            prefilled = self._prefill_group(group)
-            if prefilled is not None:
-                batches.append(prefilled[0])
-                survivors.extend(prefilled[1])
-        self.stats.prefills_total += 1
-        self._steps_since_prefill = 0
-        if survivors:
-            self._batch = concatenate(([self._batch] if self._batch else []) + batches)
-            self._running.extend(survivors)
-        self._update_batch_stats()
+            hit = self._prefix_hit(sequence)
+            if hit is None:
+                cold.append(sequence)
+            else:
+                self._queue_prefill([sequence], hit)
+        for group in group_by_length(cold):
+            self._queue_prefill(group)
 
-    def _prefill_group(self, group: list[Sequence]) -> tuple[KVBatch, list[Sequence]] | None:
-        """Prefill one group: its KV batch and the sequences still running, or None.
+    def _prefix_hit(self, sequence: Sequence) -> Hit | None:
+        # Prompt log-probabilities need every prompt position's logits: such requests prefill all.
+        if self._prefixes is None or sequence.valid.request.decoder_input_details:
+            return None
+        return self._prefixes.lookup(sequence.valid.input_ids)
 
-        The group owns a fresh cache, so its failure fails its newcomers only.
-        """
+    def _queue_prefill(self, group: list[Sequence], hit: Hit | None = None) -> None:
         try:
-            result = self._forward_prompts(group)
-            selection = self._choose(result.last_logits, group)
-            result.batch.last_tokens = selection.ids
-            self._publish(group, selection)
-            keep = [i for i, s in enumerate(group) if not s.finished]
-            if len(keep) == len(group):
-                return result.batch, group
-            return (result.batch.filter(keep), [group[i] for i in keep]) if keep else None
+            wants_prompt = any(s.valid.request.decoder_input_details for s in group)
+            cache = cache_from_columns(hit.entry.payload, hit.length) if hit else None
+            self._prefilling.append((group, self.runner.begin_prefill(
+                [s.valid.input_ids for s in group], wants_prompt, cache=cache, done=hit.length if hit else 0)))
         except Exception:
             log.exception("prefill of %d sequences failed; the running batch continues", len(group))
             self._fail(group, STEP_FAILED)
-            return None
+            return
+        if hit is not None:
+            self.stats.prefix_cache_hits += 1
+            self.stats.prefix_cache_hit_tokens += hit.length
 
-    def _forward_prompts(self, group: list[Sequence]):
-        wants_prompt = any(s.valid.request.decoder_input_details for s in group)
-        result = self.runner.prefill([s.valid.input_ids for s in group], wants_prompt)
+    def _remember_prefixes(self, group: list[Sequence], job: PrefillJob) -> None:
+        """Keep each prompt's whole blocks of KV for later prompts that start the same way."""
+        if self._prefixes is None:
+            return
+        for row, sequence in enumerate(group):
+            prompt = sequence.valid.input_ids
+            length = self._prefixes.cacheable_length(prompt)
+            if length:
+                columns = row_columns(job.cache, row, job.width - len(prompt), length)
+                self._prefixes.insert(prompt[:length], columns)
+
+    def _prefill_step(self) -> None:
+        """One chunk of the oldest prefill job; a finished job's rows join the running batch.
+
+        The job owns a fresh cache, so its failure fails its newcomers only.
+        """
+        group, job = self._prefilling[0]
+        self._last_was_prefill = True
+        try:
+            self.runner.prefill_chunk(job, self._scheduler.chunk_stop(job.done, job.width, job.rows))
+            if not job.complete:
+                return
+            self._prefilling.popleft()
+            joined = self._first_tokens(group, job)
+        except Exception:
+            log.exception("prefill of %d sequences failed; the running batch continues", len(group))
+            if self._prefilling and self._prefilling[0][1] is job:
+                self._prefilling.popleft()
+            self._fail(group, STEP_FAILED)
+            return
+        self.stats.prefills_total += 1
+        if joined is not None:  # rows first: a failed concatenate then fails them with the batch
+            self._running.extend(joined[1])
+            self._batch = concatenate(([self._batch] if self._batch else []) + [joined[0]])
+        self._update_batch_stats()
+
+    def _first_tokens(self, group: list[Sequence], job: PrefillJob) -> tuple[KVBatch, list[Sequence]] | None:
+        """Publish each prompt's first token: the group's KV batch and its rows still running."""
+        result = self.runner.finish_prefill(job)
+        self._remember_prefixes(group, job)
         if result.prompt_logprobs is not None:
             for sequence, logprobs in zip(group, result.prompt_logprobs):
                 sequence.prefill = self._prefill_tokens(sequence, logprobs)
-        return result
+        selection = self._choose(result.last_logits, group)
+        result.batch.last_tokens = selection.ids
+        self._publish(group, selection)
+        keep = [i for i, s in enumerate(group) if not s.finished]
+        if len(keep) == len(group):
+            return result.batch, group
+        return (result.batch.filter(keep), [group[i] for i in keep]) if keep else None
 
     def _decode_step(self) -> None:
         logits = self.runner.decode(self._batch)
@@ -271,7 +295,7 @@ class Engine:
         self._batch.last_tokens = selection.ids
         self._publish(self._running, selection)
         self.stats.steps_total += 1
-        self._steps_since_prefill += 1
+        self._last_was_prefill = False
         keep = [i for i, s in enumerate(self._running) if not s.finished]
         if len(keep) != len(self._running):
             self._retain(keep)  # finished and failed rows leave the KV batch together
@@ -330,22 +354,8 @@ class Engine:
                 sequence.fail(GenerationError(detail))
                 self.stats.failed_total += 1
 
-    def _fail_all(self, newcomers: list[Sequence]) -> None:
-        self._fail(list({id(s): s for s in newcomers + self._running}.values()), STEP_FAILED)
+    def _fail_all(self) -> None:
+        """Fail the running batch; groups still prefilling own their caches and carry on."""
+        self._fail(self._running, STEP_FAILED)
         self._running, self._batch = [], None
         self._update_batch_stats()
-
-
-def _group_by_length(sequences: list[Sequence], max_waste: float = 0.25) -> list[list[Sequence]]:
-    """Prefill groups whose left padding stays under ``max_waste`` of their real tokens."""
-    groups: list[list[Sequence]] = []
-    for sequence in sorted(sequences, key=lambda s: s.valid.input_length):
-        if groups:
-            group = groups[-1]
-            width = sequence.valid.input_length
-            real = sum(s.valid.input_length for s in group) + width
-            if width * (len(group) + 1) - real <= max_waste * real:
-                group.append(sequence)
-                continue
-        groups.append([sequence])
-    return groups

@@ -127,3 +127,24 @@ def concatenate(batches: list[KVBatch]) -> KVBatch:
         row += batch.size
     return KVBatch(cache, mask, torch.cat([b.positions for b in batches]),
                    torch.cat([b.last_tokens for b in batches]))
+
+
+def row_columns(cache: BatchCache, row: int, start: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A copy of one row's keys/values over ``length`` columns from ``start``, per layer."""
+    return [(layer._keys[row:row + 1, :, start:start + length].clone(),
+             layer._values[row:row + 1, :, start:start + length].clone()) for layer in cache.layers]
+
+
+def cache_from_columns(layers: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> BatchCache:
+    """A one-row cache holding the first ``length`` columns of ``layers`` (copied: it will grow)."""
+    cache = BatchCache()
+    for keys, values in layers:
+        shape = list(keys.shape)
+        shape[2] = length + GROWTH
+        fresh_keys, fresh_values = keys.new_zeros(shape), values.new_zeros(shape)
+        fresh_keys[:, :, :length] = keys[:, :, :length]
+        fresh_values[:, :, :length] = values[:, :, :length]
+        layer = GrowingLayer()
+        layer.adopt(fresh_keys, fresh_values, length)
+        cache.layers.append(layer)
+    return cache

@@ -1,7 +1,8 @@
 """Loading the model and tokenizer the way production does, GPU first.
 
 ``from_pretrained`` on ``HF_MODEL_ID`` (a directory such as /opt/ml/model, or a hub id): bf16 on
-CUDA, float32 on CPU, ``device_map="auto"`` across several GPUs. Called once per worker process,
+CUDA, bf16 on a CPU with native bf16 matmul (AMX or AVX512-BF16) else float32, ``device_map="auto"``
+across several GPUs. Called once per worker process,
 after gunicorn forks, so the master never initialises CUDA.
 """
 
@@ -29,6 +30,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     max_position_embeddings: int | None
+    dtype_reason: str = ""
 
 
 def select_device(config: Config) -> torch.device:
@@ -44,12 +46,35 @@ def default_compute_type(device: torch.device) -> str:
     return "gpu+optimized" if device.type == "cuda" else "cpu"
 
 
-def select_dtype(config: Config, device: torch.device) -> torch.dtype:
+# CPU flags (Linux /proc/cpuinfo) of native bf16 matrix units; without them bf16 is emulated.
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The first processor's feature flags; empty where the file does not exist (not Linux)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def select_dtype(config: Config, device: torch.device,
+                 flags: frozenset[str] | None = None) -> tuple[torch.dtype, str]:
+    """The dtype and why: on a CPU, bf16 only where matmuls run natively in it (1.8x here)."""
     if config.dtype != "auto":
-        return _DTYPES[config.dtype]
+        return _DTYPES[config.dtype], f"DTYPE={config.dtype}"
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "auto: CUDA device supports bf16"
+        return torch.float16, "auto: CUDA device without bf16"
+    native = [f for f in NATIVE_BF16_FLAGS if f in (cpu_flags() if flags is None else flags)]
+    if native:
+        return torch.bfloat16, f"auto: CPU has native bf16 matmul ({native[0]})"
+    return torch.float32, "auto: CPU without native bf16 matmul (no amx_bf16/avx512_bf16)"
 
 
 def configure_threads(config: Config) -> int:
@@ -61,7 +86,7 @@ def configure_threads(config: Config) -> int:
 
 def load_model(config: Config) -> LoadedModel:
     device = select_device(config)
-    dtype = select_dtype(config, device)
+    dtype, dtype_reason = select_dtype(config, device)
     common = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(config.model_id, **common)
     tokenizer.padding_side = "left"
@@ -85,9 +110,9 @@ def load_model(config: Config) -> LoadedModel:
         model.to(device)
     model.eval()
     max_positions = getattr(model.config, "max_position_embeddings", None)
-    log.info("loaded %s on %s as %s (%.1f M parameters)", config.model_id, device, dtype,
-             sum(p.numel() for p in model.parameters()) / 1e6)
-    return LoadedModel(model, tokenizer, device, dtype, max_positions)
+    log.info("loaded %s on %s as %s, %s (%.1f M parameters)", config.model_id, device, dtype,
+             dtype_reason, sum(p.numel() for p in model.parameters()) / 1e6)
+    return LoadedModel(model, tokenizer, device, dtype, max_positions, dtype_reason)
 
 
 def eos_token_ids(loaded: LoadedModel) -> frozenset[int]:

@@ -69,7 +69,6 @@ class Sequence:
     generated_ids: list[int] = field(default_factory=list)
     queued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
-    first_token_at: float | None = None
     finished: bool = False
     prefill: tuple[Token, ...] = ()
     constraint: "RowConstraint | None" = None  # the grammar's state, for a constrained request
@@ -90,7 +89,6 @@ class Sequence:
     def add(self, choice: "Choice") -> None:
         """Account for one chosen token and publish it; marks the sequence finished when done."""
         now = time.monotonic()
-        self.first_token_at = self.first_token_at or now
         token_id = choice.token_id
         self.generated_ids.append(token_id)
         special = token_id in self.special_ids

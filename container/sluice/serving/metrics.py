@@ -22,6 +22,11 @@ COUNTERS = {
     "sluice_request_cancelled": "Requests whose client went away before the end",
     "sluice_cache_hits": "Requests answered from the response cache",
 }
+# Counters the engine keeps (read at scrape time): metric name -> (stats field, help).
+ENGINE_COUNTERS = {
+    "sluice_prefix_cache_hits": ("prefix_cache_hits", "Prefills that reused a cached prompt prefix"),
+    "sluice_prefix_cache_hit_tokens": ("prefix_cache_hit_tokens", "Prompt tokens not prefilled thanks to it"),
+}
 
 
 class Metrics:
@@ -42,6 +47,7 @@ class Metrics:
         self.batch_size = Gauge("tgi_batch_current_size", "Sequences in the running batch", registry=self.registry)
         self.batch_tokens = Gauge("tgi_batch_current_max_tokens", "KV slots held by the running batch",
                                   registry=self.registry)
+        self._read_stats: Callable[[], object] | None = None
         self.in_flight = Gauge("sluice_requests_in_flight", "Requests holding a concurrency slot",
                                registry=self.registry)
 
@@ -69,11 +75,19 @@ class Metrics:
             self._counts[key] = self._counts.get(key, 0) + 1
 
     def bind_gauges(self, read_stats: Callable[[], object], in_flight: Callable[[], int]) -> None:
-        """Gauges read the engine's live state at scrape time."""
+        """Gauges (and the engine's counters) read the engine's live state at scrape time."""
+        self._read_stats = read_stats
         self.queue_size.set_function(lambda: read_stats().queue_size)
         self.batch_size.set_function(lambda: read_stats().batch_size)
         self.batch_tokens.set_function(lambda: read_stats().batch_tokens)
         self.in_flight.set_function(in_flight)
+
+    def _engine_counter_lines(self) -> list[str]:
+        stats = self._read_stats() if self._read_stats else None
+        lines = []
+        for name, (field, doc) in ENGINE_COUNTERS.items():
+            lines += [f"# HELP {name} {doc}", f"# TYPE {name} counter", f"{name} {getattr(stats, field, 0):g}"]
+        return lines
 
     def render(self) -> bytes:
         lines = []
@@ -85,4 +99,5 @@ class Metrics:
             for labels, value in sorted(samples.items()):
                 label_text = ",".join(f'{k}="{v}"' for k, v in labels)
                 lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
+        lines += self._engine_counter_lines()
         return ("\n".join(lines) + "\n").encode() + generate_latest(self.registry)
