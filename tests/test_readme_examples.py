@@ -76,7 +76,10 @@ def text_of_curl_output(stdout: bytes) -> str:
 def trained_server(trained_tiny_model_dir):
     from deploy.local import ContainerProcess
 
-    with ContainerProcess(trained_tiny_model_dir, env={"RESPONSE_CACHE_SIZE": "0"}) as process:
+    # DTYPE=auto, as `make serve` runs it (bf16 on a CPU with native bf16): the quotes must be
+    # what a user of the README sees, not what the float32-pinned suite would print.
+    env = {"RESPONSE_CACHE_SIZE": "0", "DTYPE": "auto"}
+    with ContainerProcess(trained_tiny_model_dir, env=env) as process:
         yield process
 
 

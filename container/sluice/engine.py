@@ -49,11 +49,8 @@ class EngineStats:
     queue_size: int = 0
     batch_size: int = 0
     batch_tokens: int = 0
-    cancelled_total: int = 0
     finished_total: int = 0
     failed_total: int = 0
-    steps_total: int = 0
-    prefills_total: int = 0
     prefix_cache_hits: int = 0
     prefix_cache_hit_tokens: int = 0
 
@@ -191,7 +188,6 @@ class Engine:
         self._retain([i for i, gone in enumerate(cancelled) if not gone])
 
     def _note_cancelled(self, sequence: Sequence) -> None:
-        self.stats.cancelled_total += 1
         log.info("sequence %d cancelled (client disconnected) after %d tokens; slot freed",
                  sequence.id, len(sequence.generated_ids))
 
@@ -268,7 +264,6 @@ class Engine:
                 self._prefilling.popleft()
             self._fail(group, STEP_FAILED)
             return
-        self.stats.prefills_total += 1
         if joined is not None:  # rows first: a failed concatenate then fails them with the batch
             self._running.extend(joined[1])
             self._batch = concatenate(([self._batch] if self._batch else []) + [joined[0]])
@@ -294,7 +289,6 @@ class Engine:
         selection = self._choose(logits, self._running)
         self._batch.last_tokens = selection.ids
         self._publish(self._running, selection)
-        self.stats.steps_total += 1
         self._last_was_prefill = False
         keep = [i for i, s in enumerate(self._running) if not s.finished]
         if len(keep) != len(self._running):

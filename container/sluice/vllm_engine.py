@@ -258,13 +258,11 @@ class VllmEngine:
             self._note_cancelled(self._live.pop(rid))
 
     def _note_cancelled(self, sequence: Sequence) -> None:
-        self._stats.cancelled_total += 1
         log.info("sequence %d cancelled (client disconnected) after %d tokens; vLLM request aborted",
                  sequence.id, len(sequence.generated_ids))
 
     def _deliver(self, outputs) -> None:
         """Feed vLLM's new token ids through each sequence's own detokenizer and stopping."""
-        self._stats.steps_total += 1
         for output in outputs:
             sequence = self._live.get(output.request_id)
             if sequence is None:
