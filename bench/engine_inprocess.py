@@ -22,13 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 
 from sluice.config import Config, TokenLimits  # noqa: E402
-from sluice.engine import Engine, SchedulerBudget  # noqa: E402
-from sluice.model_loading import configure_threads, eos_token_ids, load_model  # noqa: E402
-from sluice.model_runner import ModelRunner  # noqa: E402
-from sluice.prefix_cache import PrefixCache  # noqa: E402
+from sluice.engine.batching import Engine, SchedulerBudget  # noqa: E402
+from sluice.model.loading import configure_threads, eos_token_ids, load_model  # noqa: E402
+from sluice.engine.model_runner import ModelRunner  # noqa: E402
+from sluice.engine.prefix_cache import PrefixCache  # noqa: E402
 from sluice.dialects.tgi_body import parse_generate_body  # noqa: E402
 from sluice.request import RequestLimits  # noqa: E402
-from sluice.sequence import ErrorEvent  # noqa: E402
+from sluice.text.events import ErrorEvent  # noqa: E402
 from sluice.serving.validation import Validator  # noqa: E402
 
 

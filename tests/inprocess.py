@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from sluice.config import Config, TokenLimits
 from sluice.http.app import create_app
 from sluice.request import RequestLimits
-from sluice.sequence import ErrorEvent, Finish, Token, TokenEvent
+from sluice.text.events import ErrorEvent, Finish, Token, TokenEvent
 from sluice.serving.metrics import Metrics
 from sluice.serving.service import GenerationService
 from sluice.serving.validation import Validator

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from sluice.config import Config, TokenLimits
-from sluice.engine import Engine
-from sluice.model_loading import eos_token_ids, load_model
-from sluice.model_runner import ModelRunner
-from sluice.scheduler import SchedulerBudget
+from sluice.engine.batching import Engine
+from sluice.model.loading import eos_token_ids, load_model
+from sluice.engine.model_runner import ModelRunner
+from sluice.engine.scheduler import SchedulerBudget
 from sluice.dialects.tgi_body import parse_generate_body
 from sluice.request import RequestLimits
-from sluice.sequence import ErrorEvent
+from sluice.text.events import ErrorEvent
 from sluice.serving.validation import Validator
 
 PROMPTS = ["A short story: once upon a time, in a small village by the sea, there lived an old",

@@ -8,7 +8,7 @@ import urllib.request
 import torch
 
 from sluice.config import Config
-from sluice.model_loading import cpu_flags, select_dtype
+from sluice.model.loading import cpu_flags, select_dtype
 
 CPU = torch.device("cpu")
 

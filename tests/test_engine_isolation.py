@@ -13,13 +13,13 @@ import torch
 
 from sluice.config import Config, TokenLimits
 from sluice.dialects.tgi_body import parse_generate_body
-from sluice.engine import Engine, SchedulerBudget
+from sluice.engine.batching import Engine, SchedulerBudget
 from sluice.errors import GenerationError
-from sluice.model_loading import eos_token_ids, load_model
-from sluice.model_runner import ModelRunner
+from sluice.model.loading import eos_token_ids, load_model
+from sluice.engine.model_runner import ModelRunner
 from sluice.request import RequestLimits, SamplingParams
-from sluice.sampling import SequenceSampler
-from sluice.sequence import ErrorEvent
+from sluice.engine.sampling import SequenceSampler
+from sluice.text.events import ErrorEvent
 from sluice.serving.validation import Validator
 
 LONG = "A short story: once upon a time, in a small village by the sea, there lived"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sluice.scheduler import Scheduler, SchedulerBudget, group_by_length
+from sluice.engine.scheduler import Scheduler, SchedulerBudget, group_by_length
 
 
 @dataclass

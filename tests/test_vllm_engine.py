@@ -218,7 +218,7 @@ def test_the_capability_check_refuses_only_what_vllm_cannot_do():
     from sluice.errors import ValidationError
     from sluice.dialects.tgi_body import parse_generate_body
     from sluice.request import RequestLimits
-    from sluice.vllm_engine import check_request
+    from sluice.engine.vllm_engine import check_request
 
     parse = lambda **p: parse_generate_body({"inputs": "x", "parameters": p}, RequestLimits())
     for accepted in ({}, {"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 1}, {"repetition_penalty": 1.2},
@@ -233,7 +233,7 @@ def test_the_capability_check_refuses_only_what_vllm_cannot_do():
 
 def test_grammars_map_to_vllms_structured_outputs_with_sluices_compact_json():
     from sluice.request import COMPACT_JSON, GrammarSpec
-    from sluice.vllm_engine import structured_output
+    from sluice.engine.vllm_engine import structured_output
 
     assert structured_output(GrammarSpec.json_schema(SCHEMA)) == {"json": dict(SCHEMA, **{"x-guidance": COMPACT_JSON})}
     assert structured_output(GrammarSpec("regex", REGEX)) == {"regex": REGEX}

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 
 from .config import Config, ConfigError
-from .engine import Engine, SchedulerBudget
-from .prefix_cache import PrefixCache
-from .model_loading import LoadedModel, configure_threads, default_compute_type, eos_token_ids, load_model
-from .model_runner import ModelRunner
+from .engine.batching import Engine, SchedulerBudget
+from .engine.prefix_cache import PrefixCache
+from .model.loading import LoadedModel, configure_threads, default_compute_type, eos_token_ids, load_model
+from .engine.model_runner import ModelRunner
 from .request import RequestLimits
 from .serving.grammar import GrammarCompiler, GrammarLimits
 from .serving.metrics import Metrics
@@ -130,7 +130,7 @@ def build_serving(config: Config) -> Serving:
 
 def build_vllm_serving(config: Config) -> Serving:
     """The same service on vLLM's engine; vLLM is imported here only."""
-    from .vllm_bootstrap import build_vllm_engine
+    from .engine.vllm_bootstrap import build_vllm_engine
 
     engine, tokenizer, limits, device = build_vllm_engine(config)
     validator = Validator(tokenizer, limits, config.default_max_new_tokens, check=engine.check_request)

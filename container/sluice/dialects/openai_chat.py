@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from ..errors import ServerError, TemplateError
 from ..request import FieldNames, GenerateRequest, build_request
-from ..sequence import Finish, TokenEvent
+from ..text.events import Finish, TokenEvent
 from ..serving.exchange import Outcome, ParseContext, Prompt
 from .chat_messages import chat_messages
 from .fields import stream_flag

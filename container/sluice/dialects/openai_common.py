@@ -12,7 +12,7 @@ import time
 
 from ..errors import DeserializeError, ServerError
 from ..request import FieldNames, Parameters
-from ..sequence import Finish
+from ..text.events import Finish
 from .fields import describe, stop_sequences, typed, typed_integer
 
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from ..errors import BatchSizeError, DeserializeError, ServerError, SuffixNotSupportedError, ValidationError
 from ..request import FieldNames, GenerateRequest, RequestLimits, build_request
-from ..sequence import TokenEvent
+from ..text.events import TokenEvent
 from ..serving.exchange import Outcome, ParseContext, Prompt
 from .fields import stream_flag
 from .grammar_fields import parse_response_format

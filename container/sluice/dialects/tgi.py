@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import ServerError
 from ..request import TGI_NAMES, GenerateRequest
-from ..sequence import TokenEvent
+from ..text.events import TokenEvent
 from ..serving.exchange import Outcome, ParseContext, Prompt
 from .tgi_body import parse_generate_body
 from .tgi_responses import generate_response, stream_event, timing_headers

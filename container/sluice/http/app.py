@@ -15,7 +15,7 @@ from ..dialects.openai_chat import ChatDialect
 from ..dialects.openai_completions import CompletionsDialect
 from ..dialects.tgi import TgiDialect
 from ..errors import DeserializeError, NotReadyError
-from ..model_host import ModelHost
+from ..model.host import ModelHost
 from ..serving.driver import ResponseDriver
 from ..serving.exchange import HttpContext, Reply
 from . import info_routes

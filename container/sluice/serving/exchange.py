@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Protocol
 
 from ..errors import ServerError
 from ..request import TGI_NAMES, FieldNames, GenerateRequest
-from ..sequence import TokenEvent
+from ..text.events import TokenEvent
 
 Run = list[TokenEvent]
 

@@ -16,11 +16,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from ..engine_api import GenerationEngine
+from ..engine.api import GenerationEngine
 from ..errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
                       ServerError, ValidationError)
 from ..request import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, ValidRequest
-from ..sequence import ErrorEvent, TokenEvent
+from ..text.events import ErrorEvent, TokenEvent
 from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key

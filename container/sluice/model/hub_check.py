@@ -10,7 +10,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from .config import HF_MODEL_ID, ConfigError
+from ..config import HF_MODEL_ID, ConfigError
 
 PROBE_TIMEOUT_SECONDS = 5.0
 NO_NETWORK_HINT = "pass a directory (HF_MODEL_ID=/path/to/model) or set HF_ENDPOINT"

@@ -21,15 +21,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .detokenizer import IncrementalDetokenizer
-from .engine import EngineStats
-from .errors import GenerationError, ValidationError
-from .request import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
+from ..text.detokenizer import IncrementalDetokenizer
+from .batching import EngineStats
+from ..errors import GenerationError, ValidationError
+from ..request import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
 from .sampling import Choice
-from .request import GenerateRequest, SamplingParams as TgiSampling
-from .sequence import Sequence, Token
-from .stopping import StoppingCriteria
-from .request import ValidRequest
+from ..request import GenerateRequest, SamplingParams as TgiSampling
+from .sequence import Sequence
+from ..text.events import Token
+from ..text.stopping import StoppingCriteria
+from ..request import ValidRequest
 
 log = logging.getLogger("sluice.vllm_engine")
 

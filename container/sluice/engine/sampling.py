@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .request import SamplingParams
+from ..request import SamplingParams
 
 
 @dataclass(frozen=True)

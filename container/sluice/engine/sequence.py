@@ -12,48 +12,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from .detokenizer import IncrementalDetokenizer
-from .stopping import StoppingCriteria
-from .request import ValidRequest
+from ..text.detokenizer import IncrementalDetokenizer
+from ..text.stopping import StoppingCriteria
+from ..request import ValidRequest
+from ..text.events import ErrorEvent, Finish, Token, TokenEvent
 
 if TYPE_CHECKING:  # torch stays out of the request threads' imports
     from .constraint import RowConstraint
     from .sampling import Choice, SequenceSampler
-
-
-@dataclass(frozen=True)
-class Token:
-    id: int
-    text: str
-    logprob: float | None
-    special: bool
-
-
-@dataclass(frozen=True)
-class Finish:
-    """What the last event carries: the full generated text and the details of the run."""
-
-    generated_text: str
-    finish_reason: str
-    generated_tokens: int
-    seed: int | None
-    input_length: int
-    prefill: tuple[Token, ...]
-    queued_seconds: float
-    inference_seconds: float
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    index: int  # 1-based, as TGI's stream
-    token: Token
-    top_tokens: tuple[Token, ...]
-    finish: Finish | None = None
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    error: Exception
 
 
 @dataclass

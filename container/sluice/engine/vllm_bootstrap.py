@@ -19,7 +19,7 @@ import sys
 import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-from .config import Config, ConfigError, TokenLimits
+from ..config import Config, ConfigError, TokenLimits
 from .vllm_engine import VllmEngine
 
 log = logging.getLogger("sluice.vllm_bootstrap")
@@ -61,7 +61,7 @@ def cpu_kv_cache_gib(config: Config, limits: TokenLimits, kv_bytes: int) -> int:
     """The KV cache on CPU, in whole GiB: ``MAX_BATCH_TOTAL_TOKENS`` if set, else what a full
     batch of max-length sequences needs, capped like the embedded engine at 30 % of free memory
     (vLLM's own CPU default reserves 92 % of the machine and refuses to start on a busy one)."""
-    from .bootstrap import KV_MEMORY_FRACTION, free_memory_bytes
+    from ..bootstrap import KV_MEMORY_FRACTION, free_memory_bytes
 
     if config.max_batch_total_tokens:
         wanted = config.max_batch_total_tokens * kv_bytes

@@ -25,16 +25,17 @@ from dataclasses import dataclass
 import torch
 
 from .constraint import MaskBuilder, RowConstraint
-from .detokenizer import IncrementalDetokenizer
-from .errors import GenerationError
+from ..text.detokenizer import IncrementalDetokenizer
+from ..errors import GenerationError
 from .kv_batch import KVBatch, cache_from_columns, concatenate, row_columns
 from .model_runner import ModelRunner, PrefillJob
 from .prefix_cache import Hit, PrefixCache
 from .sampling import Selection, SequenceSampler, choose_tokens
 from .scheduler import Scheduler, SchedulerBudget, group_by_length
-from .sequence import Sequence, Token
-from .stopping import StoppingCriteria
-from .request import ValidRequest
+from .sequence import Sequence
+from ..text.events import Token
+from ..text.stopping import StoppingCriteria
+from ..request import ValidRequest
 
 log = logging.getLogger("sluice.engine")
 

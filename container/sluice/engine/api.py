@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .request import GenerateRequest, ValidRequest
+    from ..request import GenerateRequest, ValidRequest
     from .sequence import Sequence
 
 

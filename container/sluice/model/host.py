@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Callable
 
-from .config import Config
+from ..config import Config
 
 log = logging.getLogger("sluice.host")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
 
 log = logging.getLogger("sluice.loading")
 
