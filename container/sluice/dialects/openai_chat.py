@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import ServerError, TemplateError
+from ..errors import TemplateError
 from ..request import FieldNames, GenerateRequest, build_request
 from ..text.events import Finish, TokenEvent
 from ..serving.exchange import Outcome, ParseContext, Prompt
 from .chat_messages import chat_messages
 from .fields import stream_flag
 from .grammar_fields import parse_response_format
-from .openai_common import (FINISH_REASONS, Envelope, field_names, include_usage, model_name, openai_error,
+from .openai_common import (FINISH_REASONS, Envelope, OpenAIDialect, field_names, include_usage, model_name,
                             read_parameters, usage)
 from .tools import ToolCallStream, ToolPlan, next_tool_call_id, plan_tools, prompt_tools_into_messages, split_call, tool_call
 
@@ -112,7 +112,7 @@ class ChatExchange:
                 for i, delta in enumerate(deltas)]
 
 
-class ChatDialect:
+class ChatDialect(OpenAIDialect):
     closes_with_done = True
 
     def __init__(self, fingerprint: str):
@@ -134,11 +134,3 @@ class ChatDialect:
                             "chat.completion.chunk" if stream else "chat.completion")
         return ChatExchange(request, names, envelope, plan=plan, call_id=next_tool_call_id(messages),
                             logprobs=body.get("logprobs") is True, include_usage=usage_wanted)
-
-    @staticmethod
-    def wants_stream(body) -> bool:
-        return isinstance(body, dict) and body.get("stream") is True
-
-    @staticmethod
-    def encode_error(error: ServerError) -> dict:
-        return openai_error(error)

@@ -86,3 +86,16 @@ class Envelope:
 
     def __call__(self, **body) -> dict:
         return dict(self.fields, **body)
+
+
+class OpenAIDialect:
+    """What both OpenAI routes share: the body's ``stream`` flag decides, and errors use OpenAI's
+    envelope (with TGI's ``http_status_code`` beside its ``type``)."""
+
+    @staticmethod
+    def wants_stream(body) -> bool:
+        return isinstance(body, dict) and body.get("stream") is True
+
+    @staticmethod
+    def encode_error(error: ServerError) -> dict:
+        return openai_error(error)

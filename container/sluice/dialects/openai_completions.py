@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import BatchSizeError, DeserializeError, ServerError, SuffixNotSupportedError, ValidationError
+from ..errors import BatchSizeError, DeserializeError, SuffixNotSupportedError, ValidationError
 from ..request import FieldNames, GenerateRequest, RequestLimits, build_request
 from ..text.events import TokenEvent
 from ..serving.exchange import Outcome, ParseContext, Prompt
 from .fields import stream_flag
 from .grammar_fields import parse_response_format
-from .openai_common import FINISH_REASONS, Envelope, field_names, model_name, openai_error, read_parameters, usage
+from .openai_common import FINISH_REASONS, Envelope, OpenAIDialect, field_names, model_name, read_parameters, usage
 
 
 def completion_prompts(body, limits: RequestLimits) -> list[str]:
@@ -60,7 +60,7 @@ class CompletionsExchange:
         return self.envelope(choices=choices, usage=usage(finishes)), {}
 
 
-class CompletionsDialect:
+class CompletionsDialect(OpenAIDialect):
     closes_with_done = True
 
     def __init__(self, fingerprint: str):
@@ -79,11 +79,3 @@ class CompletionsDialect:
         requests = [replace(request, inputs=prompt) for prompt in prompts]
         envelope = Envelope(model_name(body, context.model_id), self.fingerprint, "text_completion")
         return CompletionsExchange(requests, names, envelope)
-
-    @staticmethod
-    def wants_stream(body) -> bool:
-        return isinstance(body, dict) and body.get("stream") is True
-
-    @staticmethod
-    def encode_error(error: ServerError) -> dict:
-        return openai_error(error)

@@ -18,7 +18,6 @@ import collections
 import itertools
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from .model_runner import ModelRunner, PrefillJob
 from .prefix_cache import Hit, PrefixCache
 from .sampling import Selection, SequenceSampler, choose_tokens
 from .scheduler import Scheduler, SchedulerBudget, group_by_length
+from .loop_thread import LoopThread
 from .sequence import Sequence
 from ..text.events import Token
 from ..text.stopping import StoppingCriteria
@@ -56,12 +56,13 @@ class EngineStats:
     prefix_cache_hit_tokens: int = 0
 
 
-class Engine:
+class Engine(LoopThread):
     name = "sluice"
 
     def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
                  eos_token_ids: frozenset[int], special_ids: frozenset[int],
                  prefix_cache: PrefixCache | None = None):
+        super().__init__("sluice-engine")
         self.runner = runner
         self._prefixes = prefix_cache
         self.tokenizer = tokenizer
@@ -75,20 +76,8 @@ class Engine:
         self._last_was_prefill = False
         self._running: list[Sequence] = []
         self._batch: KVBatch | None = None
-        self._wakeup = threading.Condition()
         self._ids = itertools.count(1)
-        self._stopped = False
         self._masks: MaskBuilder | None = None  # built on the first constrained request
-        self._thread = threading.Thread(target=self._loop, name="sluice-engine", daemon=True)
-
-    def start(self) -> "Engine":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self._wakeup:
-            self._stopped = True
-            self._wakeup.notify()
 
     def submit(self, valid: ValidRequest, seed: int | None = None) -> Sequence:
         """Queue a validated request; its events appear on the returned sequence's queue."""
@@ -107,25 +96,6 @@ class Engine:
             self.stats.queue_size = len(self._waiting)
             self._wakeup.notify()
         return sequence
-
-    @property
-    def alive(self) -> bool:
-        """False once the loop has ended: the health check must then stop saying 200."""
-        return self._thread.is_alive()
-
-    def wake(self) -> None:
-        """Let the loop notice a cancellation now rather than at its next step."""
-        with self._wakeup:
-            self._wakeup.notify()
-
-    def cancel(self, sequence: Sequence) -> None:
-        """``engine_api``: stop a sequence nobody reads any more, noticed at once."""
-        sequence.cancel()
-        self.wake()
-
-    def healthy(self) -> bool:
-        """``engine_api``: the health check's answer, from the loop thread's state."""
-        return self.alive
 
     def describe(self) -> dict:
         """What /info reports of the engine, so routes never reach into the runner."""

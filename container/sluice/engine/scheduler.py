@@ -42,7 +42,7 @@ class Scheduler:
         The first newcomer is taken even when its prompt exceeds the prefill budget: it is then
         prefilled in chunks. Later ones must fit the rest of that budget, the KV budget and rows.
         """
-        budget, admitted, cancelled = self.budget, [], []
+        admitted, cancelled = [], []
         used = sum(kv_need(s) for s in running)
         prefill_tokens = 0
         while self.waiting:

@@ -17,7 +17,6 @@ import itertools
 import json
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from ..errors import GenerationError, ValidationError
 from ..request import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
 from .sampling import Choice
 from ..request import GenerateRequest, SamplingParams as TgiSampling
+from .loop_thread import LoopThread
 from .sequence import Sequence
 from ..text.events import Token
 from ..text.stopping import StoppingCriteria
@@ -118,13 +118,14 @@ def _vllm_gauge(name: str) -> int:
         return 0
 
 
-class VllmEngine:
+class VllmEngine(LoopThread):
     name = ENGINE_NAME
 
     def __init__(self, llm, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int],
                  description: dict, vocab_size: int):
         """``llm`` is a started ``vllm.v1.engine.llm_engine.LLMEngine``; ``vocab_size`` is the
         width of its logits (grammar masks cover it)."""
+        super().__init__("sluice-vllm")
         self._llm = llm
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
@@ -134,40 +135,9 @@ class VllmEngine:
         self._stats = EngineStats()
         self._incoming: collections.deque[tuple[Sequence, object]] = collections.deque()
         self._live: dict[str, Sequence] = {}
-        self._wakeup = threading.Condition()
         self._ids = itertools.count(1)
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="sluice-vllm", daemon=True)
 
     # --- the interface the service uses -------------------------------------------------------
-
-    def start(self) -> "VllmEngine":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self._wakeup:
-            self._stopped = True
-            self._wakeup.notify()
-
-    @property
-    def alive(self) -> bool:
-        """False once the loop has ended: the health check must then stop saying 200."""
-        return self._thread.is_alive()
-
-    def wake(self) -> None:
-        """Let the loop notice a cancellation now rather than after its current step."""
-        with self._wakeup:
-            self._wakeup.notify()
-
-    def cancel(self, sequence: Sequence) -> None:
-        """``engine_api``: stop a sequence nobody reads any more, noticed at once."""
-        sequence.cancel()
-        self.wake()
-
-    def healthy(self) -> bool:
-        """``engine_api``: the health check's answer, from the loop thread's state."""
-        return self.alive
 
     def describe(self) -> dict:
         """What /info reports of the engine (name, dtype, device, batch limits)."""

@@ -1,0 +1,47 @@
+"""The lifecycle both engines share: one daemon thread owns the model and steps it; request
+threads only queue work, flag cancellations and wake it. Kept apart from the stepping itself so
+the embedded engine and the vLLM engine cannot drift in how they start, stop or report health."""
+
+from __future__ import annotations
+
+import threading
+
+
+class LoopThread:
+    """Subclasses implement ``_loop``, which returns once ``_stopped`` is set under ``_wakeup``."""
+
+    def __init__(self, name: str):
+        self._wakeup = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopped = True
+            self._wakeup.notify()
+
+    @property
+    def alive(self) -> bool:
+        """False once the loop has ended: the health check must then stop saying 200."""
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Let the loop notice a cancellation now rather than after its current step."""
+        with self._wakeup:
+            self._wakeup.notify()
+
+    def cancel(self, sequence) -> None:
+        """``engine.api``: stop a sequence nobody reads any more, noticed at once."""
+        sequence.cancel()
+        self.wake()
+
+    def healthy(self) -> bool:
+        """``engine.api``: the health check's answer, from the loop thread's state."""
+        return self.alive
