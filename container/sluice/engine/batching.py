@@ -34,6 +34,7 @@ from .scheduler import Scheduler, SchedulerBudget, group_by_length
 from .loop_thread import LoopThread
 from .sequence import Sequence
 from ..text.events import Token
+from ..text.token_text import TokenText
 from ..text.stopping import StoppingCriteria
 from ..request import ValidRequest
 
@@ -66,6 +67,7 @@ class Engine(LoopThread):
         self.runner = runner
         self._prefixes = prefix_cache
         self.tokenizer = tokenizer
+        self._text = TokenText(tokenizer)
         self.budget = budget
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
@@ -87,9 +89,9 @@ class Engine(LoopThread):
         sequence = Sequence(
             valid=valid,
             sampler=SequenceSampler(request.sampling, self.runner.device, seed),
-            detokenizer=IncrementalDetokenizer(self._decode, valid.input_ids),
+            detokenizer=IncrementalDetokenizer(self._text.decode, valid.input_ids),
             stopping=StoppingCriteria(self.eos_token_ids, request.stop, valid.max_new_tokens),
-            special_ids=self.special_ids, token_text=self._token_text, id=next(self._ids),
+            special_ids=self.special_ids, token_text=self._text.token, id=next(self._ids),
             constraint=RowConstraint(valid.grammar.new_matcher()) if valid.grammar else None)
         with self._wakeup:
             self._waiting.append(sequence)
@@ -110,12 +112,6 @@ class Engine(LoopThread):
     @staticmethod
     def check_request(request) -> None:
         """Every TGI parameter is implemented by this engine: nothing to refuse."""
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _token_text(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id], skip_special_tokens=False)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -310,7 +306,7 @@ class Engine(LoopThread):
 
     def _prefill_tokens(self, sequence: Sequence, logprobs: list[float | None]) -> tuple[Token, ...]:
         ids = sequence.valid.input_ids
-        return tuple(Token(i, self._token_text(i), lp, i in self.special_ids) for i, lp in zip(ids, logprobs))
+        return tuple(Token(i, self._text.token(i), lp, i in self.special_ids) for i, lp in zip(ids, logprobs))
 
     def _fail(self, sequences: list[Sequence], detail: str) -> None:
         """End the unfinished ``sequences`` with a 424 whose text carries no internals."""

@@ -29,6 +29,7 @@ from ..request import GenerateRequest, SamplingParams as TgiSampling
 from .loop_thread import LoopThread
 from .sequence import Sequence
 from ..text.events import Token
+from ..text.token_text import TokenText
 from ..text.stopping import StoppingCriteria
 from ..request import ValidRequest
 
@@ -129,6 +130,7 @@ class VllmEngine(LoopThread):
         self._llm = llm
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
+        self._text = TokenText(tokenizer)
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
         self._description = dict(description, engine=self.name)
@@ -164,20 +166,14 @@ class VllmEngine(LoopThread):
             seed = sampling.seed if sampling.seed is not None else random.getrandbits(63)
         sequence = Sequence(
             valid=valid, sampler=SeedInfo(sampling, seed),
-            detokenizer=IncrementalDetokenizer(self._decode, valid.input_ids),
+            detokenizer=IncrementalDetokenizer(self._text.decode, valid.input_ids),
             stopping=StoppingCriteria(self.eos_token_ids, valid.request.stop, valid.max_new_tokens),
-            special_ids=self.special_ids, token_text=self._token_text, id=next(self._ids))
+            special_ids=self.special_ids, token_text=self._text.token, id=next(self._ids))
         params = sampling_params(valid, seed, self.eos_token_ids)
         with self._wakeup:
             self._incoming.append((sequence, params))
             self._wakeup.notify()
         return sequence
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _token_text(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id], skip_special_tokens=False)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -265,7 +261,7 @@ class VllmEngine(LoopThread):
         for position, token_id in enumerate(sequence.valid.input_ids):
             entry = prompt_logprobs[position] if position < len(prompt_logprobs) else None
             logprob = entry[token_id].logprob if entry and token_id in entry else None
-            tokens.append(Token(token_id, self._token_text(token_id), logprob, token_id in self.special_ids))
+            tokens.append(Token(token_id, self._text.token(token_id), logprob, token_id in self.special_ids))
         return tuple(tokens)
 
     def _update_stats(self) -> None:

@@ -24,7 +24,8 @@ COUNTERS = {
 }
 # Counters the engine keeps (read at scrape time): metric name -> (stats field, help).
 ENGINE_COUNTERS = {
-    "sluice_prefix_cache_hits": ("prefix_cache_hits", "Prefills that reused a cached prompt prefix"),
+    "sluice_prefix_cache_hits": ("prefix_cache_hits", "Prefills that reused a cached prompt prefix "
+                                 "(embedded engine; vLLM keeps its own cache, not counted here)"),
     "sluice_prefix_cache_hit_tokens": ("prefix_cache_hit_tokens", "Prompt tokens not prefilled thanks to it"),
 }
 
