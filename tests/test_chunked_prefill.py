@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sluice.config import Config, TokenLimits
+from sluice.config import TokenLimits
 from sluice.engine.batching import Engine
-from sluice.model.loading import eos_token_ids, load_model
+from sluice.model.loading import eos_token_ids
 from sluice.engine.model_runner import ModelRunner
 from sluice.engine.scheduler import SchedulerBudget
 from sluice.dialects.tgi_body import parse_generate_body
@@ -18,12 +18,6 @@ from sluice.serving.validation import Validator
 PROMPTS = ["A short story: once upon a time, in a small village by the sea, there lived an old",
            "How do I make cheese at home with milk from the farm next door?",
            "Hi"]
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu",
-                                           "DTYPE": "float32"}))
 
 
 def runner_of(loaded) -> ModelRunner:

@@ -11,11 +11,11 @@ import queue
 import pytest
 import torch
 
-from sluice.config import Config, TokenLimits
+from sluice.config import TokenLimits
 from sluice.dialects.tgi_body import parse_generate_body
 from sluice.engine.batching import Engine, SchedulerBudget
 from sluice.errors import GenerationError
-from sluice.model.loading import eos_token_ids, load_model
+from sluice.model.loading import eos_token_ids
 from sluice.engine.model_runner import ModelRunner
 from sluice.request import RequestLimits, SamplingParams
 from sluice.engine.sampling import SequenceSampler
@@ -25,12 +25,6 @@ from sluice.serving.validation import Validator
 LONG = "A short story: once upon a time, in a small village by the sea, there lived"
 SHORT = "Hi"
 EVENT_TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu",
-                                              "DTYPE": "float32"}))
 
 
 @pytest.fixture(scope="module")

@@ -11,21 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sluice.config import Config
 from sluice.engine.kv_batch import concatenate
 from sluice.engine.model_runner import ModelRunner
 from sluice.engine.sampling import SequenceSampler, choose_tokens
-from sluice.model.loading import load_model
 from sluice.request import SamplingParams
 from sluice.text.detokenizer import REPLACEMENT_CHAR, IncrementalDetokenizer
 
 PROMPTS = ("The cheese", "How do I make cheese? Warm the milk", "チーズの作り方は?")
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu",
-                                              "DTYPE": "float32"}))
 
 
 @pytest.fixture(scope="module")
