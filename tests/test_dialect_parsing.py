@@ -50,6 +50,14 @@ def test_openai_names_map_to_generation_parameters():
     assert chat(top_logprobs=2).request.top_n_tokens == 0  # counts only with logprobs
 
 
+def test_presence_penalty_is_tgis_repetition_penalty_plus_two_never_dropped():
+    assert chat(presence_penalty=0.5).request.sampling.repetition_penalty == 2.5
+    assert chat(presence_penalty=0.5, repetition_penalty=1.1).request.sampling.repetition_penalty == 1.1
+    assert chat().request.sampling.repetition_penalty == 1.0
+    completion = CompletionsDialect("fp").parse({"prompt": "hi", "presence_penalty": -1.0}, CONTEXT)
+    assert completion.requests[0].sampling.repetition_penalty == 1.0  # the same mapping on completions
+
+
 def test_the_rendered_chat_template_is_not_given_bos_again():
     exchange = chat()
     assert exchange.request.inputs == "hi\n"

@@ -26,7 +26,7 @@ def field_names(body: dict, inputs: str) -> FieldNames:
 
 def read_parameters(body: dict, names: FieldNames) -> Parameters:
     """TGI's mapping of OpenAI fields to generation parameters: ``temperature`` 0 is greedy, any
-    other value samples; ``top_logprobs`` counts only with ``logprobs``; ``details`` always (the
+    other value samples; ``presence_penalty`` p is ``repetition_penalty`` p + 2.0; ``top_logprobs`` counts only with ``logprobs``; ``details`` always (the
     answer needs the finish reason and token counts)."""
     def number(key: str) -> float | None:
         return typed(body, key, float, key)
@@ -38,10 +38,18 @@ def read_parameters(body: dict, names: FieldNames) -> Parameters:
         do_sample=None if temperature is None else temperature != 0,
         temperature=temperature if temperature != 0 else None,
         top_p=number("top_p"), seed=typed_integer(body, "seed", "u64", "seed"),
-        frequency_penalty=number("frequency_penalty"), repetition_penalty=number("repetition_penalty"),
+        frequency_penalty=number("frequency_penalty"), repetition_penalty=_repetition_penalty(number),
         max_new_tokens=typed_integer(body, max_tokens, "u32", max_tokens),
         top_n_tokens=typed_integer(body, "top_logprobs", "u32", "top_logprobs") if logprobs else None,
         stop=_stop(body.get("stop")), details=True)
+
+
+def _repetition_penalty(number) -> float | None:
+    """TGI's chat mapping: ``presence_penalty`` p becomes ``repetition_penalty`` p + 2.0 (so it is
+    never silently dropped); Sluice's own ``repetition_penalty`` key, when given, wins."""
+    explicit = number("repetition_penalty")
+    presence = number("presence_penalty")
+    return explicit if explicit is not None or presence is None else presence + 2.0
 
 
 def _stop(value) -> tuple[str, ...]:
