@@ -179,7 +179,9 @@ def test_after_sigterm_new_requests_are_refused_at_once_while_streams_finish(sta
         events = stream.iter_lines()
         assert next(events).startswith(b"data: ")
         streams.append(events)
-    assert _batch_size(server.url) == DRAINED_STREAMS  # all four are generating when SIGTERM comes
+    # All four are generating when SIGTERM comes. The gauge is written by the engine thread just
+    # after a newcomer's first token is published, so wait for it rather than read it once.
+    wait_for(lambda: _batch_size(server.url) == DRAINED_STREAMS, "all four streams in the batch", timeout=10)
 
     server.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: _refuses_connections(server.port), "new connections are refused", timeout=10)
