@@ -16,7 +16,7 @@ import re
 import jsonschema
 import requests
 
-from http_client import sse_events
+from http_client import sse_events, wait_for
 from test_grammar import REGEX, SCHEMA, constrained
 
 STREAMS = 4
@@ -46,7 +46,9 @@ class Stream:
 
 def test_fifty_json_and_fifty_regex_answers_all_valid_in_a_batch_with_unconstrained_streams(server):
     streams = [Stream(server.url, i) for i in range(STREAMS)]
-    assert batch_size(server.url) >= STREAMS  # the unconstrained rows are generating
+    # The unconstrained rows are generating: the engine thread writes the gauge just after a
+    # newcomer's first token is published, so wait for it rather than read it once.
+    wait_for(lambda: batch_size(server.url) >= STREAMS, "the unconstrained streams in the batch", timeout=10)
 
     grammars = [{"type": "json", "value": SCHEMA}] * 50 + [{"type": "regex", "value": REGEX}] * 50
     with futures.ThreadPoolExecutor(16) as pool:

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from http_client import generate, post, sse_events, stream_raw
+from http_client import generate, post, sse_events, stream_raw, wait_for
 
 POISON_SEED = 4242
 FAIL_AT = 5  # the poisoned sampler's fifth pick raises: four tokens reach the client first
@@ -110,7 +110,8 @@ def test_a_failing_row_gets_its_424_and_the_running_streams_finish_untouched(poi
     sampled_alone = generate(url, "Tell me a long story", path="/generate", max_new_tokens=NEIGHBOUR_TOKENS,
                              do_sample=True, seed=7)
     neighbours = [Neighbour(url), Neighbour(url, do_sample=True, seed=7)]
-    assert _batch_size(url) == 2  # both neighbours are generating now
+    # Both neighbours are generating now (the gauge follows a newcomer's first token by a moment).
+    wait_for(lambda: _batch_size(url) == 2, "both neighbours in the batch", timeout=10)
 
     # the victim, non-streamed: a 424 JSON body with a fixed text, no torch internals
     response = post(url, {"inputs": "Hi", "parameters": _victim_parameters()}, path="/generate")
