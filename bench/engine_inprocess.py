@@ -5,6 +5,7 @@ For measuring engine changes step by step on a shared machine (no server, no soc
     python -m bench.engine_inprocess models/small --dtype bfloat16 --scenario streams --streams 16
     python -m bench.engine_inprocess models/small --scenario arrivals   # 8 x 1,500-token prompts join
     python -m bench.engine_inprocess models/small --scenario prefix     # requests sharing 1,000 tokens
+    python -m bench.engine_inprocess models/small --plain-linear        # without oneDNN-packed weights
 
 Every figure is a median or a percentile over one run; compare runs side by side.
 """
@@ -32,11 +33,13 @@ from sluice.text.events import ErrorEvent  # noqa: E402
 from sluice.serving.validation import Validator  # noqa: E402
 
 
-def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int):
-    config = Config.from_environ({"HF_MODEL_ID": model_dir, "DTYPE": dtype, "SLUICE_DEVICE": "cpu"})
+def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int, pack: bool = True):
+    config = Config.from_environ({"HF_MODEL_ID": model_dir, "DTYPE": dtype, "SLUICE_DEVICE": "cpu",
+                                  "SLUICE_PACK_WEIGHTS": "1" if pack else "0"})
     configure_threads(config)
     loaded = load_model(config)
-    runner = ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, loaded.dtype_reason)
+    runner = ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, loaded.dtype_reason,
+                         loaded.linear_kernels)
     budget = SchedulerBudget(max_batch_total_tokens=200_000, max_batch_prefill_tokens=chunk)
     engine = Engine(runner, loaded.tokenizer, budget, eos_token_ids(loaded),
                     frozenset(loaded.tokenizer.all_special_ids),
@@ -142,11 +145,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=4096, help="MAX_BATCH_PREFILL_TOKENS")
     parser.add_argument("--prefix-cache-tokens", type=int, default=25_000, help="0: no prefix cache")
+    parser.add_argument("--plain-linear", action="store_true", help="SLUICE_PACK_WEIGHTS=0")
     args = parser.parse_args()
-    engine, validator, tokenizer = build(args.model_dir, args.dtype, args.chunk, args.prefix_cache_tokens)
+    engine, validator, tokenizer = build(args.model_dir, args.dtype, args.chunk, args.prefix_cache_tokens,
+                                         pack=not args.plain_linear)
     result = {"streams": streams, "arrivals": arrivals, "prefix": prefix}[args.scenario](
         engine, validator, tokenizer, args)
     print(json.dumps({"scenario": args.scenario, "dtype": args.dtype, "streams": args.streams,
+                      "linear": "plain" if args.plain_linear else "packed", "chunk": args.chunk,
                       **{k: round(v, 4) for k, v in result.items()}}))
 
 

@@ -77,6 +77,8 @@ def logits_width(model) -> int:
     embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if embeddings is not None and getattr(embeddings, "weight", None) is not None:
         return int(embeddings.weight.shape[0])
+    if embeddings is not None and getattr(embeddings, "out_features", None):
+        return int(embeddings.out_features)  # a packed output layer (model/packed_linear) has no weight
     return int(model.config.vocab_size)
 
 
@@ -118,7 +120,8 @@ def build_serving(config: Config) -> Serving:
     budget = scheduler_budget(config, loaded, limits.max_input_tokens, limits.max_total_tokens)
     tokenizer = loaded.tokenizer
     special_ids = frozenset(tokenizer.all_special_ids)
-    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id, loaded.dtype_reason)
+    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id, loaded.dtype_reason,
+                         loaded.linear_kernels)
     eos_ids = eos_token_ids(loaded)
     engine = Engine(runner, tokenizer, budget, eos_ids, special_ids,
                     PrefixCache(budget.max_batch_total_tokens // PREFIX_CACHE_SHARE)).start()

@@ -38,6 +38,7 @@ API_KEY = "API_KEY"
 DTYPE = "DTYPE"
 SLUICE_DEVICE = "SLUICE_DEVICE"
 SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
+SLUICE_PACK_WEIGHTS = "SLUICE_PACK_WEIGHTS"  # 0: plain nn.Linear on CPU
 RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
 COMPUTE_TYPE = "COMPUTE_TYPE"
 SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
@@ -172,6 +173,7 @@ class Config:
     dtype: str = "auto"
     device: str = "auto"
     torch_threads: int | None = None
+    pack_weights: bool = True  # CPU: linear weights pre-packed for oneDNN (model/packed_linear)
     response_cache_size: int = 256
     compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0
@@ -223,6 +225,7 @@ class Config:
             dtype=_choice(env, DTYPE, DTYPES, "auto"),
             device=_choice(env, SLUICE_DEVICE, DEVICES, "auto"),
             torch_threads=_int(env, SLUICE_TORCH_THREADS, None, minimum=1),
+            pack_weights=_bool(env, SLUICE_PACK_WEIGHTS, True),
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
             compute_type=env.get(COMPUTE_TYPE, "").strip() or None,
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),
@@ -237,7 +240,11 @@ class Config:
         return config
 
     def check(self) -> None:
-        """The cross-field rules TGI's launcher enforces, each failing with one line."""
+        """The cross-field rules TGI's launcher enforces, each failing with one line.
+
+        Not TGI 1.x's `max_batch_prefill_tokens` >= `max_input_tokens`: both engines prefill a
+        longer prompt in chunks of that many tokens (as TGI 3 does where it can chunk).
+        """
         if self.port > 65535:
             raise ConfigError(f"{SAGEMAKER_BIND_TO_PORT} must be a TCP port. Given: {self.port}")
         if self.max_input_tokens is not None and self.max_total_tokens is not None \
@@ -248,10 +255,6 @@ class Config:
                 and self.max_total_tokens > self.max_batch_total_tokens:
             raise ConfigError(f"`max_total_tokens` must be <= `max_batch_total_tokens`. Given: "
                               f"{self.max_total_tokens} and {self.max_batch_total_tokens}")
-        if self.max_input_tokens is not None and self.max_batch_prefill_tokens is not None \
-                and self.max_batch_prefill_tokens < self.max_input_tokens:
-            raise ConfigError(f"`max_batch_prefill_tokens` must be >= `max_input_tokens`. Given: "
-                              f"{self.max_batch_prefill_tokens} and {self.max_input_tokens}")
 
     def token_limits(self, max_position_embeddings: int | None) -> TokenLimits:
         """Fill unset limits from the model's context length (TGI 2.x defaults), then re-check."""

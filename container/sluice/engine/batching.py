@@ -104,6 +104,7 @@ class Engine(LoopThread):
         return {"engine": self.name,
                 "model_dtype": str(getattr(self.runner.model, "dtype", "")).replace("torch.", ""),
                 "model_dtype_reason": self.runner.dtype_reason,
+                "model_linear_kernels": self.runner.linear_kernels,
                 "model_device_type": self.runner.device.type,
                 "max_batch_total_tokens": self.budget.max_batch_total_tokens,
                 "max_batch_prefill_tokens": self.budget.max_batch_prefill_tokens,

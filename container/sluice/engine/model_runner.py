@@ -48,11 +48,13 @@ class PrefillJob:
 
 
 class ModelRunner:
-    def __init__(self, model, device: torch.device, pad_token_id: int, dtype_reason: str = ""):
+    def __init__(self, model, device: torch.device, pad_token_id: int, dtype_reason: str = "",
+                 linear_kernels: str = ""):
         self.model = model
         self.device = device
         self.pad_token_id = pad_token_id
         self.dtype_reason = dtype_reason  # what /info says of the dtype choice
+        self.linear_kernels = linear_kernels  # and of the linear layers (packed for oneDNN or not)
 
     def begin_prefill(self, prompts: list[tuple[int, ...]], with_prompt_logprobs: bool = False,
                       cache: BatchCache | None = None, done: int = 0) -> PrefillJob:

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..config import Config, ConfigError
+from .packed_linear import pack_linear_layers
 
 log = logging.getLogger("sluice.loading")
 
@@ -31,6 +32,7 @@ class LoadedModel:
     dtype: torch.dtype
     max_position_embeddings: int | None
     dtype_reason: str = ""
+    linear_kernels: str = ""  # how the linear layers run (packed for oneDNN on CPU, or why not)
 
 
 def select_device(config: Config) -> torch.device:
@@ -110,9 +112,11 @@ def load_model(config: Config) -> LoadedModel:
         model.to(device)
     model.eval()
     max_positions = getattr(model.config, "max_position_embeddings", None)
-    log.info("loaded %s on %s as %s, %s (%.1f M parameters)", config.model_id, device, dtype,
-             dtype_reason, sum(p.numel() for p in model.parameters()) / 1e6)
-    return LoadedModel(model, tokenizer, device, dtype, max_positions, dtype_reason)
+    parameters = sum(p.numel() for p in model.parameters()) / 1e6
+    kernels = pack_linear_layers(model, device) if config.pack_weights else "nn.Linear (SLUICE_PACK_WEIGHTS=0)"
+    log.info("loaded %s on %s as %s, %s (%.1f M parameters); linear layers: %s", config.model_id, device,
+             dtype, dtype_reason, parameters, kernels)
+    return LoadedModel(model, tokenizer, device, dtype, max_positions, dtype_reason, kernels)
 
 
 def eos_token_ids(loaded: LoadedModel) -> frozenset[int]:
