@@ -73,11 +73,11 @@ class FailingSampler(SequenceSampler):
         super().__init__(params, torch.device("cpu"), seed=1)
         self.calls, self.fail_at = 0, fail_at
 
-    def process(self, logits, history):
+    def pick(self, logits):
         self.calls += 1
         if self.calls == self.fail_at:
             raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
-        return super().process(logits, history)
+        return super().pick(logits)
 
 
 def test_a_row_whose_sampling_fails_ends_alone_and_its_neighbours_keep_their_tokens(loaded, validator):
