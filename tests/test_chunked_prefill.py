@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sluice.config import TokenLimits
+from sluice.config import Config, TokenLimits
 from sluice.engine.batching import Engine
 from sluice.model.loading import eos_token_ids
 from sluice.engine.model_runner import ModelRunner
@@ -69,3 +69,10 @@ def test_prompts_prefilled_in_small_chunks_generate_the_tokens_of_a_whole_prefil
 def test_seeded_sampling_is_the_same_with_chunked_prefill(loaded):
     sampled = {"do_sample": True, "seed": 11, "top_k": 30}
     assert generate(loaded, 3, PROMPTS[:1], **sampled) == generate(loaded, 4096, PROMPTS[:1], **sampled)
+
+
+def test_a_prefill_chunk_smaller_than_the_longest_prompt_is_a_valid_configuration():
+    """TGI 1.x refused MAX_BATCH_PREFILL_TOKENS < MAX_INPUT_TOKENS; with chunking it is the point."""
+    config = Config.from_environ({"HF_MODEL_ID": "org/model", "MAX_BATCH_PREFILL_TOKENS": "64"})
+    limits = config.token_limits(2048)
+    assert config.max_batch_prefill_tokens == 64 and limits.max_input_tokens == 2047
