@@ -31,11 +31,16 @@ class Contender:
     kind: str  # sluice | vllm-server | transformers-serve
     engine: str = "sluice"
     levels_key: str = "levels"  # which concurrency levels of the spec it runs
+    env: dict = field(default_factory=dict)  # extra server settings
+    scenarios: tuple[str, ...] | None = None  # which of chat/arrivals it runs (None: all asked for)
 
 
 CONTENDERS = {c.key: c for c in [
     Contender("sluice-fp32", "Sluice (own engine)", "float32", "sluice", levels_key="fp32_levels"),
     Contender("sluice-bf16", "Sluice (own engine)", "bfloat16", "sluice"),
+    # The ITL/throughput trade-off of small prefill chunks (README "Configuration").
+    Contender("sluice-bf16-chunk64", "Sluice (own engine), 64-token prefill chunks", "bfloat16", "sluice",
+              levels_key="chunk_levels", env={"MAX_BATCH_PREFILL_TOKENS": "64"}, scenarios=("arrivals",)),
     Contender("sluice-vllm-bf16", "Sluice on vLLM", "bfloat16", "sluice", engine="vllm"),
     Contender("vllm-server-bf16", "vLLM OpenAI server", "bfloat16", "vllm-server"),
     Contender("transformers-serve-fp32", "transformers serve --continuous-batching", "float32",
@@ -75,7 +80,7 @@ def start(contender: Contender, model_dir: Path, device: str, threads: int, spec
         # No response cache: repeated prompts must be generated again, not replayed.
         env = {"SLUICE_DEVICE": device, "RESPONSE_CACHE_SIZE": "0", "DTYPE": contender.dtype,
                "SLUICE_ENGINE": contender.engine, "SLUICE_TORCH_THREADS": str(threads),
-               "MAX_CONCURRENT_REQUESTS": "256"}
+               "MAX_CONCURRENT_REQUESTS": "256", **contender.env}
         bin_dir = None
         if contender.engine == "vllm":
             env.update(VLLM_CPU_OMP_THREADS_BIND="nobind", VLLM_CPU_KVCACHE_SPACE=VLLM_KV_GIB,

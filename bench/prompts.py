@@ -112,12 +112,30 @@ class Corpus:
         return self.tokenizer.decode(self.stream[start:start + tokens], skip_special_tokens=True).strip()
 
 
+def _chat_prompt(tokenizer, messages: list[dict]) -> Prompt:
+    """``messages`` through the model's chat template, its leading BOS dropped (the server adds it)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
+        text = text[len(tokenizer.bos_token):]
+    return Prompt(text, _encode(tokenizer, text))
+
+
+def shared_prefix(prompts: list[Prompt]) -> int:
+    """How many leading token ids every prompt has in common."""
+    shared = 0
+    for column in zip(*(p.input_ids for p in prompts)):
+        if len(set(column)) > 1:
+            break
+        shared += 1
+    return shared
+
+
 def chat_prompts(tokenizer, corpus: Corpus, system_tokens: int, conversations: int,
                  turn_tokens: int) -> tuple[list[Prompt], int]:
     """Chat prompts sharing one ``system_tokens``-long system prompt, with 1-3 earlier turns each.
 
-    Rendered with the model's chat template into text (its leading BOS dropped: the server adds
-    it when tokenizing); returns the prompts and the length of the prefix they all share.
+    The earlier turns were never sent: each prompt brings ``turn_tokens``-sized history nobody
+    has seen. Returns the prompts and the length of the prefix they all share.
     """
     system = corpus.text(system_tokens)
     prompts = []
@@ -127,13 +145,27 @@ def chat_prompts(tokenizer, corpus: Corpus, system_tokens: int, conversations: i
             messages += [{"role": "user", "content": corpus.text(turn_tokens // 2)},
                          {"role": "assistant", "content": corpus.text(turn_tokens)}]
         messages.append({"role": "user", "content": corpus.text(turn_tokens // 2)})
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
-            text = text[len(tokenizer.bos_token):]
-        prompts.append(Prompt(text, _encode(tokenizer, text)))
-    shared = 0
-    for column in zip(*(p.input_ids for p in prompts)):
-        if len(set(column)) > 1:
-            break
-        shared += 1
-    return prompts, shared
+        prompts.append(_chat_prompt(tokenizer, messages))
+    return prompts, shared_prefix(prompts)
+
+
+def chat_sessions(tokenizer, corpus: Corpus, system_tokens: int, conversations: int,
+                  turn_tokens: int) -> tuple[list[Prompt], list[str], int]:
+    """Conversations played turn by turn, as a chat client sends them, sharing one system prompt.
+
+    Conversation i has 1 + i % 3 turns; each turn resends the whole history (the earlier user
+    messages and assistant answers, ``turn_tokens`` of corpus text standing in for the model's
+    answer) plus a new user message. Returns the prompts in sending order, what each one is
+    (``first``, ``new conversation``, ``follow-up``) and the prefix every prompt shares.
+    """
+    system = corpus.text(system_tokens)
+    prompts, kinds = [], []
+    for index in range(conversations):
+        messages = [{"role": "system", "content": system}]
+        for turn in range(1 + index % 3):
+            if turn:
+                messages.append({"role": "assistant", "content": corpus.text(turn_tokens)})
+            messages.append({"role": "user", "content": corpus.text(turn_tokens // 2)})
+            prompts.append(_chat_prompt(tokenizer, messages))
+            kinds.append("first" if len(prompts) == 1 else "follow-up" if turn else "new conversation")
+    return prompts, kinds, shared_prefix(prompts)

@@ -140,17 +140,23 @@ def chat_table(results: dict) -> list[str]:
     if not chat:
         return []
     any_entry = next(iter(chat.values()))
-    lines = [f"Chat: {len(any_entry['prompt_tokens'])} conversations one at a time, sharing a "
-             f"{any_entry['shared_prefix_tokens']}-token prefix (system prompt), prompts "
-             f"{min(any_entry['prompt_tokens'])}-{max(any_entry['prompt_tokens'])} tokens; then as many fresh ones at once:", "",
+    kinds = list(any_entry.get("by_kind", {}))
+    counts = ", ".join(f"{any_entry['by_kind'][k]['requests']} {k}" for k in kinds)
+    lines = [f"Chat: {len(any_entry['prompt_tokens'])} requests one at a time as a chat client sends them (1 first, "
+             f"{counts}; every turn resends its history), sharing a {any_entry['shared_prefix_tokens']}-token "
+             f"prefix (system prompt), prompts {min(any_entry['prompt_tokens'])}-{max(any_entry['prompt_tokens'])} "
+             "tokens; then as many fresh conversations with unseen histories at once:", "",
              "| setup | dtype | threads | TTFT 1st (ms) | TTFT 2nd..nth p50 (ms) | 2nd..nth / 1st | "
-             "concurrent: gen tok/s | concurrent: TTFT p50 / p95 (ms) | problems |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             + "".join(f"{k} / 1st | " for k in kinds)
+             + "concurrent: gen tok/s | concurrent: TTFT p50 / p95 (ms) | problems |",
+             "|---|---|---|---|---|---|" + "---|" * len(kinds) + "---|---|---|"]
     for key, c in chat.items():
         w = c["concurrent"]
         lines.append(f"| {_who(results, key)} | {_ms(c['first_ttft_s'])} | {_ms(c['rest_ttft_p50_s'])} | "
-                     f"{_x(c['rest_vs_first_ttft_p50'])} | {w['tokens_per_s']:.1f} | {_ms(w['ttft_p50_s'])} / "
-                     f"{_ms(w['ttft_p95_s'])} | {len(c['problems']) + w['errors']} |")
+                     f"{_x(c['rest_vs_first_ttft_p50'])} | "
+                     + "".join(f"{_x(c['by_kind'][k]['vs_first_ttft_p50'])} | " for k in kinds)
+                     + f"{w['tokens_per_s']:.1f} | {_ms(w['ttft_p50_s'])} / {_ms(w['ttft_p95_s'])} | "
+                     f"{len(c['problems']) + w['errors']} |")
     return lines
 
 

@@ -7,14 +7,15 @@ Also sequential `generate` and the ideal schedule, in process.
                         [--skip-transformers-serve] [--skip-vllm] [--threads N] [--model-dir DIR]
 
 One run, one model. Contenders (bench/contenders.py): ``sluice-fp32``, ``sluice-bf16`` (the own
-engine at each dtype), ``sluice-vllm-bf16`` (Sluice on the vLLM engine), ``vllm-server-bf16``
+engine at each dtype), ``sluice-bf16-chunk64`` (the same with 64-token prefill chunks: 16 streams
+and arrivals only), ``sluice-vllm-bf16`` (Sluice on the vLLM engine), ``vllm-server-bf16``
 (vLLM's OpenAI server, same engine settings), ``transformers-serve-fp32``; every one gets the same
 thread count, unpinned. They run one after another, so no two share the cores while measured:
 1. in process: the ideal schedule (raw prefill + raw KV-cache decode steps) at fp32 and bf16, and
    sequential greedy ``model.generate`` (fp32, the "× sequential" baseline);
 2. each server: ``throughput`` (16 requests x 64 new tokens, prompts 16-256 tokens, at each
    concurrency level, with a /ping prober and the server tree's peak RSS), then ``chat`` (a shared
-   1,000-token system prompt, multi-turn histories: TTFT of the 2nd..nth vs the 1st) and
+   1,000-token system prompt, conversations played turn by turn: TTFT of the 2nd..nth vs the 1st) and
    ``arrivals`` (ITL of 8 running streams while 8 1,500-token prompts arrive vs without);
 3. ``head-to-head``: Sluice on vLLM and vLLM's server both up, alternating rounds of 16 streams
    (medians: the acceptance ratios, robust to a neighbour's load drifting between contenders).
@@ -48,20 +49,20 @@ from bench import inprocess, scenarios  # noqa: E402
 from bench.clients import get_text  # noqa: E402
 from bench.load import run_load  # noqa: E402
 from bench.processes import peak_rss_mib, reset_peak_rss  # noqa: E402
-from bench.prompts import Corpus, chat_prompts  # noqa: E402
+from bench.prompts import Corpus, chat_prompts, chat_sessions  # noqa: E402
 from bench.report import compute_ratios, markdown_table  # noqa: E402
 from demo.build_model import build  # noqa: E402
 
 ALL_SCENARIOS = ["throughput", "head-to-head", "chat", "arrivals"]
 FULL = {"size": "small", "requests": 16, "new_tokens": 64, "shortest": 16, "longest": 256,
-        "levels": [1, 4, 16, 32], "fp32_levels": [1, 16], "peer_levels": [16, 32],
+        "levels": [1, 4, 16, 32], "fp32_levels": [1, 16], "peer_levels": [16, 32], "chunk_levels": [16],
         "head_to_head": {"streams": 16, "rounds": 3},
         "chat": {"system_tokens": 1000, "conversations": 8, "turn_tokens": 80, "new_tokens": 32},
         "arrivals": {"running": 8, "running_prompt": 64, "running_tokens": 128, "arriving": 8,
                      "arriving_prompt": 1500, "arriving_tokens": 16, "stagger_s": 0.25},
         "contenders": list(peers.CONTENDERS)}
 QUICK = {"size": "tiny", "requests": 4, "new_tokens": 16, "shortest": 16, "longest": 64,
-         "levels": [1, 4], "fp32_levels": [1, 4], "peer_levels": [4], "head_to_head": {"streams": 4, "rounds": 1},
+         "levels": [1, 4], "fp32_levels": [1, 4], "peer_levels": [4], "chunk_levels": [4], "head_to_head": {"streams": 4, "rounds": 1},
          "chat": {"system_tokens": 200, "conversations": 3, "turn_tokens": 40, "new_tokens": 8},
          "arrivals": {"running": 2, "running_prompt": 16, "running_tokens": 32, "arriving": 2,
                       "arriving_prompt": 300, "arriving_tokens": 4, "stagger_s": 0.05},
@@ -113,14 +114,15 @@ class PromptSets:
 
         self.warmup = like_base(2)
         # A level's i-th request has the length of base prompt i % requests (the ideal's index).
-        every_level = sorted(set(spec["levels"] + spec["fp32_levels"] + spec["peer_levels"]))
+        every_level = sorted(set(spec["levels"] + spec["fp32_levels"] + spec["peer_levels"] + spec["chunk_levels"]))
         self.levels = {c: like_base(max(spec["requests"], c)) for c in every_level}
         h2h = spec["head_to_head"]
         self.head_to_head = [like_base(h2h["streams"]) for _ in range(h2h["rounds"])]
         chat = spec["chat"]
-        both, self.chat_shared = chat_prompts(tokenizer, corpus, chat["system_tokens"], 2 * chat["conversations"],
-                                              chat["turn_tokens"])
-        self.chat_sequential, self.chat_concurrent = both[:chat["conversations"]], both[chat["conversations"]:]
+        self.chat_sequential, self.chat_kinds, self.chat_shared = chat_sessions(
+            tokenizer, corpus, chat["system_tokens"], chat["conversations"], chat["turn_tokens"])
+        self.chat_concurrent, _ = chat_prompts(tokenizer, corpus, chat["system_tokens"], chat["conversations"],
+                                               chat["turn_tokens"])
         arr = spec["arrivals"]
         self.running_alone = [corpus.prompt(arr["running_prompt"]) for _ in range(arr["running"])]
         self.running = [corpus.prompt(arr["running_prompt"]) for _ in range(arr["running"])]
@@ -213,13 +215,15 @@ def head_to_head(pair: list[peers.Running], sets: PromptSets, spec: dict) -> dic
 
 def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: list[str], results: dict) -> None:
     key = running.contender.key
+    if running.contender.scenarios is not None:
+        wanted = [s for s in wanted if s in running.contender.scenarios]
     if "chat" in wanted:
         settle()
         chat = spec["chat"]
-        _log(f"  {key} chat: {len(sets.chat_sequential)} conversations one at a time, then "
+        _log(f"  {key} chat: {len(sets.chat_sequential)} turns of {spec['chat']['conversations']} conversations one at a time, then "
              f"{len(sets.chat_concurrent)} at once ({sets.chat_shared} shared prefix tokens)")
         figures = scenarios.chat(running.send, running.url, running.ping_path, sets.chat_sequential,
-                                 sets.chat_concurrent, sets.chat_shared, chat["new_tokens"])
+                                 sets.chat_kinds, sets.chat_concurrent, sets.chat_shared, chat["new_tokens"])
         _log(f"    TTFT first {figures['first_ttft_s'] * 1000:.0f} ms, 2nd..nth p50 "
              f"{figures['rest_ttft_p50_s'] * 1000:.0f} ms; problems {figures['problems'][:2]}")
         results["scenarios"].setdefault("chat", {})[key] = figures
@@ -327,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # run the finally blocks on kill too
     spec = dict(QUICK if args.quick else FULL)
     if args.levels:
-        spec["levels"] = spec["fp32_levels"] = spec["peer_levels"] = [int(c) for c in args.levels.split(",")]
+        spec["levels"] = spec["fp32_levels"] = spec["peer_levels"] = spec["chunk_levels"] = [
+            int(c) for c in args.levels.split(",")]
     args.contenders = args.contenders.split(",") if args.contenders else list(spec["contenders"])
     args.scenarios = args.scenarios.split(",")
     unknown = [k for k in args.contenders if k not in peers.CONTENDERS] + \

@@ -1,8 +1,9 @@
 """The two workloads beyond plain throughput, run against any contender's ``send``.
 
-* chat: conversations sharing a long system prompt, each with its own multi-turn history.
-  First one at a time (the first request finds nothing cached; the 2nd..nth share its prefix:
-  their TTFT over the first's shows what prefix reuse buys), then a fresh set all at once.
+* chat: conversations sharing a long system prompt, played turn by turn as a chat client does
+  (each turn resends the history). First one at a time (the first request finds nothing cached;
+  the 2nd..nth share its system prompt, follow-up turns also their own earlier turns: their TTFT
+  over the first's shows what prefix reuse buys), then fresh ones with unseen histories at once.
 * arrivals: running streams decode while long prompts arrive one after another; the running
   streams' inter-token latency during the arrivals over the same without arrivals shows how
   much a long prefill stalls everyone else.
@@ -28,20 +29,29 @@ def _checked(timings: list[StreamTiming], new_tokens: int) -> list[str]:
     return problems
 
 
-def chat(send, url: str, ping_path: str, sequential, concurrent, shared_tokens: int, new_tokens: int) -> dict:
-    """TTFT of the 2nd..nth conversation (prefix shared with the 1st) vs the 1st's, one at a
-    time; then ``concurrent`` (fresh histories, same system prompt) as one wave of streams."""
+def chat(send, url: str, ping_path: str, sequential, kinds: list[str], concurrent, shared_tokens: int,
+         new_tokens: int) -> dict:
+    """TTFT of the 2nd..nth request (sharing the 1st's system prompt) vs the 1st's, one at a time,
+    in the order a chat client sends them (``kinds`` says which are follow-up turns); then
+    ``concurrent`` conversations with unseen histories (same system prompt) as one wave."""
     timings = [send(prompt, new_tokens) for prompt in sequential]
     problems = _checked(timings, new_tokens)
     first, rest = timings[0].ttft, [t.ttft for t in timings[1:]]
+    by_kind = {}
+    for kind in dict.fromkeys(kinds[1:]):
+        ttfts = [t.ttft for t, k in zip(timings, kinds) if k == kind]
+        by_kind[kind] = {"requests": len(ttfts), "ttft_p50_s": statistics.median(ttfts),
+                         "vs_first_ttft_p50": statistics.median(ttfts) / first}
     wave = run_load(lambda p: send(p, new_tokens), concurrent, len(concurrent), url, ping_path)
     return {
         "shared_prefix_tokens": shared_tokens,
         "prompt_tokens": [p.length for p in sequential],
+        "kinds": kinds,
         "first_ttft_s": first,
         "rest_ttft_s": rest,
         "rest_ttft_p50_s": statistics.median(rest),
         "rest_vs_first_ttft_p50": statistics.median(rest) / first,
+        "by_kind": by_kind,
         "problems": problems,
         "concurrent": {k: v for k, v in wave.items() if k != "ttft_s"},
     }
