@@ -46,3 +46,5 @@ def test_info_reports_the_auto_dtype_and_why(start_server):
     expected, reason = select_dtype(auto(), CPU)
     assert info["model_dtype"] == str(expected).replace("torch.", "")
     assert info["model_dtype_reason"] == reason and reason.startswith("auto: CPU")
+    if torch.backends.mkldnn.is_available():  # every x86 CPU build of torch has oneDNN
+        assert info["model_linear_kernels"].startswith("oneDNN-packed (")
