@@ -196,6 +196,26 @@ def test_after_sigterm_new_requests_are_refused_at_once_while_streams_finish(sta
     assert server.proc.wait(timeout=30) == 0
 
 
+def test_a_stream_still_running_as_the_graceful_window_ends_gets_an_in_band_error(start_server):
+    """gunicorn exits the worker when its graceful window ends; a stream it would cut mid-body
+    gets the reason in-band first. A 4 s window here (25 s in production) ends the clock 2 s
+    after SIGTERM, long before four 2,000-token streams could finish."""
+    server = start_server(env={"GUNICORN_CMD_ARGS": "--graceful-timeout 4"})
+    streams = []
+    for _ in range(4):
+        stream = requests.post(server.url + "/generate_stream", stream=True, timeout=60, json={
+            "inputs": "Hello", "parameters": {"max_new_tokens": 2000}})
+        events = stream.iter_lines()
+        assert next(events).startswith(b"data:")
+        streams.append(events)
+    server.proc.send_signal(signal.SIGTERM)
+    for events in streams:
+        data = [json.loads(line[len(b"data:"):]) for line in events if line]
+        assert data[-1] == {"error": "Server is shutting down", "error_type": "shutting_down"}
+        assert all(event["generated_text"] is None for event in data[:-1])  # cut short, not finished
+    assert server.proc.wait(timeout=30) == 0
+
+
 def _refuses_connections(port: int) -> bool:
     """True once the listening socket is closed (the worker got SIGTERM from the master)."""
     try:

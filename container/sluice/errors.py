@@ -208,7 +208,8 @@ class TransferCodingNotImplementedError(ServerError):
 
 
 class ShuttingDownError(ServerError):
-    """A new request after SIGTERM: in-flight streams finish, nothing new starts."""
+    """A new request after SIGTERM (in-flight ones finish), or one still running when the
+    graceful window is about to end (serving/shutdown)."""
 
     status = 503
     error_type = "shutting_down"

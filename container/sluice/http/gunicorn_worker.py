@@ -7,7 +7,9 @@ times out after ``CLIENT_IDLE_TIMEOUT`` (a stalled body becomes a 408 in the app
 block is closed), and the lingering close of a connection runs in its worker thread rather than in
 gunicorn's main loop, which accepts connections and must never wait on one client. After SIGTERM
 the listening socket closes at once (new connections are refused instead of queueing until the
-worker exits) and requests on open connections get 503, while in-flight streams finish.
+worker exits) and requests on open connections get 503, while in-flight streams finish; one still
+running 2 s before the graceful window ends gets an in-band ``shutting_down`` error instead of
+being cut.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..config import Config
 from ..errors import (BadRequestError, ExpectationFailedError, HeadersTooLargeError, InternalError,
                      PayloadTooLargeError, ServerError, ShuttingDownError,
                      TransferCodingNotImplementedError, UriTooLongError)
+from ..serving.shutdown import CLOCK as SHUTDOWN
 from ..wire.framing import dump_json
 
 CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client; gunicorn's own first-data wait
@@ -82,7 +85,9 @@ class SluiceThreadWorker(ThreadWorker):
             self.log.debug("Failed to send error message.")
 
     def handle_exit(self, sig, frame):
-        """SIGTERM: stop accepting at once (from the main loop, which owns the listeners)."""
+        """SIGTERM: stop accepting at once (from the main loop, which owns the listeners), and
+        start the clock after which requests still running end with an in-band error."""
+        SHUTDOWN.start(self.cfg.graceful_timeout)
         super().handle_exit(sig, frame)
         self.method_queue.defer(self._close_listeners)
 

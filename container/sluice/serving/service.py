@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..engine.api import GenerationEngine
 from ..errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
-                      ServerError, ValidationError)
+                      ServerError, ShuttingDownError, ValidationError)
 from ..request import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, ValidRequest
 from ..text.events import ErrorEvent, TokenEvent
 from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
+from .shutdown import CLOCK as SHUTDOWN
 from .validation import Validator
 
 if TYPE_CHECKING:
@@ -201,6 +202,8 @@ class GenerationService:
         if time.monotonic() > deadline:
             raise GenerationError(f"the request exceeded the {self.request_timeout:g} s limit "
                                   "(SAGEMAKER_MODEL_SERVER_TIMEOUT)")
+        if SHUTDOWN.expired():  # the worker is about to exit: say so rather than cut the stream
+            raise ShuttingDownError()
         try:
             return sequence.events.get(timeout=POLL_SECONDS)
         except queue.Empty:
