@@ -17,8 +17,9 @@ thread count, unpinned. They run one after another, so no two share the cores wh
    concurrency level, with a /ping prober and the server tree's peak RSS), then ``chat`` (a shared
    1,000-token system prompt, conversations played turn by turn: TTFT of the 2nd..nth vs the 1st) and
    ``arrivals`` (ITL of 8 running streams while 8 1,500-token prompts arrive vs without);
-3. ``head-to-head``: Sluice on vLLM and vLLM's server both up, alternating rounds of 16 streams
-   (medians: the acceptance ratios, robust to a neighbour's load drifting between contenders).
+3. ``head-to-head``: the own engine (bf16), Sluice on vLLM and vLLM's server all up, alternating
+   rounds of 16 streams (medians: the acceptance ratios, robust to a neighbour's load drifting
+   between contenders).
 Every request gets fresh corpus text (vLLM's prefix cache must not replay a prefill the own engine
 has to do). Prints markdown tables and writes every figure and ratio as JSON. ``--quick`` is a
 smoke run on the tiny model (own engine only). Everything binds to 127.0.0.1, and every process
@@ -67,8 +68,11 @@ QUICK = {"size": "tiny", "requests": 4, "new_tokens": 16, "shortest": 16, "longe
          "arrivals": {"running": 2, "running_prompt": 16, "running_tokens": 32, "arriving": 2,
                       "arriving_prompt": 300, "arriving_tokens": 4, "stagger_s": 0.05},
          "contenders": ["sluice-fp32"]}
-# Started together (head-to-head alternates between them); every other contender runs alone.
+# The vLLM contenders (skipped together without .venv-vllm).
 PAIR = ("sluice-vllm-bf16", "vllm-server-bf16")
+# Started together, head-to-head alternating between them (the ratios to trust); the others run alone.
+TOGETHER = ("sluice-bf16", *PAIR)
+REFERENCE = "vllm-server-bf16"  # head-to-head ratios are over this one
 # Pause before every measurement: vLLM's server workers busy-poll their shared-memory queue for
 # 1 s after their last step (shm_broadcast busy_loop_s), which would eat into whatever is
 # measured next on these 2 cores (seen: Sluice's TTFT p50 2.0 s right after a vLLM-server round
@@ -184,12 +188,13 @@ def _prometheus_counters(text: str) -> dict:
     return counters
 
 
-def head_to_head(pair: list[peers.Running], sets: PromptSets, spec: dict) -> dict:
-    """Alternating rounds (A B, B A, ...) at the same streams; medians per contender."""
+def head_to_head(together: list[peers.Running], sets: PromptSets, spec: dict) -> dict:
+    """Alternating rounds (A B C, C B A, ...) at the same streams; medians per contender and
+    their ratios over the reference (vLLM's server), robust to the machine drifting."""
     streams = spec["head_to_head"]["streams"]
     rounds: list[dict] = []
     for index, prompts in enumerate(sets.head_to_head):
-        order = pair if index % 2 == 0 else pair[::-1]
+        order = together if index % 2 == 0 else together[::-1]
         for running in order:
             settle()
             level = run_load(lambda p, r=running: r.send(p, spec["new_tokens"]), prompts, streams,
@@ -201,16 +206,18 @@ def head_to_head(pair: list[peers.Running], sets: PromptSets, spec: dict) -> dic
                                                     "itl_p95_s", "tpot_mean_s", "errors", "generated_tokens",
                                                     "min_tokens_per_request")}})
     medians = {}
-    for running in pair:
+    for running in together:
         mine = [r for r in rounds if r["contender"] == running.contender.key]
         medians[running.contender.key] = {k: statistics.median(r[k] for r in mine)
                                           for k in ("tokens_per_s", "ttft_p50_s", "itl_p50_s", "tpot_mean_s")}
         medians[running.contender.key]["errors"] = sum(r["errors"] for r in mine)
-    a, b = (medians[r.contender.key] for r in pair)
+    keys = [r.contender.key for r in together]
+    reference = REFERENCE if REFERENCE in keys else keys[-1]
+    ratios = {key: {"throughput": medians[key]["tokens_per_s"] / medians[reference]["tokens_per_s"],
+                    "ttft_p50": medians[key]["ttft_p50_s"] / medians[reference]["ttft_p50_s"]}
+              for key in keys if key != reference}
     return {"streams": streams, "new_tokens": spec["new_tokens"], "rounds": rounds, "medians": medians,
-            "pair": [r.contender.key for r in pair],
-            "throughput_ratio": a["tokens_per_s"] / b["tokens_per_s"],
-            "ttft_p50_ratio": a["ttft_p50_s"] / b["ttft_p50_s"]}
+            "contenders": keys, "reference": reference, "ratios": ratios}
 
 
 def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: list[str], results: dict) -> None:
@@ -249,12 +256,14 @@ def scenario_contenders(keys: list[str]) -> list[str]:
 
 
 def groups(keys: list[str]) -> list[list[str]]:
-    """Run order: own engine, the vLLM pair together, transformers serve."""
-    out, pair = [], [k for k in PAIR if k in keys]
+    """Run order as listed; the head-to-head contenders present (two or more) as one group."""
+    out, together = [], [k for k in TOGETHER if k in keys]
+    if len(together) < 2:
+        together = []
     for key in keys:
-        if key in pair:
-            if key == pair[0]:
-                out.append(pair)
+        if key in together:
+            if key == together[0]:
+                out.append(together)
         else:
             out.append([key])
     return out
@@ -287,7 +296,7 @@ def run_group(keys: list[str], model_dir: Path, sets: PromptSets, spec: dict, ar
                 levels = spec[running.contender.levels_key]
                 ideal = results["ideal"].get(running.contender.dtype)
                 entry["levels"] = measure_levels(running, sets, levels, ideal, spec["new_tokens"])
-        if len(started_all) == 2 and "head-to-head" in args.scenarios:
+        if len(started_all) >= 2 and "head-to-head" in args.scenarios:
             results["head_to_head"] = head_to_head(started_all, sets, spec)
         for running in started_all:
             if running.contender.key in scenario_contenders(args.contenders):
