@@ -3,8 +3,9 @@
 Each row is one sequence, left-padded to the batch's common length (TGI's layout): ``filter``
 drops finished rows and the padding columns nobody needs any more; ``concatenate`` merges freshly
 prefilled sequences into the running batch. The cache layers write new keys/values into a
-preallocated, geometrically grown buffer instead of ``torch.cat`` on every step, which would copy
-the whole cache once per generated token.
+preallocated buffer, grown ``GROWTH`` spare columns at a time, instead of ``torch.cat`` on every
+step, which would copy the whole cache once per generated token (a prefill in many small chunks
+still copies it about once per chunk: the growth is by a constant, not geometric).
 """
 
 from __future__ import annotations

@@ -166,7 +166,6 @@ def _process_rows(logits: torch.Tensor, ids: torch.Tensor, samplers: list[Sequen
     processed, failures = logits.clone(), {}
     try:
         batch = process_rows(logits[rows], [samplers[i].params for i in rows], [histories[i] for i in rows])
-        processed[rows] = batch
     except Exception:  # noqa: BLE001 - find the row at fault below
         batch = None
     for j, i in enumerate(rows):
