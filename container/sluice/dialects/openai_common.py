@@ -26,8 +26,9 @@ def field_names(body: dict, inputs: str) -> FieldNames:
 
 def read_parameters(body: dict, names: FieldNames) -> Parameters:
     """TGI's mapping of OpenAI fields to generation parameters: ``temperature`` 0 is greedy, any
-    other value samples; ``presence_penalty`` p is ``repetition_penalty`` p + 2.0; ``top_logprobs`` counts only with ``logprobs``; ``details`` always (the
-    answer needs the finish reason and token counts)."""
+    other value samples; ``presence_penalty`` p is ``repetition_penalty`` p + 2.0;
+    ``top_logprobs`` counts only with ``logprobs``; ``details`` always (the answer needs the
+    finish reason and token counts)."""
     def number(key: str) -> float | None:
         return typed(body, key, float, key)
 
