@@ -33,13 +33,13 @@ from sluice.text.events import ErrorEvent  # noqa: E402
 from sluice.serving.validation import Validator  # noqa: E402
 
 
-def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int, pack: bool = True):
+def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int, pack: bool = True, fuse: bool = True):
     config = Config.from_environ({"HF_MODEL_ID": model_dir, "DTYPE": dtype, "SLUICE_DEVICE": "cpu",
                                   "SLUICE_PACK_WEIGHTS": "1" if pack else "0"})
     configure_threads(config)
     loaded = load_model(config)
     runner = ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, loaded.dtype_reason,
-                         loaded.linear_kernels)
+                         loaded.linear_kernels, fuse=fuse)
     budget = SchedulerBudget(max_batch_total_tokens=200_000, max_batch_prefill_tokens=chunk)
     engine = Engine(runner, loaded.tokenizer, budget, eos_token_ids(loaded),
                     frozenset(loaded.tokenizer.all_special_ids),
@@ -146,13 +146,15 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4096, help="MAX_BATCH_PREFILL_TOKENS")
     parser.add_argument("--prefix-cache-tokens", type=int, default=25_000, help="0: no prefix cache")
     parser.add_argument("--plain-linear", action="store_true", help="SLUICE_PACK_WEIGHTS=0")
+    parser.add_argument("--no-fuse", action="store_true", help="SLUICE_FUSED_PREFILL=0")
     args = parser.parse_args()
     engine, validator, tokenizer = build(args.model_dir, args.dtype, args.chunk, args.prefix_cache_tokens,
-                                         pack=not args.plain_linear)
+                                         pack=not args.plain_linear, fuse=not args.no_fuse)
     result = {"streams": streams, "arrivals": arrivals, "prefix": prefix}[args.scenario](
         engine, validator, tokenizer, args)
     print(json.dumps({"scenario": args.scenario, "dtype": args.dtype, "streams": args.streams,
                       "linear": "plain" if args.plain_linear else "packed", "chunk": args.chunk,
+                      "fused": engine.runner.fused_pass,
                       **{k: round(v, 4) for k, v in result.items()}}))
 
 

@@ -72,12 +72,21 @@ def test_chunks_split_the_prefill_budget_between_the_rows():
     assert s.chunk_stop(0, 10, 1000) == 1  # at least one column
 
 
-def test_chunks_and_decode_steps_alternate_while_both_have_work():
-    turn = Scheduler.prefill_turn
-    assert turn(prefilling=True, running=True, last_was_prefill=False)
-    assert not turn(prefilling=True, running=True, last_was_prefill=True)
-    assert turn(prefilling=True, running=False, last_was_prefill=True)
-    assert not turn(prefilling=False, running=True, last_was_prefill=False)
+def test_chunks_and_decode_steps_alternate_while_both_have_work_and_cannot_fuse():
+    turn = Scheduler.next_pass
+    assert turn(prefilling=True, running=True, last_was_prefill=False, can_fuse=False) == "prefill"
+    assert turn(prefilling=True, running=True, last_was_prefill=True, can_fuse=False) == "decode"
+    assert turn(prefilling=True, running=False, last_was_prefill=True, can_fuse=False) == "prefill"
+    assert turn(prefilling=False, running=True, last_was_prefill=False, can_fuse=False) == "decode"
+    assert turn(prefilling=False, running=False, last_was_prefill=False, can_fuse=False) is None
+
+
+def test_a_chunk_rides_along_with_every_decode_step_when_the_runner_can_fuse():
+    turn = Scheduler.next_pass
+    assert turn(prefilling=True, running=True, last_was_prefill=True, can_fuse=True) == "fused"
+    assert turn(prefilling=True, running=True, last_was_prefill=False, can_fuse=True) == "fused"
+    assert turn(prefilling=True, running=False, last_was_prefill=False, can_fuse=True) == "prefill"
+    assert turn(prefilling=False, running=True, last_was_prefill=False, can_fuse=True) == "decode"
 
 
 def test_groups_keep_left_padding_under_a_quarter_of_real_tokens():

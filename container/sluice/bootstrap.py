@@ -121,7 +121,8 @@ def build_serving(config: Config) -> Serving:
     tokenizer = loaded.tokenizer
     special_ids = frozenset(tokenizer.all_special_ids)
     runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id, loaded.dtype_reason,
-                         loaded.linear_kernels)
+                         loaded.linear_kernels, fuse=config.fused_prefill)
+    log.info("fused prefill: %s", runner.fused_pass)  # checked on the loaded model, before serving
     eos_ids = eos_token_ids(loaded)
     engine = Engine(runner, tokenizer, budget, eos_ids, special_ids,
                     PrefixCache(budget.max_batch_total_tokens // PREFIX_CACHE_SHARE)).start()

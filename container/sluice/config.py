@@ -39,6 +39,7 @@ DTYPE = "DTYPE"
 SLUICE_DEVICE = "SLUICE_DEVICE"
 SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
 SLUICE_PACK_WEIGHTS = "SLUICE_PACK_WEIGHTS"  # 0: plain nn.Linear on CPU
+SLUICE_FUSED_PREFILL = "SLUICE_FUSED_PREFILL"  # 0: prefill chunks and decode steps take turns
 RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
 COMPUTE_TYPE = "COMPUTE_TYPE"
 SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
@@ -174,6 +175,7 @@ class Config:
     device: str = "auto"
     torch_threads: int | None = None
     pack_weights: bool = True  # CPU: linear weights pre-packed for oneDNN (model/packed_linear)
+    fused_prefill: bool = True  # a prefill chunk shares the decode step's forward pass (engine/fused_pass)
     response_cache_size: int = 256
     compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0
@@ -226,6 +228,7 @@ class Config:
             device=_choice(env, SLUICE_DEVICE, DEVICES, "auto"),
             torch_threads=_int(env, SLUICE_TORCH_THREADS, None, minimum=1),
             pack_weights=_bool(env, SLUICE_PACK_WEIGHTS, True),
+            fused_prefill=_bool(env, SLUICE_FUSED_PREFILL, True),
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
             compute_type=env.get(COMPUTE_TYPE, "").strip() or None,
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),

@@ -105,6 +105,7 @@ class Engine(LoopThread):
                 "model_dtype": str(getattr(self.runner.model, "dtype", "")).replace("torch.", ""),
                 "model_dtype_reason": self.runner.dtype_reason,
                 "model_linear_kernels": self.runner.linear_kernels,
+                "fused_prefill": self.runner.fused_pass,
                 "model_device_type": self.runner.device.type,
                 "max_batch_total_tokens": self.budget.max_batch_total_tokens,
                 "max_batch_prefill_tokens": self.budget.max_batch_prefill_tokens,
@@ -127,10 +128,14 @@ class Engine(LoopThread):
             self._begin_prefills(newcomers)
             try:
                 self._drop_cancelled()
-                if self._scheduler.prefill_turn(bool(self._prefilling), bool(self._running),
-                                                self._last_was_prefill):
+                step = self._scheduler.next_pass(
+                    bool(self._prefilling), bool(self._running), self._last_was_prefill,
+                    bool(self._prefilling) and self.runner.can_fuse(self._prefilling[0][1]))
+                if step == "fused":
+                    self._fused_step()
+                elif step == "prefill":
                     self._prefill_step()
-                elif self._running:
+                elif step == "decode":
                     self._decode_step()
             except Exception:  # the shared decode pass failed: every row with it, not the server
                 log.exception("generation step failed; failing the running batch")
@@ -222,15 +227,43 @@ class Engine(LoopThread):
         self._last_was_prefill = True
         try:
             self.runner.prefill_chunk(job, self._scheduler.chunk_stop(job.done, job.width, job.rows))
-            if not job.complete:
-                return
+        except Exception:
+            self._fail_prefill(group, job)
+            return
+        self._join_if_complete(group, job)
+
+    def _fused_step(self) -> None:
+        """A decode step of the running batch with the oldest job's next chunk in the same pass.
+
+        A failed pass leaves the running batch's cache as it was (the runner undoes its writes),
+        so, as with a separate chunk, only the newcomers fail; a fault of the running rows
+        themselves then shows in the next decode step, which fails the batch.
+        """
+        group, job = self._prefilling[0]
+        try:
+            logits = self.runner.fused_step(self._batch, job,
+                                            self._scheduler.chunk_stop(job.done, job.width, job.rows))
+        except Exception:
+            self._fail_prefill(group, job)
+            return
+        self._after_decode(logits)
+        self._join_if_complete(group, job)
+
+    def _fail_prefill(self, group: list[Sequence], job: PrefillJob) -> None:
+        log.exception("prefill of %d sequences failed; the running batch continues", len(group))
+        if self._prefilling and self._prefilling[0][1] is job:
+            self._prefilling.popleft()
+        self._fail(group, STEP_FAILED)
+
+    def _join_if_complete(self, group: list[Sequence], job: PrefillJob) -> None:
+        """Once a job's prompts are all in, publish their first tokens and let them join."""
+        if not job.complete:
+            return
+        try:
             self._prefilling.popleft()
             joined = self._first_tokens(group, job)
         except Exception:
-            log.exception("prefill of %d sequences failed; the running batch continues", len(group))
-            if self._prefilling and self._prefilling[0][1] is job:
-                self._prefilling.popleft()
-            self._fail(group, STEP_FAILED)
+            self._fail_prefill(group, job)
             return
         if joined is not None:  # rows first: a failed concatenate then fails them with the batch
             self._running.extend(joined[1])
@@ -253,7 +286,10 @@ class Engine(LoopThread):
         return (result.batch.filter(keep), [group[i] for i in keep]) if keep else None
 
     def _decode_step(self) -> None:
-        logits = self.runner.decode(self._batch)
+        self._after_decode(self.runner.decode(self._batch))
+
+    def _after_decode(self, logits: torch.Tensor) -> None:
+        """Choose, publish and retire the running rows' tokens from a decode step's logits."""
         selection = self._choose(logits, self._running)
         self._batch.last_tokens = selection.ids
         self._publish(self._running, selection)

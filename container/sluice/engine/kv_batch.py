@@ -52,6 +52,13 @@ class GrowingLayer(DynamicLayer):
         return self.keys, self.values
 
 
+def truncate(cache: BatchCache, lengths: list[int]) -> None:
+    """Forget the columns written after ``lengths`` (per layer): undoes a failed forward pass."""
+    for layer, length in zip(cache.layers, lengths):
+        layer.length = length
+        layer.keys, layer.values = layer._keys[:, :, :length], layer._values[:, :, :length]
+
+
 def _grow(buffer: torch.Tensor, used: int, capacity: int) -> torch.Tensor:
     shape = list(buffer.shape)
     shape[2] = capacity

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .kv_batch import BatchCache, KVBatch
+from .fused_pass import FusedCache, FusedPlan, chunk_mask, fused_attention_modules
+from .kv_batch import BatchCache, KVBatch, truncate
 
 
 @dataclass
@@ -49,12 +50,28 @@ class PrefillJob:
 
 class ModelRunner:
     def __init__(self, model, device: torch.device, pad_token_id: int, dtype_reason: str = "",
-                 linear_kernels: str = ""):
+                 linear_kernels: str = "", fuse: bool = True):
         self.model = model
         self.device = device
         self.pad_token_id = pad_token_id
         self.dtype_reason = dtype_reason  # what /info says of the dtype choice
         self.linear_kernels = linear_kernels  # and of the linear layers (packed for oneDNN or not)
+        self._fuses: bool | None = None if fuse else False  # None: not checked yet
+        self._fused_reason = "" if fuse else "off (SLUICE_FUSED_PREFILL=0)"
+
+    @property
+    def fused_pass(self) -> str:
+        """Whether decode steps and prefill chunks share a forward pass, and why (checked once)."""
+        if self._fuses is None:
+            self._fuses, self._fused_reason = self._check_fused_pass()
+        return self._fused_reason
+
+    def can_fuse(self, job: PrefillJob) -> bool:
+        """Whether ``job``'s next chunk may ride along with a decode step (``fused_step``)."""
+        if job.wants_prompt_logprobs:  # needs every position's logits; the fused pass keeps the last
+            return False
+        self.fused_pass  # noqa: B018 - checks the model once
+        return bool(self._fuses)
 
     def begin_prefill(self, prompts: list[tuple[int, ...]], with_prompt_logprobs: bool = False,
                       cache: BatchCache | None = None, done: int = 0) -> PrefillJob:
@@ -104,6 +121,70 @@ class ModelRunner:
                          use_cache=True, logits_to_keep=1)
         batch.positions = batch.positions + 1
         return out.logits[:, -1, :]
+
+    @torch.inference_mode()
+    def fused_step(self, batch: KVBatch, job: PrefillJob, stop: int) -> torch.Tensor:
+        """``decode`` of ``batch`` and ``prefill_chunk(job, stop)`` in one forward pass.
+
+        Returns the decode logits; the chunk's last-position logits go to the job as a chunk's do.
+        If the pass fails the batch's cache forgets what it wrote, so the running rows are intact
+        and only the job's group need fail. Not for jobs that want prompt log-probabilities.
+        """
+        start, width = job.done, stop - job.done
+        decode_mask = torch.cat([batch.attention_mask, batch.attention_mask.new_ones((batch.size, 1))], dim=1)
+        padding = job.mask[:, :stop]
+        chunk_positions = (padding.cumsum(-1) - 1).clamp(min=0)[:, start:stop]
+        plan = FusedPlan(batch.cache, decode_mask.bool(), job.cache, chunk_mask(padding, start),
+                         batch.size, job.rows, width)
+        ids = torch.cat([batch.last_tokens, job.ids[:, start:stop].reshape(-1)])[None]
+        positions = torch.cat([batch.positions, chunk_positions.reshape(-1)])[None]
+        rows = torch.arange(job.rows, device=ids.device)
+        keep = torch.cat([torch.arange(batch.size, device=ids.device), batch.size + rows * width + width - 1])
+        lengths = [layer.length for layer in batch.cache.layers]
+        try:
+            with fused_attention_modules(self.model):
+                out = self.model(input_ids=ids, attention_mask=_PREPARED_MASK.to(ids.device), position_ids=positions,
+                                 past_key_values=FusedCache(plan), use_cache=True, logits_to_keep=keep,
+                                 sluice_plan=plan)
+        except Exception:
+            truncate(batch.cache, lengths)
+            raise
+        batch.attention_mask, batch.positions = decode_mask, batch.positions + 1
+        job.logits, job.done = [out.logits[0, batch.size:, None, :]], stop
+        return out.logits[0, :batch.size, :]
+
+
+    def _check_fused_pass(self) -> tuple[bool, str]:
+        """Run a small decode + chunk both ways; fuse only if the model gives the same logits.
+
+        The fused pass relies on the model following transformers' attention interface; a model
+        that does not (or a device layout it cannot handle) keeps chunks and decode steps in turns.
+        """
+        generator = torch.Generator().manual_seed(0)
+        vocab = self.model.get_input_embeddings().num_embeddings
+
+        def prompts(*lengths):
+            return [tuple(torch.randint(3, vocab, (n,), generator=generator).tolist()) for n in lengths]
+
+        try:
+            running, arriving = prompts(3, 5), prompts(7, 4)
+            plain_batch, fused_batch = self.prefill(running).batch, self.prefill(running).batch
+            plain_job, fused_job = self.begin_prefill(arriving), self.begin_prefill(arriving)
+            plain = self.decode(plain_batch)
+            self.prefill_chunk(plain_job, 4)
+            fused = self.fused_step(fused_batch, fused_job, 4)
+            pairs = [(plain, fused), (plain_job.logits[-1][:, -1], fused_job.logits[-1][:, -1])]
+            for expected, got in pairs:
+                scale = float(expected.abs().max()) or 1.0
+                if not torch.allclose(expected.float(), got.float(), rtol=1e-2, atol=1e-2 * scale):
+                    return False, "off: the fused pass gave other logits than separate passes on this model"
+        except Exception as error:  # a model whose attention does not follow the interface
+            return False, f"off: this model cannot run the fused pass ({type(error).__name__}: {error})"
+        return True, "on (decode steps and prefill chunks share one forward pass)"
+
+
+# A 4D mask is taken by transformers as already prepared: the fused attention builds its own.
+_PREPARED_MASK = torch.ones((1, 1, 1, 1), dtype=torch.bool)
 
 
 def _prompt_logprobs(logits: torch.Tensor, ids: torch.Tensor, prompts) -> list[list[float | None]]:

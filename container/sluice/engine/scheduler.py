@@ -5,8 +5,9 @@ is unit tested in-process with plain objects standing in for sequences (anything
 ``valid.input_length``, ``valid.max_new_tokens`` and ``cancelled``).
 
 Chunked prefill (as vLLM and TGI 2 do it): a prompt is prefilled ``max_batch_prefill_tokens`` at
-a time, and the running batch takes one decode step between two chunks, so a newcomer's long
-prompt delays the running streams by one chunk per token, never by the whole prompt.
+a time, each chunk in the same forward pass as a decode step of the running batch (or, where the
+model cannot fuse them, between two decode steps), so a newcomer's long prompt delays the running
+streams by about one chunk per token, never by the whole prompt.
 """
 
 from __future__ import annotations
@@ -72,14 +73,19 @@ class Scheduler:
         return min(width, done + columns)
 
     @staticmethod
-    def prefill_turn(prefilling: bool, running: bool, last_was_prefill: bool) -> bool:
-        """Whether the next forward pass is a prefill chunk (else a decode step).
+    def next_pass(prefilling: bool, running: bool, last_was_prefill: bool, can_fuse: bool) -> str | None:
+        """The next forward pass: "fused" (a decode step and a chunk in one), "prefill", "decode".
 
-        Chunks and decode steps alternate while both have work; either runs alone otherwise.
+        With both kinds of work, a chunk rides along with the decode step when the runner can
+        fuse them; otherwise chunks and decode steps alternate. Either runs alone otherwise.
         """
-        if not prefilling:
-            return False
-        return not running or not last_was_prefill
+        if prefilling and running:
+            if can_fuse:
+                return "fused"
+            return "decode" if last_was_prefill else "prefill"
+        if prefilling:
+            return "prefill"
+        return "decode" if running else None
 
 
 def group_by_length(sequences: list, max_waste: float = 0.25) -> list[list]:

@@ -19,6 +19,7 @@ def info(service: GenerationService, config: Config) -> Response:
         "model_dtype": engine["model_dtype"], "model_device_type": engine["model_device_type"],
         "model_dtype_reason": engine.get("model_dtype_reason"),
         "model_linear_kernels": engine.get("model_linear_kernels"),
+        "fused_prefill": engine.get("fused_prefill"),
         "max_concurrent_requests": config.max_concurrent_requests, "max_best_of": service.limits.max_best_of,
         "max_stop_sequences": service.limits.max_stop_sequences, "max_input_tokens": limits.max_input_tokens,
         "max_input_length": limits.max_input_tokens, "max_total_tokens": limits.max_total_tokens,

@@ -1,0 +1,132 @@
+"""One forward pass for the running rows' next tokens and a prefill chunk together.
+
+Chunked prefill alone still makes the running streams wait for two passes per token: a decode
+step, then a chunk. Most of a pass on CPU is fixed cost (every weight read once, Python per
+layer), so running both in one pass is close to the price of one. The rows have different query
+lengths (1 for a decode row, the chunk's width for a prefill row), so the new tokens are packed
+into a single row of the batch for everything but attention (embeddings, norms, rotary from
+per-token positions, linear layers), and attention splits them again: the decode queries attend
+the running batch's cache, the chunk's queries the prefill job's cache, each with its own mask.
+
+This rides on the Hugging Face attention interface: the packed pass sets the attention modules'
+implementation to ``sluice_fused`` for its own duration, and passes the plan through the forward
+pass's keyword arguments, which transformers hands to the attention function unchanged. Models
+whose attention does not follow that interface are found by ``supports_fused_pass`` at load, and
+keep decode steps and chunks in turns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AttentionInterface
+from transformers.cache_utils import Cache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+IMPLEMENTATION = "sluice_fused"
+
+
+@dataclass
+class FusedPlan:
+    """Where the packed tokens come from: ``decode_rows`` first, then ``chunk_rows`` x ``chunk_width``."""
+
+    decode_cache: Cache
+    decode_mask: torch.Tensor  # [decode_rows, columns] bool, the new column included
+    chunk_cache: Cache
+    chunk_mask: torch.Tensor  # [chunk_rows, 1, chunk_width, columns] bool
+    decode_rows: int
+    chunk_rows: int
+    chunk_width: int
+    keys: dict[int, tuple] = field(default_factory=dict)  # per layer: the two caches' full keys/values
+
+    def split(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[1, heads, tokens, dim] -> decode [rows, heads, 1, dim], chunk [rows, heads, width, dim]."""
+        decode = packed[0, :, :self.decode_rows].transpose(0, 1).unsqueeze(2)
+        heads, dim = packed.shape[1], packed.shape[3]
+        chunk = packed[0, :, self.decode_rows:].reshape(heads, self.chunk_rows, self.chunk_width, dim)
+        return decode, chunk.transpose(0, 1)
+
+
+class FusedCache(Cache):
+    """The ``past_key_values`` of a packed pass: writes each part's keys/values to its own cache."""
+
+    def __init__(self, plan: FusedPlan):
+        self.plan = plan
+        self.layers = []
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        plan = self.plan
+        decode_keys, chunk_keys = plan.split(key_states)
+        decode_values, chunk_values = plan.split(value_states)
+        plan.keys[layer_idx] = (plan.decode_cache.update(decode_keys, decode_values, layer_idx),
+                                plan.chunk_cache.update(chunk_keys.contiguous(), chunk_values.contiguous(),
+                                                        layer_idx))
+        return key_states, value_states
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
+def fused_attention(module, query, key, value, attention_mask, sluice_plan: FusedPlan | None = None,
+                    **kwargs):
+    """Each part's queries against its own cache, through transformers' own SDPA path."""
+    plan = sluice_plan
+    if plan is None:
+        raise RuntimeError("the sluice_fused attention runs only inside a fused pass")
+    (decode_keys, decode_values), (chunk_keys, chunk_values) = plan.keys.pop(module.layer_idx)
+    decode_query, chunk_query = plan.split(query)
+    decode_out, _ = sdpa_attention_forward(module, decode_query, decode_keys, decode_values,
+                                           plan.decode_mask[:, None, None, :], **kwargs)
+    chunk_out, _ = sdpa_attention_forward(module, chunk_query.contiguous(), chunk_keys, chunk_values,
+                                          plan.chunk_mask, **kwargs)
+    # Both come back as [rows, query length, heads, dim]; the layer reshapes to [1, tokens, hidden].
+    packed = torch.cat([decode_out.reshape(-1, *decode_out.shape[2:]),
+                        chunk_out.reshape(-1, *chunk_out.shape[2:])])
+    return packed.unsqueeze(0), None
+
+
+AttentionInterface.register(IMPLEMENTATION, fused_attention)
+AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
+
+
+def chunk_mask(padding: torch.Tensor, start: int) -> torch.Tensor:
+    """[rows, 1, stop - start, stop] bool: causal over columns ``start:stop``, padding masked.
+
+    A padding query still sees itself, so no row of the softmax is empty (an empty one gives
+    NaN, which would flow into its keys/values; they stay masked for every real query).
+    """
+    stop = padding.shape[1]
+    queries = torch.arange(start, stop, device=padding.device)[:, None]
+    keys = torch.arange(stop, device=padding.device)[None, :]
+    causal = keys <= queries
+    return ((causal[None] & padding.bool()[:, None, :]) | (keys == queries)[None])[:, None]
+
+
+@contextlib.contextmanager
+def fused_attention_modules(model):
+    """Switch the model's attention configs to the fused implementation for one pass."""
+    configs = _attention_configs(model)
+    saved = [c._attn_implementation_internal for c in configs]
+    for config in configs:
+        config._attn_implementation_internal = IMPLEMENTATION
+    try:
+        yield
+    finally:
+        for config, name in zip(configs, saved):
+            config._attn_implementation_internal = name
+
+
+def _attention_configs(model) -> list:
+    cached = getattr(model, "_sluice_attention_configs", None)
+    if cached is None:
+        seen = {}
+        for module in model.modules():
+            if hasattr(module, "layer_idx") and hasattr(module, "config"):
+                seen[id(module.config)] = module.config
+        seen[id(model.config)] = model.config  # the mask is built from the top-level config
+        cached = list(seen.values())
+        model._sluice_attention_configs = cached
+    return cached

@@ -1,0 +1,161 @@
+"""A prefill chunk in the decode step's forward pass (engine/fused_pass), in-process, float32.
+
+What a user would notice if it were wrong: other tokens for the running streams or the newcomers
+than with separate passes, or running streams broken by a newcomer's failed pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sluice.config import TokenLimits
+from sluice.dialects.tgi_body import parse_generate_body
+from sluice.engine.batching import Engine, SchedulerBudget
+from sluice.engine.model_runner import ModelRunner
+from sluice.model.loading import eos_token_ids
+from sluice.request import RequestLimits
+from sluice.serving.validation import Validator
+from sluice.text.events import ErrorEvent
+
+RUNNING = ["A short story: once upon a time, in a small village by the sea, there lived an old",
+           "Hi"]
+ARRIVING = ["How do I make cheese at home with milk from the farm next door? Tell me step by step",
+            "Why is the sky blue?"]  # another length: its own prefill group
+
+
+def runner_of(loaded, fuse: bool = True) -> ModelRunner:
+    return ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, fuse=fuse)
+
+
+def ids_of(loaded, texts) -> list[tuple[int, ...]]:
+    return [tuple(loaded.tokenizer(t)["input_ids"]) for t in texts]
+
+
+def test_a_fused_pass_gives_the_logits_and_cache_of_a_decode_step_and_a_chunk(loaded):
+    runner = runner_of(loaded)
+    assert runner.fused_pass.startswith("on")
+    running = ids_of(loaded, RUNNING)
+    separate_batch, fused_batch = runner.prefill(running).batch, runner.prefill(running).batch
+    arriving = ids_of(loaded, ARRIVING)  # two rows of other lengths: a left-padded group
+    separate_job, fused_job = runner.begin_prefill(arriving), runner.begin_prefill(arriving)
+    for stop in (5, 6, 13, separate_job.width):
+        expected = runner.decode(separate_batch)
+        runner.prefill_chunk(separate_job, stop)
+        torch.testing.assert_close(runner.fused_step(fused_batch, fused_job, stop), expected,
+                                   rtol=1e-4, atol=1e-4)
+        tokens = expected.argmax(-1)
+        separate_batch.last_tokens, fused_batch.last_tokens = tokens, tokens
+    separate, fused = runner.finish_prefill(separate_job), runner.finish_prefill(fused_job)
+    torch.testing.assert_close(fused.last_logits, separate.last_logits, rtol=1e-4, atol=1e-4)
+    # Both caches now hold what separate passes would have written: the next steps agree.
+    torch.testing.assert_close(runner.decode(fused.batch), runner.decode(separate.batch), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(runner.decode(fused_batch), runner.decode(separate_batch), rtol=1e-4, atol=1e-4)
+
+
+def engine_of(runner, loaded, chunk: int) -> Engine:
+    return Engine(runner, loaded.tokenizer, SchedulerBudget(100_000, chunk), eos_token_ids(loaded),
+                  frozenset(loaded.tokenizer.all_special_ids))
+
+
+def request(loaded, prompt: str, **parameters):
+    validator = Validator(loaded.tokenizer, TokenLimits(512, 1024), 20)
+    return validator.validate(parse_generate_body(
+        {"inputs": prompt, "parameters": dict(parameters, max_new_tokens=24)}, RequestLimits()))
+
+
+def drain(sequence) -> tuple[list[int], Exception | None]:
+    ids = []
+    while True:
+        event = sequence.events.get(timeout=60)
+        if isinstance(event, ErrorEvent):
+            return ids, event.error
+        ids.append(event.token.id)
+        if event.finish is not None:
+            return ids, None
+
+
+class CountingRunner(ModelRunner):
+    """The production runner, counting its fused passes so a test knows it took that path."""
+
+    def __init__(self, loaded, fuse: bool = True):
+        super().__init__(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, fuse=fuse)
+        self.fused_passes = 0
+
+    def fused_step(self, batch, job, stop):
+        self.fused_passes += 1
+        return super().fused_step(batch, job, stop)
+
+
+def stream_with_arrivals(loaded, runner, before_arrivals=None,
+                         **parameters) -> list[tuple[list[int], Exception | None]]:
+    """Two streams run; once both have a token, two prompts arrive and are prefilled in chunks."""
+    engine = engine_of(runner, loaded, chunk=4).start()
+    try:
+        running = [engine.submit(request(loaded, p, **parameters)) for p in RUNNING]
+        firsts = [s.events.get(timeout=60).token.id for s in running]
+        if before_arrivals:
+            before_arrivals()
+        arriving = [engine.submit(request(loaded, p, **parameters)) for p in ARRIVING]
+        results = [drain(s) for s in running + arriving]
+    finally:
+        engine.stop()
+    return [([first] + ids, error) for first, (ids, error) in zip(firsts, results[:2])] + results[2:]
+
+
+def test_streams_and_arrivals_generate_the_same_tokens_fused_or_in_turns(loaded):
+    fused_runner = CountingRunner(loaded)
+    for parameters in ({}, {"do_sample": True, "seed": 5, "top_k": 40}):
+        fused = stream_with_arrivals(loaded, fused_runner, **parameters)
+        in_turns = stream_with_arrivals(loaded, runner_of(loaded, fuse=False), **parameters)
+        assert fused == in_turns and all(error is None and len(ids) == 24 for ids, error in fused)
+    assert fused_runner.fused_passes >= 2 * 6  # every arrival's chunks rode along with decode steps
+
+
+class FailingFusedRunner(CountingRunner):
+    """Once armed, its next fused pass fails halfway through the model, after half the layers
+    wrote their keys/values."""
+
+    def __init__(self, loaded):
+        super().__init__(loaded)
+        assert self.fused_pass.startswith("on")  # the load-time check runs before the trap is set
+        self._armed = False
+        layers = loaded.model.model.layers
+        self._hook = layers[len(layers) // 2].register_forward_pre_hook(self._explode)
+
+    def _explode(self, module, args):
+        if self._armed and args[0].shape[0] == 1 and args[0].shape[1] > 1:  # packed: 1 row, many tokens
+            self._armed = False
+            raise RuntimeError("CUDA out of memory (simulated, mid-pass)")
+
+    def arm(self):
+        self._armed = True
+
+    def remove(self):
+        self._hook.remove()
+
+
+def test_a_fused_pass_that_fails_fails_only_the_newcomers_and_the_running_streams_go_on(loaded):
+    expected = stream_with_arrivals(loaded, runner_of(loaded, fuse=False))
+    runner = FailingFusedRunner(loaded)
+    try:
+        results = stream_with_arrivals(loaded, runner, before_arrivals=runner.arm)
+    finally:
+        runner.remove()
+    assert runner.fused_passes >= 2
+    # The running streams' cache forgot the failed pass's writes: their tokens are unchanged.
+    assert results[:2] == expected[:2]
+    failed = [i for i in (2, 3) if results[i][1] is not None]
+    assert len(failed) == 1 and results[failed[0]][0] == []
+    assert results[failed[0]][1].message == "Request failed during generation: the model step failed"
+    survivor = 5 - failed[0]  # the other arrival, prefilled in later fused passes
+    assert results[survivor] == expected[survivor]
+
+def test_a_runner_that_cannot_fuse_says_so_and_keeps_chunks_and_decode_steps_in_turns(loaded):
+    class Unfusable(ModelRunner):
+        def fused_step(self, batch, job, stop):
+            raise NotImplementedError("attention outside transformers' interface")
+
+    runner = Unfusable(loaded.model, loaded.device, loaded.tokenizer.pad_token_id)
+    assert runner.fused_pass.startswith("off: this model cannot run the fused pass (NotImplementedError")
+    assert stream_with_arrivals(loaded, runner) == stream_with_arrivals(loaded, runner_of(loaded, fuse=False))
+    assert runner_of(loaded, fuse=False).fused_pass == "off (SLUICE_FUSED_PREFILL=0)"
