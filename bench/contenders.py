@@ -11,7 +11,6 @@ README "Engines"). The row label says which dtype and threads each ran with.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +39,8 @@ CONTENDERS = {c.key: c for c in [
     Contender("sluice-fp32", "Sluice (own engine)", "float32", "sluice", levels_key="fp32_levels"),
     Contender("sluice-bf16", "Sluice (own engine)", "bfloat16", "sluice"),
     # The ITL/throughput trade-off of small prefill chunks (README "Configuration").
-    Contender("sluice-bf16-chunkN", "Sluice (own engine), 32-token prefill chunks", "bfloat16", "sluice",
-              levels_key="chunk_levels", env={"MAX_BATCH_PREFILL_TOKENS": os.environ.get("BENCH_CHUNK", "32")}, scenarios=("arrivals",)),
+    Contender("sluice-bf16-chunk16", "Sluice (own engine), 16-token prefill chunks", "bfloat16", "sluice",
+              levels_key="chunk_levels", env={"MAX_BATCH_PREFILL_TOKENS": "16"}, scenarios=("arrivals",)),
     Contender("sluice-vllm-bf16", "Sluice on vLLM", "bfloat16", "sluice", engine="vllm"),
     Contender("vllm-server-bf16", "vLLM OpenAI server", "bfloat16", "vllm-server"),
     Contender("transformers-serve-fp32", "transformers serve --continuous-batching", "float32",

@@ -7,7 +7,7 @@ Also sequential `generate` and the ideal schedule, in process.
                         [--skip-transformers-serve] [--skip-vllm] [--threads N] [--model-dir DIR]
 
 One run, one model. Contenders (bench/contenders.py): ``sluice-fp32``, ``sluice-bf16`` (the own
-engine at each dtype), ``sluice-bf16-chunk32`` (the same with 32-token prefill chunks: 16 streams
+engine at each dtype), ``sluice-bf16-chunk16`` (the same with 16-token prefill chunks: 16 streams
 and arrivals only), ``sluice-vllm-bf16`` (Sluice on the vLLM engine), ``vllm-server-bf16``
 (vLLM's OpenAI server, same engine settings), ``transformers-serve-fp32``; every one gets the same
 thread count, unpinned. They run one after another, so no two share the cores while measured:

@@ -11,6 +11,7 @@ import torch
 from sluice.config import TokenLimits
 from sluice.dialects.tgi_body import parse_generate_body
 from sluice.engine.batching import Engine, SchedulerBudget
+from sluice.engine.fused_pass import ragged_segments
 from sluice.engine.model_runner import ModelRunner
 from sluice.model.loading import eos_token_ids
 from sluice.request import RequestLimits
@@ -159,3 +160,11 @@ def test_a_runner_that_cannot_fuse_says_so_and_keeps_chunks_and_decode_steps_in_
     assert runner.fused_pass.startswith("off: this model cannot run the fused pass (NotImplementedError")
     assert stream_with_arrivals(loaded, runner) == stream_with_arrivals(loaded, runner_of(loaded, fuse=False))
     assert runner_of(loaded, fuse=False).fused_pass == "off (SLUICE_FUSED_PREFILL=0)"
+
+
+def test_rows_of_very_different_lengths_attend_only_their_own_columns():
+    # 3 short rows, then 2 long ones that joined later: two runs; the short run skips 1,400 columns.
+    assert ragged_segments([1400, 1390, 1410, 0, 20], 1500) == [(0, 3, 1390), (3, 5, 0)]
+    assert ragged_segments([0, 0, 0], 8) == [(0, 3, 0)]
+    # Alternating lengths would need a call per row: one segment, the whole batch, instead.
+    assert ragged_segments([0, 1000, 0, 1000, 0, 1000], 1100, max_segments=4) == [(0, 6, 0)]

@@ -40,6 +40,7 @@ class FusedPlan:
     decode_rows: int
     chunk_rows: int
     chunk_width: int
+    decode_segments: list[tuple[int, int, int]] = field(default_factory=list)  # (first row, end row, first column)
     keys: dict[int, tuple] = field(default_factory=dict)  # per layer: the two caches' full keys/values
 
     def split(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,14 +79,41 @@ def fused_attention(module, query, key, value, attention_mask, sluice_plan: Fuse
         raise RuntimeError("the sluice_fused attention runs only inside a fused pass")
     (decode_keys, decode_values), (chunk_keys, chunk_values) = plan.keys.pop(module.layer_idx)
     decode_query, chunk_query = plan.split(query)
-    decode_out, _ = sdpa_attention_forward(module, decode_query, decode_keys, decode_values,
-                                           plan.decode_mask[:, None, None, :], **kwargs)
+    outputs = []
+    for first, end, column in plan.decode_segments or [(0, plan.decode_rows, 0)]:
+        out, _ = sdpa_attention_forward(module, decode_query[first:end], decode_keys[first:end, :, column:],
+                                        decode_values[first:end, :, column:],
+                                        plan.decode_mask[first:end, None, None, column:], **kwargs)
+        outputs.append(out)
     chunk_out, _ = sdpa_attention_forward(module, chunk_query.contiguous(), chunk_keys, chunk_values,
                                           plan.chunk_mask, **kwargs)
-    # Both come back as [rows, query length, heads, dim]; the layer reshapes to [1, tokens, hidden].
-    packed = torch.cat([decode_out.reshape(-1, *decode_out.shape[2:]),
-                        chunk_out.reshape(-1, *chunk_out.shape[2:])])
+    outputs.append(chunk_out)
+    # Each comes back as [rows, query length, heads, dim]; the layer reshapes to [1, tokens, hidden].
+    packed = torch.cat([out.reshape(-1, *out.shape[2:]) for out in outputs])
     return packed.unsqueeze(0), None
+
+
+def ragged_segments(starts: list[int], columns: int, max_segments: int = 4) -> list[tuple[int, int, int]]:
+    """Runs of neighbouring rows of similar length, each to attend only its own columns.
+
+    A left-padded batch is as wide as its longest row, so after a long prompt joins, every short
+    row would attend (masked) padding as wide as that prompt. Rows are right-aligned: row r uses
+    columns ``starts[r]:``. A run ends where the width changes by more than half; more than
+    ``max_segments`` runs (one SDPA call each, per layer) fall back to one: the whole batch.
+    """
+    segments: list[list[int]] = []  # [first row, end row, first column]
+    for row, start in enumerate(starts):
+        width = columns - start
+        if segments:
+            segment = segments[-1]
+            widest = columns - segment[2]
+            if widest / 2 <= width <= widest * 2:
+                segment[1], segment[2] = row + 1, min(segment[2], start)
+                continue
+        segments.append([row, row + 1, start])
+    if len(segments) > max_segments:
+        return [(0, len(starts), min(starts, default=0))]
+    return [tuple(segment) for segment in segments]
 
 
 AttentionInterface.register(IMPLEMENTATION, fused_attention)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .fused_pass import FusedCache, FusedPlan, chunk_mask, fused_attention_modules
+from .fused_pass import FusedCache, FusedPlan, chunk_mask, fused_attention_modules, ragged_segments
 from .kv_batch import BatchCache, KVBatch, truncate
 
 
@@ -134,8 +134,9 @@ class ModelRunner:
         decode_mask = torch.cat([batch.attention_mask, batch.attention_mask.new_ones((batch.size, 1))], dim=1)
         padding = job.mask[:, :stop]
         chunk_positions = (padding.cumsum(-1) - 1).clamp(min=0)[:, start:stop]
+        starts = (decode_mask.cumsum(-1) == 0).sum(-1).tolist()  # each row's left padding
         plan = FusedPlan(batch.cache, decode_mask.bool(), job.cache, chunk_mask(padding, start),
-                         batch.size, job.rows, width)
+                         batch.size, job.rows, width, ragged_segments(starts, decode_mask.shape[1]))
         ids = torch.cat([batch.last_tokens, job.ids[:, start:stop].reshape(-1)])[None]
         positions = torch.cat([batch.positions, chunk_positions.reshape(-1)])[None]
         rows = torch.arange(job.rows, device=ids.device)
