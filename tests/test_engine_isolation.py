@@ -141,12 +141,17 @@ def test_a_failed_prefill_group_fails_only_its_newcomers(loaded, validator):
 
 
 class FailingDecodeRunner(ModelRunner):
+    """Decode steps fail; no fused passes (a failed one fails only newcomers: test_fused_prefill)."""
+
+    def __init__(self, loaded):
+        super().__init__(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, fuse=False)
+
     def decode(self, batch):
         raise RuntimeError("device-side assert triggered at /opt/secret/path.cu:42")
 
 
 def test_a_failed_decode_pass_fails_the_batch_with_a_text_free_of_internals(loaded, validator):
-    engine = make_engine(loaded, FailingDecodeRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id))
+    engine = make_engine(loaded, FailingDecodeRunner(loaded))
     sequences = [engine.submit(request(validator, p, max_new_tokens=10)) for p in (LONG, SHORT)]
     engine.start()
     try:

@@ -12,6 +12,7 @@ from sluice.config import TokenLimits
 from sluice.dialects.tgi_body import parse_generate_body
 from sluice.engine.batching import Engine, SchedulerBudget
 from sluice.engine.fused_pass import ragged_segments
+from sluice.engine.kv_batch import concatenate
 from sluice.engine.model_runner import ModelRunner
 from sluice.model.loading import eos_token_ids
 from sluice.request import RequestLimits
@@ -33,15 +34,15 @@ def ids_of(loaded, texts) -> list[tuple[int, ...]]:
 
 
 def test_a_fused_pass_gives_the_logits_and_cache_of_a_decode_step_and_a_chunk(loaded):
-    runner = runner_of(loaded)
+    runner, separate_runner = runner_of(loaded), runner_of(loaded, fuse=False)
     assert runner.fused_pass.startswith("on")
-    running = ids_of(loaded, RUNNING)
+    running = ids_of(loaded, RUNNING)  # 25 and 3 tokens: the fused decode attends two runs of rows
     separate_batch, fused_batch = runner.prefill(running).batch, runner.prefill(running).batch
-    arriving = ids_of(loaded, ARRIVING)  # two rows of other lengths: a left-padded group
+    arriving = ids_of(loaded, ARRIVING)
     separate_job, fused_job = runner.begin_prefill(arriving), runner.begin_prefill(arriving)
     for stop in (5, 6, 13, separate_job.width):
-        expected = runner.decode(separate_batch)
-        runner.prefill_chunk(separate_job, stop)
+        expected = separate_runner.decode(separate_batch)
+        separate_runner.prefill_chunk(separate_job, stop)
         torch.testing.assert_close(runner.fused_step(fused_batch, fused_job, stop), expected,
                                    rtol=1e-4, atol=1e-4)
         tokens = expected.argmax(-1)
@@ -49,8 +50,26 @@ def test_a_fused_pass_gives_the_logits_and_cache_of_a_decode_step_and_a_chunk(lo
     separate, fused = runner.finish_prefill(separate_job), runner.finish_prefill(fused_job)
     torch.testing.assert_close(fused.last_logits, separate.last_logits, rtol=1e-4, atol=1e-4)
     # Both caches now hold what separate passes would have written: the next steps agree.
-    torch.testing.assert_close(runner.decode(fused.batch), runner.decode(separate.batch), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(runner.decode(fused_batch), runner.decode(separate_batch), rtol=1e-4, atol=1e-4)
+    for fused_rows, separate_rows in ((fused.batch, separate.batch), (fused_batch, separate_batch)):
+        torch.testing.assert_close(separate_runner.decode(fused_rows), separate_runner.decode(separate_rows),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_a_decode_step_of_rows_of_unlike_lengths_skips_their_padding_and_keeps_their_logits(loaded):
+    runner, plain_runner = runner_of(loaded), runner_of(loaded, fuse=False)
+    long_row = ids_of(loaded, [ARRIVING[0] * 3])
+    short_rows = ids_of(loaded, ["Hi", "Hello there"])
+    batches = []
+    for _ in range(2):  # short rows first, then a long prompt joins: a batch as wide as the long row
+        short, long = runner.prefill(short_rows), runner.prefill(long_row)
+        short.batch.last_tokens, long.batch.last_tokens = short.last_logits.argmax(-1), long.last_logits.argmax(-1)
+        batches.append(concatenate([short.batch, long.batch]))
+    assert len(ragged_segments([int(x) for x in (batches[0].attention_mask == 0).sum(-1)],
+                               batches[0].columns + 1)) == 2
+    for _ in range(3):
+        expected = plain_runner.decode(batches[0])
+        torch.testing.assert_close(runner.decode(batches[1]), expected, rtol=1e-4, atol=1e-4)
+        batches[0].last_tokens = batches[1].last_tokens = expected.argmax(-1)
 
 
 def engine_of(runner, loaded, chunk: int) -> Engine:

@@ -2,13 +2,15 @@
 
 Continuous batching at the iteration level, as TGI does it: requests wait in arrival order;
 whenever they fit the KV budget they are prefilled together, in chunks of at most
-``max_batch_prefill_tokens`` alternating with decode steps of the running batch (the
-``scheduler`` decides), and join the running batch once their prompt is in; finished or cancelled
-sequences leave the batch at once. Request threads only
+``max_batch_prefill_tokens``, each in the forward pass of a decode step of the running batch
+(``fused_pass``; in turns with decode steps where the model cannot fuse them: the ``scheduler``
+decides), and join the running batch once their prompt is in; finished or cancelled sequences
+leave the batch at once. Request threads only
 ``submit`` and read their sequence's event queue, so the model is never touched by two threads.
 
 Failures stay as small as they can: a row whose sampling fails leaves the batch alone, a prefill
-group that fails takes only its newcomers, and only a failed decode forward pass, which every
+group that fails takes only its newcomers (a failed fused pass undoes its writes to the running
+batch's cache), and only a failed decode forward pass, which every
 row shares, fails the whole batch. Clients get a fixed text; the exception goes to the log.
 """
 

@@ -35,17 +35,19 @@ class FusedPlan:
 
     decode_cache: Cache
     decode_mask: torch.Tensor  # [decode_rows, columns] bool, the new column included
-    chunk_cache: Cache
-    chunk_mask: torch.Tensor  # [chunk_rows, 1, chunk_width, columns] bool
+    chunk_cache: Cache | None  # None: a decode step alone (rows of unlike lengths, see ragged_segments)
+    chunk_mask: torch.Tensor | None  # [chunk_rows, 1, chunk_width, columns] bool
     decode_rows: int
     chunk_rows: int
     chunk_width: int
     decode_segments: list[tuple[int, int, int]] = field(default_factory=list)  # (first row, end row, first column)
     keys: dict[int, tuple] = field(default_factory=dict)  # per layer: the two caches' full keys/values
 
-    def split(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def split(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[1, heads, tokens, dim] -> decode [rows, heads, 1, dim], chunk [rows, heads, width, dim]."""
         decode = packed[0, :, :self.decode_rows].transpose(0, 1).unsqueeze(2)
+        if self.chunk_cache is None:
+            return decode, None
         heads, dim = packed.shape[1], packed.shape[3]
         chunk = packed[0, :, self.decode_rows:].reshape(heads, self.chunk_rows, self.chunk_width, dim)
         return decode, chunk.transpose(0, 1)
@@ -62,9 +64,9 @@ class FusedCache(Cache):
         plan = self.plan
         decode_keys, chunk_keys = plan.split(key_states)
         decode_values, chunk_values = plan.split(value_states)
-        plan.keys[layer_idx] = (plan.decode_cache.update(decode_keys, decode_values, layer_idx),
-                                plan.chunk_cache.update(chunk_keys.contiguous(), chunk_values.contiguous(),
-                                                        layer_idx))
+        chunk = None if plan.chunk_cache is None else plan.chunk_cache.update(
+            chunk_keys.contiguous(), chunk_values.contiguous(), layer_idx)
+        plan.keys[layer_idx] = (plan.decode_cache.update(decode_keys, decode_values, layer_idx), chunk)
         return key_states, value_states
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -77,7 +79,7 @@ def fused_attention(module, query, key, value, attention_mask, sluice_plan: Fuse
     plan = sluice_plan
     if plan is None:
         raise RuntimeError("the sluice_fused attention runs only inside a fused pass")
-    (decode_keys, decode_values), (chunk_keys, chunk_values) = plan.keys.pop(module.layer_idx)
+    (decode_keys, decode_values), chunk = plan.keys.pop(module.layer_idx)
     decode_query, chunk_query = plan.split(query)
     outputs = []
     for first, end, column in plan.decode_segments or [(0, plan.decode_rows, 0)]:
@@ -85,9 +87,9 @@ def fused_attention(module, query, key, value, attention_mask, sluice_plan: Fuse
                                         decode_values[first:end, :, column:],
                                         plan.decode_mask[first:end, None, None, column:], **kwargs)
         outputs.append(out)
-    chunk_out, _ = sdpa_attention_forward(module, chunk_query.contiguous(), chunk_keys, chunk_values,
-                                          plan.chunk_mask, **kwargs)
-    outputs.append(chunk_out)
+    if chunk is not None:
+        chunk_out, _ = sdpa_attention_forward(module, chunk_query.contiguous(), *chunk, plan.chunk_mask, **kwargs)
+        outputs.append(chunk_out)
     # Each comes back as [rows, query length, heads, dim]; the layer reshapes to [1, tokens, hidden].
     packed = torch.cat([out.reshape(-1, *out.shape[2:]) for out in outputs])
     return packed.unsqueeze(0), None

@@ -3,7 +3,8 @@
 A group of new prompts (left-padded) is prefilled as a ``PrefillJob``, one chunk of columns per
 ``prefill_chunk`` call, so the engine can run decode steps in between; the finished job gives the
 group's KV batch and the logits of each prompt's last position. ``decode`` runs one step for the
-whole running batch. None of it knows about requests, sampling or text.
+whole running batch; ``fused_step`` does both in one pass (``fused_pass``). None of it knows
+about requests, sampling or text.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class ModelRunner:
 
     def can_fuse(self, job: PrefillJob) -> bool:
         """Whether ``job``'s next chunk may ride along with a decode step (``fused_step``)."""
-        if job.wants_prompt_logprobs:  # needs every position's logits; the fused pass keeps the last
-            return False
+        # Prompt log-probabilities need every position's logits; the fused pass keeps the last.
+        return not job.wants_prompt_logprobs and self._fusing()
+
+    def _fusing(self) -> bool:
         self.fused_pass  # noqa: B018 - checks the model once
         return bool(self._fuses)
 
@@ -111,9 +114,20 @@ class ModelRunner:
         self.prefill_chunk(job, job.width)
         return self.finish_prefill(job)
 
-    @torch.inference_mode()
     def decode(self, batch: KVBatch) -> torch.Tensor:
-        """One step for every row; extends the batch's mask and positions in place."""
+        """One step for every row; extends the batch's mask and positions in place.
+
+        Rows of very unlike lengths (a long prompt joined short ones) go through the fused pass,
+        whose decode attention skips each run of rows' padding (``ragged_segments``).
+        """
+        if self._fusing():
+            segments = ragged_segments(_left_padding(batch.attention_mask), batch.columns + 1)
+            if len(segments) > 1:
+                return self._fused_forward(batch, None, 0, segments)
+        return self._plain_decode(batch)
+
+    @torch.inference_mode()
+    def _plain_decode(self, batch: KVBatch) -> torch.Tensor:
         batch.attention_mask = torch.cat(
             [batch.attention_mask, batch.attention_mask.new_ones((batch.size, 1))], dim=1)
         out = self.model(input_ids=batch.last_tokens[:, None], attention_mask=batch.attention_mask,
@@ -122,7 +136,6 @@ class ModelRunner:
         batch.positions = batch.positions + 1
         return out.logits[:, -1, :]
 
-    @torch.inference_mode()
     def fused_step(self, batch: KVBatch, job: PrefillJob, stop: int) -> torch.Tensor:
         """``decode`` of ``batch`` and ``prefill_chunk(job, stop)`` in one forward pass.
 
@@ -130,30 +143,37 @@ class ModelRunner:
         If the pass fails the batch's cache forgets what it wrote, so the running rows are intact
         and only the job's group need fail. Not for jobs that want prompt log-probabilities.
         """
-        start, width = job.done, stop - job.done
+        segments = ragged_segments(_left_padding(batch.attention_mask), batch.columns + 1)
+        return self._fused_forward(batch, job, stop, segments)
+
+    @torch.inference_mode()
+    def _fused_forward(self, batch: KVBatch, job: PrefillJob | None, stop: int,
+                       segments: list[tuple[int, int, int]]) -> torch.Tensor:
         decode_mask = torch.cat([batch.attention_mask, batch.attention_mask.new_ones((batch.size, 1))], dim=1)
-        padding = job.mask[:, :stop]
-        chunk_positions = (padding.cumsum(-1) - 1).clamp(min=0)[:, start:stop]
-        starts = (decode_mask.cumsum(-1) == 0).sum(-1).tolist()  # each row's left padding
-        plan = FusedPlan(batch.cache, decode_mask.bool(), job.cache, chunk_mask(padding, start),
-                         batch.size, job.rows, width, ragged_segments(starts, decode_mask.shape[1]))
-        ids = torch.cat([batch.last_tokens, job.ids[:, start:stop].reshape(-1)])[None]
-        positions = torch.cat([batch.positions, chunk_positions.reshape(-1)])[None]
-        rows = torch.arange(job.rows, device=ids.device)
-        keep = torch.cat([torch.arange(batch.size, device=ids.device), batch.size + rows * width + width - 1])
+        ids, positions, keep = [batch.last_tokens], [batch.positions], [torch.arange(batch.size, device=self.device)]
+        if job is None:
+            plan = FusedPlan(batch.cache, decode_mask.bool(), None, None, batch.size, 0, 0, segments)
+        else:
+            start, width = job.done, stop - job.done
+            padding = job.mask[:, :stop]
+            plan = FusedPlan(batch.cache, decode_mask.bool(), job.cache, chunk_mask(padding, start),
+                             batch.size, job.rows, width, segments)
+            ids.append(job.ids[:, start:stop].reshape(-1))
+            positions.append((padding.cumsum(-1) - 1).clamp(min=0)[:, start:stop].reshape(-1))
+            keep.append(batch.size + torch.arange(job.rows, device=self.device) * width + width - 1)
         lengths = [layer.length for layer in batch.cache.layers]
         try:
             with fused_attention_modules(self.model):
-                out = self.model(input_ids=ids, attention_mask=_PREPARED_MASK.to(ids.device), position_ids=positions,
-                                 past_key_values=FusedCache(plan), use_cache=True, logits_to_keep=keep,
-                                 sluice_plan=plan)
+                out = self.model(input_ids=torch.cat(ids)[None], attention_mask=_PREPARED_MASK.to(self.device),
+                                 position_ids=torch.cat(positions)[None], past_key_values=FusedCache(plan),
+                                 use_cache=True, logits_to_keep=torch.cat(keep), sluice_plan=plan)
         except Exception:
             truncate(batch.cache, lengths)
             raise
         batch.attention_mask, batch.positions = decode_mask, batch.positions + 1
-        job.logits, job.done = [out.logits[0, batch.size:, None, :]], stop
+        if job is not None:
+            job.logits, job.done = [out.logits[0, batch.size:, None, :]], stop
         return out.logits[0, :batch.size, :]
-
 
     def _check_fused_pass(self) -> tuple[bool, str]:
         """Run a small decode + chunk both ways; fuse only if the model gives the same logits.
@@ -168,10 +188,10 @@ class ModelRunner:
             return [tuple(torch.randint(3, vocab, (n,), generator=generator).tolist()) for n in lengths]
 
         try:
-            running, arriving = prompts(3, 5), prompts(7, 4)
+            running, arriving = prompts(2, 9), prompts(7, 4)  # rows of unlike lengths: two segments
             plain_batch, fused_batch = self.prefill(running).batch, self.prefill(running).batch
             plain_job, fused_job = self.begin_prefill(arriving), self.begin_prefill(arriving)
-            plain = self.decode(plain_batch)
+            plain = self._plain_decode(plain_batch)
             self.prefill_chunk(plain_job, 4)
             fused = self.fused_step(fused_batch, fused_job, 4)
             pairs = [(plain, fused), (plain_job.logits[-1][:, -1], fused_job.logits[-1][:, -1])]
@@ -186,6 +206,11 @@ class ModelRunner:
 
 # A 4D mask is taken by transformers as already prepared: the fused attention builds its own.
 _PREPARED_MASK = torch.ones((1, 1, 1, 1), dtype=torch.bool)
+
+
+def _left_padding(mask: torch.Tensor) -> list[int]:
+    """Each row's count of leading padding columns (rows are right-aligned)."""
+    return (mask.cumsum(-1) == 0).sum(-1).tolist()
 
 
 def _prompt_logprobs(logits: torch.Tensor, ids: torch.Tensor, prompts) -> list[list[float | None]]:
