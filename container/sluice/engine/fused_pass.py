@@ -8,11 +8,14 @@ into a single row of the batch for everything but attention (embeddings, norms, 
 per-token positions, linear layers), and attention splits them again: the decode queries attend
 the running batch's cache, the chunk's queries the prefill job's cache, each with its own mask.
 
+The same pass without a chunk serves decode steps whose rows have very unlike lengths: each run
+of similar rows attends only its own columns, not the padding a long row imposes on the batch.
+
 This rides on the Hugging Face attention interface: the packed pass sets the attention modules'
 implementation to ``sluice_fused`` for its own duration, and passes the plan through the forward
 pass's keyword arguments, which transformers hands to the attention function unchanged. Models
-whose attention does not follow that interface are found by ``supports_fused_pass`` at load, and
-keep decode steps and chunks in turns.
+whose attention does not follow that interface fail the runner's check at load
+(``ModelRunner.fused_pass``), and keep decode steps and chunks in turns.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def ragged_segments(starts: list[int], columns: int, max_segments: int = 4) -> l
 
     A left-padded batch is as wide as its longest row, so after a long prompt joins, every short
     row would attend (masked) padding as wide as that prompt. Rows are right-aligned: row r uses
-    columns ``starts[r]:``. A run ends where the width changes by more than half; more than
+    columns ``starts[r]:``. A run ends where the width changes by more than a factor of 2; more than
     ``max_segments`` runs (one SDPA call each, per layer) fall back to one: the whole batch.
     """
     segments: list[list[int]] = []  # [first row, end row, first column]
