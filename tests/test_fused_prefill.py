@@ -132,18 +132,26 @@ def test_streams_and_arrivals_generate_the_same_tokens_fused_or_in_turns(loaded)
 
 
 class FailingFusedRunner(CountingRunner):
-    """Once armed, its next fused pass fails halfway through the model, after half the layers
-    wrote their keys/values."""
+    """Once armed, its next pass with a newcomer's chunk fails halfway through the model, after
+    half the layers wrote their keys/values. (Decode steps whose rows attend in runs also take the
+    packed path; they must not trip it: a failed decode step fails the whole batch, by design.)"""
 
     def __init__(self, loaded):
         super().__init__(loaded)
         assert self.fused_pass.startswith("on")  # the load-time check runs before the trap is set
-        self._armed = False
+        self._armed = self._chunk_in_pass = False
         layers = loaded.model.model.layers
         self._hook = layers[len(layers) // 2].register_forward_pre_hook(self._explode)
 
+    def fused_step(self, batch, job, stop):
+        self._chunk_in_pass = True
+        try:
+            return super().fused_step(batch, job, stop)
+        finally:
+            self._chunk_in_pass = False
+
     def _explode(self, module, args):
-        if self._armed and args[0].shape[0] == 1 and args[0].shape[1] > 1:  # packed: 1 row, many tokens
+        if self._armed and self._chunk_in_pass:
             self._armed = False
             raise RuntimeError("CUDA out of memory (simulated, mid-pass)")
 
