@@ -34,25 +34,23 @@ IMPLEMENTATION = "sluice_fused"
 
 @dataclass
 class FusedPlan:
-    """Where the packed tokens come from: ``decode_rows`` first, then ``chunk_rows`` x ``chunk_width``."""
+    """Where the packed tokens come from: one per decode row first, then the chunk's rows x width."""
 
     decode_cache: Cache
-    decode_mask: torch.Tensor  # [decode_rows, columns] bool, the new column included
-    chunk_cache: Cache | None  # None: a decode step alone (rows of unlike lengths, see ragged_segments)
-    chunk_mask: torch.Tensor | None  # [chunk_rows, 1, chunk_width, columns] bool
-    decode_rows: int
-    chunk_rows: int
-    chunk_width: int
-    decode_segments: list[tuple[int, int, int]] = field(default_factory=list)  # (first row, end row, first column)
+    decode_mask: torch.Tensor  # [decode rows, columns] bool, the new column included
+    decode_segments: list[tuple[int, int, int]]  # (first row, end row, first column): ragged_segments
+    chunk_cache: Cache | None = None  # None: a decode step alone (rows of unlike lengths)
+    chunk_mask: torch.Tensor | None = None  # [chunk rows, 1, chunk width, columns] bool
     keys: dict[int, tuple] = field(default_factory=dict)  # per layer: the two caches' full keys/values
 
     def split(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[1, heads, tokens, dim] -> decode [rows, heads, 1, dim], chunk [rows, heads, width, dim]."""
-        decode = packed[0, :, :self.decode_rows].transpose(0, 1).unsqueeze(2)
-        if self.chunk_cache is None:
+        decode_rows = self.decode_mask.shape[0]
+        decode = packed[0, :, :decode_rows].transpose(0, 1).unsqueeze(2)
+        if self.chunk_mask is None:
             return decode, None
-        heads, dim = packed.shape[1], packed.shape[3]
-        chunk = packed[0, :, self.decode_rows:].reshape(heads, self.chunk_rows, self.chunk_width, dim)
+        rows, _, width, _ = self.chunk_mask.shape
+        chunk = packed[0, :, decode_rows:].reshape(packed.shape[1], rows, width, packed.shape[3])
         return decode, chunk.transpose(0, 1)
 
 
@@ -85,7 +83,7 @@ def fused_attention(module, query, key, value, attention_mask, sluice_plan: Fuse
     (decode_keys, decode_values), chunk = plan.keys.pop(module.layer_idx)
     decode_query, chunk_query = plan.split(query)
     outputs = []
-    for first, end, column in plan.decode_segments or [(0, plan.decode_rows, 0)]:
+    for first, end, column in plan.decode_segments:
         out, _ = sdpa_attention_forward(module, decode_query[first:end], decode_keys[first:end, :, column:],
                                         decode_values[first:end, :, column:],
                                         plan.decode_mask[first:end, None, None, column:], **kwargs)

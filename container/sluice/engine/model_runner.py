@@ -92,7 +92,7 @@ class ModelRunner:
     def prefill_chunk(self, job: PrefillJob, stop: int) -> None:
         """Run columns ``job.done:stop`` ("extend": the cache holds every column before them)."""
         mask = job.mask[:, :stop]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, job.done:stop]
+        positions = _chunk_positions(job, stop)
         keep = 0 if job.wants_prompt_logprobs else 1
         out = self.model(input_ids=job.ids[:, job.done:stop], attention_mask=mask, position_ids=positions,
                          past_key_values=job.cache, use_cache=True, logits_to_keep=keep)
@@ -121,15 +121,14 @@ class ModelRunner:
         whose decode attention skips each run of rows' padding (``ragged_segments``).
         """
         if self._fusing():
-            segments = ragged_segments(_left_padding(batch.attention_mask), batch.columns + 1)
+            segments = _segments(batch)
             if len(segments) > 1:
                 return self._fused_forward(batch, None, 0, segments)
         return self._plain_decode(batch)
 
     @torch.inference_mode()
     def _plain_decode(self, batch: KVBatch) -> torch.Tensor:
-        batch.attention_mask = torch.cat(
-            [batch.attention_mask, batch.attention_mask.new_ones((batch.size, 1))], dim=1)
+        batch.attention_mask = _with_next_column(batch.attention_mask)
         out = self.model(input_ids=batch.last_tokens[:, None], attention_mask=batch.attention_mask,
                          position_ids=batch.positions[:, None], past_key_values=batch.cache,
                          use_cache=True, logits_to_keep=1)
@@ -143,23 +142,19 @@ class ModelRunner:
         If the pass fails the batch's cache forgets what it wrote, so the running rows are intact
         and only the job's group need fail. Not for jobs that want prompt log-probabilities.
         """
-        segments = ragged_segments(_left_padding(batch.attention_mask), batch.columns + 1)
-        return self._fused_forward(batch, job, stop, segments)
+        return self._fused_forward(batch, job, stop, _segments(batch))
 
     @torch.inference_mode()
     def _fused_forward(self, batch: KVBatch, job: PrefillJob | None, stop: int,
                        segments: list[tuple[int, int, int]]) -> torch.Tensor:
-        decode_mask = torch.cat([batch.attention_mask, batch.attention_mask.new_ones((batch.size, 1))], dim=1)
+        decode_mask = _with_next_column(batch.attention_mask)
+        plan = FusedPlan(batch.cache, decode_mask.bool(), segments)
         ids, positions, keep = [batch.last_tokens], [batch.positions], [torch.arange(batch.size, device=self.device)]
-        if job is None:
-            plan = FusedPlan(batch.cache, decode_mask.bool(), None, None, batch.size, 0, 0, segments)
-        else:
-            start, width = job.done, stop - job.done
-            padding = job.mask[:, :stop]
-            plan = FusedPlan(batch.cache, decode_mask.bool(), job.cache, chunk_mask(padding, start),
-                             batch.size, job.rows, width, segments)
-            ids.append(job.ids[:, start:stop].reshape(-1))
-            positions.append((padding.cumsum(-1) - 1).clamp(min=0)[:, start:stop].reshape(-1))
+        if job is not None:
+            width = stop - job.done
+            plan.chunk_cache, plan.chunk_mask = job.cache, chunk_mask(job.mask[:, :stop], job.done)
+            ids.append(job.ids[:, job.done:stop].reshape(-1))
+            positions.append(_chunk_positions(job, stop).reshape(-1))
             keep.append(batch.size + torch.arange(job.rows, device=self.device) * width + width - 1)
         lengths = [layer.length for layer in batch.cache.layers]
         try:
@@ -208,9 +203,20 @@ class ModelRunner:
 _PREPARED_MASK = torch.ones((1, 1, 1, 1), dtype=torch.bool)
 
 
-def _left_padding(mask: torch.Tensor) -> list[int]:
-    """Each row's count of leading padding columns (rows are right-aligned)."""
-    return (mask.cumsum(-1) == 0).sum(-1).tolist()
+def _with_next_column(mask: torch.Tensor) -> torch.Tensor:
+    """A decode step's attention mask: the batch's, and the column its new tokens write."""
+    return torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+
+
+def _chunk_positions(job: PrefillJob, stop: int) -> torch.Tensor:
+    """Position ids of columns ``job.done:stop`` of every row (left padding is not counted)."""
+    return (job.mask[:, :stop].cumsum(-1) - 1).clamp(min=0)[:, job.done:stop]
+
+
+def _segments(batch: KVBatch) -> list[tuple[int, int, int]]:
+    """Runs of rows for the next decode step's attention; each row's left padding is its start."""
+    left_padding = (batch.attention_mask.cumsum(-1) == 0).sum(-1).tolist()
+    return ragged_segments(left_padding, batch.columns + 1)
 
 
 def _prompt_logprobs(logits: torch.Tensor, ids: torch.Tensor, prompts) -> list[list[float | None]]:
