@@ -48,3 +48,4 @@ def test_info_reports_the_auto_dtype_and_why(start_server):
     assert info["model_dtype_reason"] == reason and reason.startswith("auto: CPU")
     if torch.backends.mkldnn.is_available():  # every x86 CPU build of torch has oneDNN
         assert info["model_linear_kernels"].startswith("oneDNN-packed (")
+    assert info["fused_prefill"].startswith("on (")  # the demo model passed the start-up check

@@ -7,10 +7,12 @@ than with separate passes, or running streams broken by a newcomer's failed pass
 from __future__ import annotations
 
 import torch
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from sluice.config import TokenLimits
 from sluice.dialects.tgi_body import parse_generate_body
 from sluice.engine.batching import Engine, SchedulerBudget
+from sluice.engine import fused_pass
 from sluice.engine.fused_pass import ragged_segments
 from sluice.engine.kv_batch import concatenate
 from sluice.engine.model_runner import ModelRunner
@@ -55,7 +57,14 @@ def test_a_fused_pass_gives_the_logits_and_cache_of_a_decode_step_and_a_chunk(lo
                                    rtol=1e-4, atol=1e-4)
 
 
-def test_a_decode_step_of_rows_of_unlike_lengths_skips_their_padding_and_keeps_their_logits(loaded):
+def test_a_decode_step_of_rows_of_unlike_lengths_skips_their_padding_and_keeps_their_logits(loaded, monkeypatch):
+    attended = []  # the key columns each attention call of the ragged path saw
+
+    def recording_sdpa(module, query, keys, *args, **kwargs):
+        attended.append(keys.shape[2])
+        return sdpa_attention_forward(module, query, keys, *args, **kwargs)
+
+    monkeypatch.setattr(fused_pass, "sdpa_attention_forward", recording_sdpa)
     runner, plain_runner = runner_of(loaded), runner_of(loaded, fuse=False)
     long_row = ids_of(loaded, [ARRIVING[0] * 3])
     short_rows = ids_of(loaded, ["Hi", "Hello there"])
@@ -66,10 +75,17 @@ def test_a_decode_step_of_rows_of_unlike_lengths_skips_their_padding_and_keeps_t
         batches.append(concatenate([short.batch, long.batch]))
     assert len(ragged_segments([int(x) for x in (batches[0].attention_mask == 0).sum(-1)],
                                batches[0].columns + 1)) == 2
+    assert runner.fused_pass.startswith("on")  # the load-time check has its own attention calls
+    short_width = max(len(p) for p in short_rows) + 1
     for _ in range(3):
         expected = plain_runner.decode(batches[0])
+        attended.clear()
         torch.testing.assert_close(runner.decode(batches[1]), expected, rtol=1e-4, atol=1e-4)
         batches[0].last_tokens = batches[1].last_tokens = expected.argmax(-1)
+        # Per layer: the short rows attended their own few columns, the long row the whole batch.
+        layers = loaded.model.config.num_hidden_layers
+        assert sorted(attended) == [short_width] * layers + [batches[1].columns] * layers
+        short_width += 1
 
 
 def engine_of(runner, loaded, chunk: int) -> Engine:

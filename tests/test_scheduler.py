@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dataclasses import dataclass, field
 
 from sluice.engine.scheduler import Scheduler, SchedulerBudget, group_by_length
@@ -72,21 +74,19 @@ def test_chunks_split_the_prefill_budget_between_the_rows():
     assert s.chunk_stop(0, 10, 1000) == 1  # at least one column
 
 
-def test_chunks_and_decode_steps_alternate_while_both_have_work_and_cannot_fuse():
-    turn = Scheduler.next_pass
-    assert turn(prefilling=True, running=True, last_was_prefill=False, can_fuse=False) == "prefill"
-    assert turn(prefilling=True, running=True, last_was_prefill=True, can_fuse=False) == "decode"
-    assert turn(prefilling=True, running=False, last_was_prefill=True, can_fuse=False) == "prefill"
-    assert turn(prefilling=False, running=True, last_was_prefill=False, can_fuse=False) == "decode"
-    assert turn(prefilling=False, running=False, last_was_prefill=False, can_fuse=False) is None
-
-
-def test_a_chunk_rides_along_with_every_decode_step_when_the_runner_can_fuse():
-    turn = Scheduler.next_pass
-    assert turn(prefilling=True, running=True, last_was_prefill=True, can_fuse=True) == "fused"
-    assert turn(prefilling=True, running=True, last_was_prefill=False, can_fuse=True) == "fused"
-    assert turn(prefilling=True, running=False, last_was_prefill=False, can_fuse=True) == "prefill"
-    assert turn(prefilling=False, running=True, last_was_prefill=False, can_fuse=True) == "decode"
+@pytest.mark.parametrize("prefilling, running, last_was_prefill, can_fuse, expected", [
+    # Both kinds of work and a runner that cannot fuse: chunks and decode steps alternate.
+    (True, True, False, False, "prefill"), (True, True, True, False, "decode"),
+    # A runner that can fuse: a chunk rides along with every decode step.
+    (True, True, True, True, "fused"), (True, True, False, True, "fused"),
+    # One kind of work alone runs alone, fused or not.
+    (True, False, True, False, "prefill"), (True, False, False, True, "prefill"),
+    (False, True, False, False, "decode"), (False, True, False, True, "decode"),
+    (False, False, False, False, None),
+])
+def test_the_next_pass_fuses_a_chunk_with_the_decode_step_or_alternates(prefilling, running, last_was_prefill,
+                                                                        can_fuse, expected):
+    assert Scheduler.next_pass(prefilling, running, last_was_prefill, can_fuse) == expected
 
 
 def test_groups_keep_left_padding_under_a_quarter_of_real_tokens():
