@@ -159,7 +159,9 @@ def build_vllm_engine(config: Config) -> tuple[VllmEngine, object, TokenLimits, 
     kv_tokens = cache.num_gpu_blocks * cache.block_size if cache.num_gpu_blocks else config.max_batch_total_tokens
     description = {"model_dtype": dtype, "model_device_type": device, "max_batch_total_tokens": kv_tokens,
                    "max_batch_prefill_tokens": llm.vllm_config.scheduler_config.max_num_batched_tokens,
-                   "max_batch_size": llm.vllm_config.scheduler_config.max_num_seqs}
+                   "max_batch_size": llm.vllm_config.scheduler_config.max_num_seqs,
+                   # SLUICE_FUSED_PREFILL is the own engine's: vLLM's scheduler mixes both itself.
+                   "fused_prefill": "vllm (its scheduler puts prefill chunks and decode tokens in one step)"}
     engine = VllmEngine(llm, tokenizer, eos_token_ids(config, tokenizer),
                         frozenset(tokenizer.all_special_ids), description,
                         vocab_size=llm.vllm_config.model_config.get_vocab_size()).start()
