@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,17 @@ def curl_commands() -> list[Command]:
     return [c for c in commands() if c.line.startswith("curl ") and SERVER_HOST in c.line]
 
 
+CLI_PREFIXES = ("python -m deploy ", "sluice-deploy ")  # the module, and the client's console script
+
+
 def deploy_cli_commands() -> list[Command]:
-    return [c for c in commands() if c.line.startswith("python -m deploy ")]
+    return [c for c in commands() if c.line.startswith(CLI_PREFIXES)]
+
+
+def cli_arguments(command: Command) -> list[str]:
+    """The arguments after `python -m deploy` or `sluice-deploy`, comments dropped."""
+    words = shlex.split(command.line, comments=True)
+    return words[3:] if words[0] == "python" else words[1:]
 
 
 @dataclass(frozen=True)

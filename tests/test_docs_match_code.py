@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 from deploy.__main__ import build_parser, main
-from doc_examples import DOCS, README, REPO, commands, deploy_cli_commands, python_examples
+from doc_examples import DOCS, README, REPO, cli_arguments, commands, deploy_cli_commands, python_examples
 from sluice import config
 
 README_MAX_LINES = 250
@@ -89,17 +89,16 @@ def test_every_make_target_the_docs_name_exists():
 @pytest.mark.parametrize("command", deploy_cli_commands(), ids=str)
 def test_every_deploy_command_line_parses(command):
     """Subcommands, flags and value types exist as shown (placeholders are plain strings)."""
-    arguments = shlex.split(command.line, comments=True)[3:]
+    arguments = cli_arguments(command)
     try:
         build_parser().parse_args(arguments)
     except SystemExit as stop:
         pytest.fail(f"{command}: argparse exited {stop.code}")
 
 
-@pytest.mark.parametrize("command", [c for c in deploy_cli_commands() if c.line.startswith("python -m deploy models")],
-                         ids=str)
+@pytest.mark.parametrize("command", [c for c in deploy_cli_commands() if cli_arguments(c)[0] == "models"], ids=str)
 def test_models_command_lists_the_catalog(command, capsys):
-    assert main(shlex.split(command.line, comments=True)[3:]) == 0
+    assert main(cli_arguments(command)) == 0
     assert capsys.readouterr().out.split()
 
 

@@ -25,8 +25,8 @@ import requests
 
 from deploy.local import LocalEndpoint
 from deploy.stream import TokenIterator
-from doc_examples import (README, REPO, RUNTIME_URL, SERVER_HOST, commands, curl_commands, deploy_cli_commands,
-                          differences, python_examples, stream_events)
+from doc_examples import (README, REPO, RUNTIME_URL, SERVER_HOST, cli_arguments, commands, curl_commands,
+                          deploy_cli_commands, differences, python_examples, stream_events)
 
 WORD = re.compile(r"[^\W\d_]{2,}")  # two letters in a row, any script (CJK included)
 
@@ -75,7 +75,7 @@ def test_readme_has_the_examples_this_file_runs():
     readme_python = [e.code for e in python_examples() if e.doc == "README.md"]
     assert any(f"http://{SERVER_HOST}" in code and "TokenIterator(" in code for code in readme_python)
     assert any(RUNTIME_URL in code and "boto3" in code for code in readme_python)
-    assert any(c.doc == "README.md" and c.line.startswith("python -m deploy invoke ") for c in deploy_cli_commands())
+    assert any(c.doc == "README.md" and cli_arguments(c)[0] == "invoke" for c in deploy_cli_commands())
 
 
 def test_an_answer_block_belongs_to_one_curl_command():
@@ -167,10 +167,9 @@ def test_python_local_deploy_example_streams_and_cleans_up(trained_tiny_model_di
     assert_sentence(run_python(local, str(example)), str(example))
 
 
-@pytest.mark.parametrize("command", [c for c in deploy_cli_commands() if c.line.startswith("python -m deploy invoke ")],
-                         ids=str)
+@pytest.mark.parametrize("command", [c for c in deploy_cli_commands() if cli_arguments(c)[0] == "invoke"], ids=str)
 def test_invoke_command_prints_an_answer(local_endpoint, command, tmp_path):
-    arguments = shlex.split(command.line, comments=True)[3:]
+    arguments = cli_arguments(command)
     arguments = [local_endpoint.endpoint_name if a in ("ENDPOINT", "sluice-local") else a for a in arguments]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
            "AWS_DEFAULT_REGION": local_endpoint.region, "AWS_CONFIG_FILE": str(tmp_path / "none"),
