@@ -186,8 +186,13 @@ def test_local_endpoint_needs_no_aws_setup_and_sigterm_stops_its_container(tiny_
             "In another shell (dummy credentials: the local endpoint checks no signature):",
             f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={runtime}",
             "  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
-            "  python -m deploy invoke sluice-local --stream 'How do I make cheese?'",
+            banner[4],
             "Press Ctrl-C to stop."]
+        assert banner[4].endswith(" invoke sluice-local --stream 'How do I make cheese?'")
+        # Pasted as printed into a plain shell (no venv on PATH), the lines stream an answer.
+        pasted = subprocess.run(["bash", "-c", "\n".join(banner[2:5])], capture_output=True, text=True,
+                                timeout=120, env=no_aws_env(PATH="/usr/bin:/bin"), cwd="/")
+        assert pasted.returncode == 0 and pasted.stdout.strip(), pasted.stderr
         invoked = subprocess.run(
             [sys.executable, "-m", "deploy", "invoke", "sluice-local", "--stream", "Once upon a time",
              "--max-new-tokens", "4"], cwd=REPO, capture_output=True, text=True, timeout=120,

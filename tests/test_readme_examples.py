@@ -50,10 +50,10 @@ def token_iterator_snippet() -> str:
 
 
 def invoke_commands() -> list[list[str]]:
-    """The README's `python -m deploy invoke` lines, as argument lists after `-m deploy`."""
+    """The README's `python -m deploy invoke` / `sluice-deploy invoke` lines, as argument lists after the command."""
     lines = [line for block in code_blocks("bash") for line in block.splitlines()
-             if line.startswith("python -m deploy invoke ")]
-    return [shlex.split(line, comments=True)[3:] for line in lines]
+             if line.startswith(("python -m deploy invoke ", "sluice-deploy invoke "))]
+    return [shlex.split(line, comments=True)[(3 if line.startswith("python") else 1):] for line in lines]
 
 
 def assert_sentence(text: str, example: str) -> None:
