@@ -48,7 +48,8 @@ def _local_model_dir(args) -> str:
     model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
     if not model_dir:
         raise SystemExit(f"error: a local endpoint needs the model's files: pass --model-dir DIR or set "
-                         f"{ENV_MODEL_DIR} (in a Sluice checkout, `make model SIZE=tiny MODEL_DIR=DIR` builds the demo model)")
+                         f"{ENV_MODEL_DIR} (in a Sluice checkout, `make model SIZE=tiny MODEL_DIR=DIR` "
+                         "builds the demo model)")
     return model_dir
 
 
