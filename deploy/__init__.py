@@ -1,8 +1,10 @@
 """Sluice deploy package: deploy the Sluice container to SageMaker and read its token streams.
 
+Installed as the distribution ``sluice-deploy`` (boto3 its only dependency; CLI ``sluice-deploy``).
 Streaming: `TokenIterator` / `EventIterator` parse ``invoke_endpoint_with_response_stream`` bodies
-(``deploy.stream``); `LocalEndpoint` runs the container plus a local sagemaker-runtime API for the
-real boto3 client (``deploy.local``); typed exceptions live in ``deploy.errors``.
+(``deploy.stream``); `LocalEndpoint` runs the container (from a Sluice checkout, or an image) plus a
+local sagemaker-runtime API for the real boto3 client (``deploy.local``); typed exceptions live in
+``deploy.errors``.
 Deploying: `JumpStartModel(model_id).deploy()` (boto3 only) returns a `Predictor`; the catalog is
 queried with `list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.filters``).
 """
@@ -11,7 +13,7 @@ from deploy.errors import (ContainerError, GenerationError, IncompleteGeneration
                            InternalStreamFailure, ModelStreamError, OverloadedError, SluiceError,
                            StreamError, StreamFormatError, ValidationError)
 from deploy.local import LocalEndpoint, run_local_endpoint
-from deploy.stream import EventIterator, TokenIterator
+from deploy.stream import EventIterator, NotStreamedWarning, TokenIterator
 from deploy.artifacts import upload_model_dir
 from deploy.filters import And, Not, Or, list_jumpstart_models
 from deploy.jumpstart import JumpStartModel
@@ -19,7 +21,7 @@ from deploy.predictor import Predictor
 
 __all__ = [
     "ContainerError", "EventIterator", "GenerationError", "IncompleteGenerationError",
-    "InternalStreamFailure", "LocalEndpoint", "ModelStreamError", "OverloadedError",
+    "InternalStreamFailure", "LocalEndpoint", "ModelStreamError", "NotStreamedWarning", "OverloadedError",
     "SluiceError", "StreamError", "StreamFormatError", "TokenIterator", "ValidationError",
     "run_local_endpoint", "And", "Not", "Or", "list_jumpstart_models", "JumpStartModel", "Predictor",
     "upload_model_dir",
