@@ -50,6 +50,7 @@ SESSION_HEADER = "X-Amzn-SageMaker-Session-Id"
 # What boto3 reads as InvokeEndpoint's NewSessionId and ClosedSessionId.
 NEW_SESSION_HEADER = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED_SESSION_HEADER = "X-Amzn-SageMaker-Closed-Session-Id"
+NEW_SESSION = "NEW_SESSION"  # the SessionId a client sends to open a session
 
 
 class _ContainerFailed(Exception):
@@ -196,9 +197,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
     def _send_session_headers(self, response: http.client.HTTPResponse) -> None:
         """The container's session answer in InvokeEndpoint's fields: a session it opened (its
         ``X-Amzn-SageMaker-New-Session-Id``, or a ``X-Amzn-SageMaker-Session-Id`` answering a
-        request that named none) and one it closed; values pass verbatim (``<id>; Expires=...``)."""
+        request that named none or ``NEW_SESSION``) and one it closed; values pass verbatim (``<id>; Expires=...``)."""
         opened = response.getheader(NEW_SESSION_HEADER)
-        if opened is None and not self.headers.get(SESSION_HEADER):
+        if opened is None and self.headers.get(SESSION_HEADER, NEW_SESSION) == NEW_SESSION:
             opened = response.getheader(SESSION_HEADER)
         if opened:
             self.send_header(NEW_SESSION_HEADER, opened)
