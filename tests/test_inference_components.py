@@ -64,6 +64,20 @@ def adapters_supported(endpoint):
         pytest.skip("the container answers POST /adapters with 404: it does not register LoRA adapters yet")
 
 
+@pytest.fixture
+def sessions_supported(endpoint):
+    request = urllib.request.Request(f"{endpoint.container_url}/invocations", method="POST",
+                                     data=json.dumps({"requestType": "NEW_SESSION"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            if response.headers.get("X-Amzn-SageMaker-Session-Id"):
+                return
+    except urllib.error.HTTPError:
+        pass
+    pytest.skip("the container opens no stateful session for {\"requestType\": \"NEW_SESSION\"} yet")
+
+
 def generated(runtime, endpoint_name: str, **fields) -> str:
     response = runtime.invoke_endpoint(EndpointName=endpoint_name, Body=json.dumps(PROMPT),
                                        ContentType="application/json", **fields)
@@ -138,7 +152,7 @@ def test_an_adapter_component_answers_differently_from_its_base_until_deleted(
     assert generated(runtime, endpoint.endpoint_name, InferenceComponentName=base) == from_base
 
 
-def test_a_session_is_created_used_and_closed(runtime, endpoint, base, adapters_supported):
+def test_a_session_is_created_used_and_closed(runtime, endpoint, base, sessions_supported):
     session = open_session(endpoint.endpoint_name, base, runtime_client=runtime)
     assert session and ";" not in session
     assert generated(runtime, endpoint.endpoint_name, InferenceComponentName=base, SessionId=session)
