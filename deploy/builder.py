@@ -42,17 +42,15 @@ class Compute:
 
 @dataclass(frozen=True)
 class InvokeResult:
-    """InvokeEndpoint's answer (the fields of the SDK's ``InvokeEndpointOutput``)."""
+    """InvokeEndpoint's answer, with the fields of the SDK's ``InvokeEndpointOutput`` (``body``
+    is boto3's stream: ``.read()`` it once)."""
 
-    body: bytes
+    body: object
     content_type: str | None = None
     invoked_production_variant: str | None = None
     custom_attributes: str | None = None
     new_session_id: str | None = None
     closed_session_id: str | None = None
-
-    def json(self):
-        return json.loads(self.body)
 
 
 class Endpoint:
@@ -70,7 +68,7 @@ class Endpoint:
         response = self.predictor.runtime_client.invoke_endpoint(
             EndpointName=self.endpoint_name, Body=body if isinstance(body, (bytes, str)) else json.dumps(body),
             ContentType=content_type, **{key: value for key, value in fields.items() if value is not None})
-        return InvokeResult(response["Body"].read(), response.get("ContentType"),
+        return InvokeResult(response["Body"], response.get("ContentType"),
                             response.get("InvokedProductionVariant"), response.get("CustomAttributes"),
                             response.get("NewSessionId"), response.get("ClosedSessionId"))
 

@@ -139,6 +139,12 @@ class LocalEndpoint:
         self.runtime.stop()
         self.container.stop()
 
+    def client_environment(self) -> dict[str, str]:
+        """What a process exports to reach this endpoint with unmodified boto3 or SDK code: both
+        endpoint URLs (runtime and control plane), dummy credentials and the region."""
+        return {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url, "AWS_ENDPOINT_URL_SAGEMAKER": self.runtime_url,
+                **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": self.region}
+
     def client(self, service: str = "sagemaker-runtime", **config):
         """A real boto3 client pointed at this endpoint (dummy credentials): ``sagemaker-runtime``,
         or ``"sagemaker"`` for its control plane (inference components).
