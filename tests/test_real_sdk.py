@@ -8,7 +8,7 @@ test if anything tries to reach the network (the SDK's telemetry would).
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import socket
 
 import boto3
@@ -19,8 +19,15 @@ from deploy.catalog import get_model_spec
 from deploy.filters import And as OurAnd, list_jumpstart_models as our_list_jumpstart_models
 from deploy.publish import publish
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("sagemaker") is None,
-                                reason="the real SDK is a test dependency (sagemaker<3)")
+def sdk_major() -> int | None:
+    try:
+        return int(importlib.metadata.version("sagemaker").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# .venv has the SDK v3; tests/test_real_sdk_v2_env.py runs this file in .venv-sdk2 (make install-sdk2).
+pytestmark = pytest.mark.skipif(sdk_major() != 2, reason="the SDK v2 runs in .venv-sdk2 (make install-sdk2)")
 
 CONTENT_BUCKET = "sluice-jumpstart-content"
 IMAGE = "111122223333.dkr.ecr.{region}.amazonaws.com/sluice:0.1.0"
