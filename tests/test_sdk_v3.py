@@ -137,7 +137,8 @@ def test_model_builder_deploys_a_catalog_model_that_invokes_and_streams_here(sdk
     assert "".join(stream_tokens(endpoint, PROMPT)) == text
     runtime = boto3.client("sagemaker-runtime", region_name=REGION)
     response = runtime.invoke_endpoint_with_response_stream(
-        EndpointName=endpoint.endpoint_name, Body=json.dumps({**PROMPT, "stream": True}), ContentType="application/json")
+        EndpointName=endpoint.endpoint_name, Body=json.dumps({**PROMPT, "stream": True}),
+        ContentType="application/json")
     assert "".join(TokenIterator(response["Body"])) == text
 
     container_url = sdk.control_plane.endpoints[endpoint.endpoint_name].container_url
