@@ -101,13 +101,17 @@ def sdk(aws, tmp_path, loopback_only, current_instance_types, moto_as_sdk_v3_rea
         SageMakerClient.reset()
 
 
-def builder(**options):
+def builder_for(model_id: str, instance_type: str, **options):
     from sagemaker.core.jumpstart.configs import JumpStartConfig
     from sagemaker.core.training.configs import Compute
     from sagemaker.serve import ModelBuilder
 
-    return ModelBuilder.from_jumpstart_config(JumpStartConfig(model_id=DEMO, model_version="1.0.0"),
-                                              compute=Compute(instance_type=INSTANCE_TYPE), role_arn=ROLE, **options)
+    return ModelBuilder.from_jumpstart_config(JumpStartConfig(model_id=model_id, model_version="1.0.0"),
+                                              compute=Compute(instance_type=instance_type), role_arn=ROLE, **options)
+
+
+def builder(**options):
+    return builder_for(DEMO, INSTANCE_TYPE, **options)
 
 
 def text_of(answer) -> str:
@@ -238,3 +242,17 @@ def test_an_adapter_component_and_a_session_through_the_sdk(sdk, tmp_path, tiny_
         assert [c.inference_component_name for c in InferenceComponent.get_all()] == ["tiny-base"]
     finally:
         endpoint.delete()  # and with it every component and container it started
+
+
+def test_a_model_that_needs_the_hub_fails_its_endpoint_with_the_reason(sdk):
+    """No hub at run time: a catalog model downloaded from the Hugging Face Hub cannot start here,
+    and the endpoint says why instead of hanging in Creating."""
+    from sagemaker.core.resources import Endpoint
+
+    model_builder = builder_for("huggingface-llm-falcon-7b-instruct-bf16", "ml.g5.2xlarge")
+    model_builder.build()
+    endpoint = model_builder.deploy(wait=False)
+    with pytest.raises(Exception, match="Hugging Face Hub"):
+        endpoint.wait_for_status("InService", poll=1, timeout=60)
+    assert Endpoint.get(endpoint.endpoint_name).endpoint_status == "Failed"
+    endpoint.delete()
