@@ -21,7 +21,8 @@ from aws_fixtures import REGION, ROLE, aws, aws_env, current_instance_types  # n
 from deploy import TokenIterator, stream_tokens
 from deploy.artifacts import upload_model_dir
 from deploy.catalog import get_model_spec
-from deploy.filters import And as OurAnd, list_jumpstart_models as our_list_jumpstart_models
+from deploy.filters import And as OurAnd
+from deploy.filters import list_jumpstart_models as our_list_jumpstart_models
 from deploy.local import LocalRuntime, ping_status
 from deploy.publish import publish
 from lora_adapters import build_lora_adapter

@@ -26,13 +26,26 @@ import tempfile
 import threading
 
 from deploy.artifacts import fetch_artifact
-from deploy.local.adapters import (ADAPTER_IDENTIFIER_HEADER, INFERENCE_COMPONENT_HEADER, AdapterRequestFailed,
-                                   register_adapter, unregister_adapter)
+from deploy.local.adapters import (
+    ADAPTER_IDENTIFIER_HEADER,
+    INFERENCE_COMPONENT_HEADER,
+    AdapterRequestFailed,
+    register_adapter,
+    unregister_adapter,
+)
 from deploy.local.aws_json import ApiError
 from deploy.local.backend import Backend
 from deploy.local.provisioning import ModelContainer, ProvisioningError
-from deploy.local.records import (CREATING, DEFAULT_VARIANT, FAILED, IN_SERVICE, LOCAL_ACCOUNT, ComponentRecord,
-                                  EndpointRecord, arn)
+from deploy.local.records import (
+    CREATING,
+    DEFAULT_VARIANT,
+    FAILED,
+    IN_SERVICE,
+    LOCAL_ACCOUNT,
+    ComponentRecord,
+    EndpointRecord,
+    arn,
+)
 
 log = logging.getLogger(__name__)
 
