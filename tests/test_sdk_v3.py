@@ -171,6 +171,25 @@ def test_the_sdks_own_stream_fails_on_botocores_event_stream(server, aws_env):
             SageMakerClient.reset()
 
 
+def test_the_sdks_line_iterator_reads_the_stream_as_sse_lines(server, aws_env):
+    """sagemaker-core's own iterator works on boto3's stream: it splits lines (joining parts), and
+    leaves the SSE framing to the caller; `TokenIterator` yields the same text as tokens."""
+    from sagemaker.core.iterators import LineIterator
+
+    with LocalRuntime(endpoints={"sluice-test": server.url}) as runtime:
+        client = boto3.client("sagemaker-runtime", endpoint_url=runtime.url, region_name=REGION)
+
+        def stream():
+            return client.invoke_endpoint_with_response_stream(
+                EndpointName="sluice-test", Body=json.dumps({**PROMPT, "stream": True}),
+                ContentType="application/json")["Body"]
+
+        lines = [line for line in LineIterator(stream()) if line.startswith(b"data:")]
+        events = [json.loads(line[len(b"data:"):]) for line in lines]
+        from_lines = "".join(event["token"]["text"] for event in events if not event["token"]["special"])
+        assert from_lines and from_lines == "".join(TokenIterator(stream()))
+
+
 def deploy_with_a_base_component(sdk, **env):
     """ModelBuilder's inference-component deploy: an endpoint without a model, and the model as
     the component ``tiny-base``, whose container the local control plane starts."""
