@@ -57,7 +57,7 @@ class SluiceThreadWorker(ThreadWorker):
 
     def init_process(self):
         self.payload_limit = Config.from_environ().payload_limit
-        self.exit = WorkerExit(self.log, self.pid)
+        self.exit = WorkerExit(self.log, self.pid).start()
         self.quit_signals: set[int] = set()
         super().init_process()
 
@@ -119,9 +119,9 @@ class SluiceThreadWorker(ThreadWorker):
             self._stop(QUICK_EXIT_SECONDS)
 
     def _stop(self, exit_within: float):
+        self.exit.at_the_latest_in(exit_within)
         super().handle_exit(signal.SIGTERM, None)  # alive = False, and the main loop wakes up
         self.method_queue.defer(self._close_listeners)
-        self.method_queue.defer(self.exit.at_the_latest_in, exit_within)
 
     def _close_listeners(self):
         self.set_accept_enabled(False)
@@ -167,7 +167,9 @@ def _linger(sock) -> None:
     """Half-close, read what the peer still sends for a moment, then shut reading too.
 
     gunicorn's own graceful close does this wait in its main loop, so a client that never closes
-    would stall accepting for everyone; after this, its recv() sees EOF at once.
+    would stall accepting for everyone; after this, its recv() sees EOF at once. Reading is shut
+    whatever happened before, above all when the wait timed out: a stalled client is exactly the
+    one that never closes (20 of them once held the main loop 40 s, and every /ping with it).
     """
     try:
         sock.shutdown(socket.SHUT_WR)
@@ -178,6 +180,10 @@ def _linger(sock) -> None:
             if not data:
                 break
             drained += len(data)
-        sock.shutdown(socket.SHUT_RD)
     except OSError:
-        pass  # already closed or reset: nothing left to linger for
+        pass  # timed out, reset or already closed: nothing more to read either way
+    finally:
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # already closed or reset

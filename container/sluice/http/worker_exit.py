@@ -23,6 +23,7 @@ deadline set by the signal, before the arbiter's.
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 import time
@@ -33,28 +34,47 @@ CLOSE_SECONDS = 0.5  # for the engine's threads to stop (a forward pass in progr
 
 
 class WorkerExit:
-    """The one way out of a worker process; any thread may take it, the first one does."""
+    """The one way out of a worker process; any thread may take it, the first one does.
+
+    The deadline is kept by a thread of its own, not by gunicorn's main loop: the loop can be the
+    thing that is stuck (it closes connections itself), and the deadline is what ends that.
+    """
 
     def __init__(self, log, pid: int):
         self._log = log
         self._pid = pid
         self._taken = threading.Lock()
         self._deadline: float | None = None
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+
+    def start(self) -> "WorkerExit":
+        """Start the deadline's thread (in the worker, after the fork)."""
+        threading.Thread(target=self._keep_deadline, name="sluice-exit-deadline", daemon=True).start()
+        return self
 
     def at_the_latest_in(self, seconds: float) -> None:
         """Exit ``seconds`` from now unless the drain ends first; an earlier deadline wins.
 
-        Starts a thread: call it from the worker's main loop (gunicorn's method queue), never
-        from a signal handler, which may have interrupted the main thread inside ``threading``.
+        Safe in a signal handler: no lock, no new thread, one write to a non-blocking pipe.
         """
         deadline = time.monotonic() + max(0.0, seconds)
-        if self._deadline is not None and deadline >= self._deadline:
-            return
-        self._deadline = deadline
-        timer = threading.Timer(max(0.0, seconds), self.now, args=("the shutdown deadline",))
-        timer.daemon = True
-        timer.name = "sluice-exit-deadline"
-        timer.start()
+        if self._deadline is None or deadline < self._deadline:
+            self._deadline = deadline
+        try:
+            os.write(self._wake_write, b"\0")
+        except OSError:
+            pass  # the pipe is full of wake-ups already
+
+    def _keep_deadline(self) -> None:
+        while True:
+            deadline = self._deadline
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                self.now("the shutdown deadline")
+            readable, _, _ = select.select([self._wake_read], [], [], wait)
+            if readable:
+                os.read(self._wake_read, 512)
 
     def now(self, reason: str = "drained") -> None:
         """Stop the engine, then end the process with status 0. Never returns: a second caller

@@ -49,7 +49,7 @@ class GenerationService:
         self.max_concurrent_requests = max_concurrent_requests
         self.cache = cache or ResponseCache(0)
         self.metrics = metrics or Metrics()
-        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight)
+        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache)
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._in_flight = 0
         self._lock = threading.Lock()
