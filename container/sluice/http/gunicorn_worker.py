@@ -57,14 +57,14 @@ class SluiceThreadWorker(ThreadWorker):
 
     def init_process(self):
         self.payload_limit = Config.from_environ().payload_limit
-        self.exit = WorkerExit(self.log, self.pid).start()
+        self.process_exit = WorkerExit(self.log, self.pid).start()
         self.quit_signals: set[int] = set()
         super().init_process()
 
     def run(self):
         """gunicorn's loop and drain, then the worker's own exit (see ``worker_exit``)."""
         super().run()
-        self.exit.now()
+        self.process_exit.now()
 
     def handle(self, conn):
         """One turn of a connection in a worker thread, with receives bounded in time."""
@@ -112,14 +112,14 @@ class SluiceThreadWorker(ThreadWorker):
         """SIGINT or SIGQUIT: what SIGTERM does, without the wait. gunicorn's own handler calls
         ``sys.exit()`` here, which waits for every running stream and aborts at exit."""
         if sig in self.quit_signals:  # a second Ctrl-C: the user wants it gone now
-            self.exit.at_once(f"second {signal.Signals(sig).name}")
+            self.process_exit.at_once(f"second {signal.Signals(sig).name}")
         self.quit_signals.add(sig)
         if len(self.quit_signals) == 1:  # Ctrl-C brings both the terminal's SIGINT and the arbiter's SIGQUIT
             SHUTDOWN.expire_now()
             self._stop(QUICK_EXIT_SECONDS)
 
     def _stop(self, exit_within: float):
-        self.exit.at_the_latest_in(exit_within)
+        self.process_exit.at_the_latest_in(exit_within)
         super().handle_exit(signal.SIGTERM, None)  # alive = False, and the main loop wakes up
         self.method_queue.defer(self._close_listeners)
 
