@@ -18,6 +18,7 @@ import sys
 from sluice.http.app import create_app
 from sluice.config import Config, app_disabled
 from sluice.model.host import ModelHost
+from sluice.serving.shutdown import close_before_exit
 
 WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server when a worker exits with this
 
@@ -45,6 +46,7 @@ def build_app(config: Config | None = None, on_failure=_exit_worker):
     config = config or Config.from_environ()
     line = ready_line(config, config.host)
     host = ModelHost(config, _build, on_failure, on_ready=lambda: print(line, flush=True)).start()
+    close_before_exit(host.close)  # the worker stops the engine's threads before it exits
     return create_app(host, config)
 
 

@@ -96,6 +96,6 @@ def in_process_client(engine: FakeEngine | None = None, slots: int = 8, request_
     tokenizer.chat_template = chat_template
     validator = Validator(tokenizer, TokenLimits(max_input_tokens=64, max_total_tokens=MAX_TOTAL_TOKENS), 4)
     service = GenerationService(engine or FakeEngine(), validator, RequestLimits(), slots, request_timeout,
-                                metrics=Metrics(), model_id="fake-model")
+                                metrics=Metrics(), model_name="fake-model")
     host = SimpleNamespace(service=service, error=None, compute_type="cpu")
     return create_app(host, Config(model_id="fake-model")).test_client()

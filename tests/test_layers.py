@@ -71,6 +71,6 @@ def test_both_engines_offer_the_interface_serving_drives():
     from sluice.engine.vllm_engine import VllmEngine
 
     wanted = {name for name in vars(GenerationEngine) if not name.startswith("_")} - {"stats"}
-    assert wanted == {"submit", "cancel", "healthy", "describe", "check_request"}
+    assert wanted == {"submit", "cancel", "healthy", "close", "describe", "check_request"}
     for engine in (Engine, VllmEngine):
         assert all(callable(getattr(engine, name, None)) for name in wanted), engine

@@ -85,10 +85,11 @@ def test_explicit_compute_type_wins_over_the_device_default(start_server):
 # --- container/serve: one line and exit 1 before anything binds ----------------------------------
 
 def test_a_model_path_that_does_not_exist_fails_at_once(tmp_path):
-    for value in ("./models/tiny", "models/tiny/", "~/no/such/model", "a/b/c"):
+    for value, looked_for in (("./models/tiny", tmp_path / "models/tiny"), ("models/tiny/", tmp_path / "models/tiny"),
+                              ("~/no/such/model", Path.home() / "no/such/model"), ("a/b/c", tmp_path / "a/b/c")):
         result = run_serve(tmp_path, HF_MODEL_ID=value)
         assert (result.returncode, result.stderr, result.stdout) == (
-            1, f"sluice: error: HF_MODEL_ID={value} is not a directory\n", "")
+            1, f"sluice: error: HF_MODEL_ID={value} is not a directory (looked for {looked_for})\n", "")
 
 
 def test_a_hub_id_without_network_fails_fast_with_one_line(tmp_path):
@@ -99,7 +100,8 @@ def test_a_hub_id_without_network_fails_fast_with_one_line(tmp_path):
     assert time.monotonic() - started < 10, "huggingface_hub's retries take about 50 s"
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == (
-        f"sluice: error: no network: HF_MODEL_ID=models/tiny is not a directory and "
+        f"sluice: error: no network: HF_MODEL_ID=models/tiny is not a directory "
+        f"(looked for {tmp_path}/models/tiny) and "
         f"http://127.0.0.1:{closed} cannot be reached (Connection refused); "
         "pass a directory (HF_MODEL_ID=/path/to/model) or set HF_ENDPOINT\n")
 
@@ -108,7 +110,8 @@ def test_offline_hub_id_checks_only_the_local_cache(tmp_path):
     result = run_serve(tmp_path, HF_MODEL_ID="org/name", HF_HOME=str(tmp_path / "hf"),
                        HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
     assert (result.returncode, result.stderr) == (
-        1, "sluice: error: HF_MODEL_ID=org/name is not a directory and not in the local hub cache "
+        1, f"sluice: error: HF_MODEL_ID=org/name is not a directory (looked for {tmp_path}/org/name) "
+           "and not in the local hub cache "
            "(HF_HUB_OFFLINE=1); pass a directory (HF_MODEL_ID=/path/to/model)\n")
 
 

@@ -155,7 +155,7 @@ def test_info_models_tokenize_and_health(server, tiny_model_dir):
     assert info["model_id"] == str(tiny_model_dir)
     assert info["max_input_tokens"] < info["max_total_tokens"] and info["max_stop_sequences"] == 4
     assert requests.get(server.url + "/health", timeout=10).status_code == 200
-    assert requests.get(server.url + "/v1/models", timeout=10).json()["data"][0]["id"] == str(tiny_model_dir)
+    assert requests.get(server.url + "/v1/models", timeout=10).json()["data"][0]["id"] == tiny_model_dir.name
     tokens = post(server.url, {"inputs": "Hello world"}, path="/tokenize").json()
     assert "".join(t["text"] for t in tokens) == "Hello world"
     assert all("Hello world"[t["start"]:t["stop"]] == t["text"] for t in tokens)

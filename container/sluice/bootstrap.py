@@ -108,7 +108,7 @@ def make_service(config: Config, engine, validator: Validator,
                              request_timeout=float(config.model_server_timeout),
                              cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
                              keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars,
-                             model_id=config.model_id)
+                             model_name=config.served_model_name)
 
 
 def build_serving(config: Config) -> Serving:

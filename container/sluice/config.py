@@ -52,6 +52,7 @@ SLUICE_HOST = "SLUICE_HOST"  # the address gunicorn binds
 SLUICE_ACCESS_LOG = "SLUICE_ACCESS_LOG"
 SLUICE_LOG_LEVEL = "SLUICE_LOG_LEVEL"
 SLUICE_NO_APP = "SLUICE_NO_APP"  # `inference` imported without building the app (tests)
+SERVED_MODEL_NAME = "SERVED_MODEL_NAME"  # the model's name in OpenAI answers (vLLM's --served-model-name)
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
@@ -137,8 +138,20 @@ def resolve_model_id(value: str) -> str:
     if os.path.isdir(path):
         return os.path.abspath(path)
     if os.path.exists(path) or looks_like_path(value):
-        raise ConfigError(f"{HF_MODEL_ID}={value} is not a directory")
+        raise ConfigError(not_a_directory(value))
     return value
+
+
+def not_a_directory(value: str) -> str:
+    """The error's start for a model that is no directory, naming the absolute path looked at:
+    a relative value is resolved against the directory `serve` was started in, which the user
+    may not have in mind."""
+    return f"{HF_MODEL_ID}={value} is not a directory (looked for {os.path.abspath(os.path.expanduser(value))})"
+
+
+def default_served_name(model_id: str) -> str:
+    """A hub id names itself; a directory is named by its base name, not by a path of this machine."""
+    return os.path.basename(model_id.rstrip("/")) or model_id if os.path.isabs(model_id) else model_id
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,7 @@ class TokenLimits:
 @dataclass(frozen=True)
 class Config:
     model_id: str
+    served_name: str | None = None  # SERVED_MODEL_NAME; see served_model_name
     revision: str | None = None
     trust_remote_code: bool = False
     quantize: str | None = None
@@ -205,6 +219,7 @@ class Config:
                               f"supported: {', '.join(QUANTIZATIONS)}")
         config = cls(
             model_id=model_id,
+            served_name=env.get(SERVED_MODEL_NAME, "").strip() or None,
             revision=env.get(HF_MODEL_REVISION, "").strip() or None,
             trust_remote_code=_bool(env, HF_MODEL_TRUST_REMOTE_CODE, False),
             quantize=quantize,
@@ -241,6 +256,12 @@ class Config:
         )
         config.check()
         return config
+
+    @property
+    def served_model_name(self) -> str:
+        """The model's name in OpenAI answers and ``/v1/models``: ``SERVED_MODEL_NAME``, else the
+        hub id, else the model directory's base name."""
+        return self.served_name or default_served_name(self.model_id)
 
     def check(self) -> None:
         """The cross-field rules TGI's launcher enforces, each failing with one line.

@@ -130,7 +130,7 @@ class ChatDialect(OpenAIDialect):
         grammar = plan.grammar if plan is not None else parse_response_format(body.get("response_format"))
         if grammar is not None:
             request = replace(request, grammar=grammar)
-        envelope = Envelope(model_name(body, context.model_id), self.fingerprint,
-                            "chat.completion.chunk" if stream else "chat.completion")
+        envelope = Envelope(model_name(body, context.model_name), self.fingerprint,
+                            "chat.completion.chunk" if stream else "chat.completion", "chatcmpl-")
         return ChatExchange(request, names, envelope, plan=plan, call_id=next_tool_call_id(messages),
                             logprobs=body.get("logprobs") is True, include_usage=usage_wanted)

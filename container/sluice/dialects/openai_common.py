@@ -9,6 +9,7 @@ Errors name the client's fields: a bad ``max_tokens`` is ``max_tokens: invalid t
 from __future__ import annotations
 
 import time
+import uuid
 
 from ..errors import DeserializeError, ServerError
 from ..request import FieldNames, Parameters
@@ -87,11 +88,13 @@ def openai_error(error: ServerError) -> dict:
 
 
 class Envelope:
-    """The fields every OpenAI-shaped body of one response repeats."""
+    """The fields every OpenAI-shaped body of one response repeats, its id included: one id per
+    response, in every chunk of a stream (TGI sends ``""``; OpenAI's clients and tools key
+    responses on ``chatcmpl-...`` / ``cmpl-...`` ids, as OpenAI and vLLM send them)."""
 
-    def __init__(self, model: str, fingerprint: str, obj: str):
-        self.fields = {"object": obj, "id": "", "created": int(time.time()), "model": model,
-                       "system_fingerprint": fingerprint}
+    def __init__(self, model: str, fingerprint: str, obj: str, id_prefix: str):
+        self.fields = {"object": obj, "id": f"{id_prefix}{uuid.uuid4().hex}", "created": int(time.time()),
+                       "model": model, "system_fingerprint": fingerprint}
 
     def __call__(self, **body) -> dict:
         return dict(self.fields, **body)

@@ -77,5 +77,5 @@ class CompletionsDialect(OpenAIDialect):
         if stream and len(prompts) > 1:
             raise ValidationError("streaming completions take a single prompt")
         requests = [replace(request, inputs=prompt) for prompt in prompts]
-        envelope = Envelope(model_name(body, context.model_id), self.fingerprint, "text_completion")
+        envelope = Envelope(model_name(body, context.model_name), self.fingerprint, "text_completion", "cmpl-")
         return CompletionsExchange(requests, names, envelope)

@@ -32,6 +32,9 @@ class GenerationEngine(Protocol):
     def healthy(self) -> bool:
         """Whether the engine's thread still runs (from cached state: no forward pass)."""
 
+    def close(self, timeout: float) -> bool:
+        """Stop the engine's thread before the process exits (waiting at most ``timeout``)."""
+
     @property
     def stats(self) -> EngineStats:
         """Queue and batch sizes, for ``/metrics``."""

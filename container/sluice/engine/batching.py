@@ -57,6 +57,10 @@ class EngineStats:
     failed_total: int = 0
     prefix_cache_hits: int = 0
     prefix_cache_hit_tokens: int = 0
+    prefix_cache_entries: int = 0
+    prefix_cache_tokens: int = 0
+    prefix_cache_bytes: int = 0
+    prefix_cache_capacity_tokens: int = 0  # 0: no prefix cache of its own (vLLM's is in its KV cache)
 
 
 class Engine(LoopThread):
@@ -73,7 +77,7 @@ class Engine(LoopThread):
         self.budget = budget
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
-        self.stats = EngineStats()
+        self.stats = EngineStats(prefix_cache_capacity_tokens=prefix_cache.budget_tokens if prefix_cache else 0)
         self._scheduler = Scheduler(budget)
         self._waiting = self._scheduler.waiting  # guarded by _wakeup: request threads append
         self._prefilling: collections.deque[tuple[list[Sequence], PrefillJob]] = collections.deque()
@@ -218,7 +222,10 @@ class Engine(LoopThread):
             length = self._prefixes.cacheable_length(prompt)
             if length:
                 columns = row_columns(job.cache, row, job.width - len(prompt), length)
-                self._prefixes.insert(prompt[:length], columns)
+                self._prefixes.insert(prompt[:length], columns, sum(k.nbytes + v.nbytes for k, v in columns))
+        self.stats.prefix_cache_entries = self._prefixes.entries
+        self.stats.prefix_cache_tokens = self._prefixes.cached_tokens
+        self.stats.prefix_cache_bytes = self._prefixes.cached_bytes
 
     def _prefill_step(self) -> None:
         """One chunk of the oldest prefill job; a finished job's rows join the running batch.

@@ -27,6 +27,15 @@ class LoopThread:
             self._stopped = True
             self._wakeup.notify()
 
+    def close(self, timeout: float) -> bool:
+        """Stop the loop and wait for it, at most ``timeout`` seconds: the worker calls this before
+        it exits, so no thread of this engine is inside torch when the process goes. True once
+        the loop has ended."""
+        self.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     @property
     def alive(self) -> bool:
         """False once the loop has ended: the health check must then stop saying 200."""

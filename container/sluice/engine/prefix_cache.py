@@ -24,6 +24,7 @@ class Entry:
     tokens: tuple[int, ...]  # the cached prefix, a whole number of blocks
     payload: object  # what the engine stored for these tokens (per-layer keys/values)
     keys: list[int] = field(default_factory=list)  # its chain hashes in the index
+    nbytes: int = 0  # the payload's size, as the engine measured it
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class PrefixCache:
         self.budget_tokens = budget_tokens
         self.block = block
         self.cached_tokens = 0
+        self.cached_bytes = 0  # what the entries' payloads hold, for /metrics
         self._index: dict[int, Entry] = {}
         self._lru: collections.OrderedDict[int, Entry] = collections.OrderedDict()  # id -> entry
 
@@ -72,18 +74,25 @@ class PrefixCache:
             return 0
         return length
 
-    def insert(self, tokens: tuple[int, ...], payload: object) -> None:
-        """Store ``payload`` for ``tokens`` (whole blocks), evicting the least recently used."""
-        entry = Entry(tokens, payload, chain_hashes(tokens, self.block))
+    @property
+    def entries(self) -> int:
+        return len(self._lru)
+
+    def insert(self, tokens: tuple[int, ...], payload: object, nbytes: int = 0) -> None:
+        """Store ``payload`` (``nbytes`` large) for ``tokens`` (whole blocks), evicting the least
+        recently used."""
+        entry = Entry(tokens, payload, chain_hashes(tokens, self.block), nbytes)
         for key in entry.keys:
             self._index[key] = entry  # the newest entry answers for a shared prefix
         self._lru[id(entry)] = entry
         self.cached_tokens += len(tokens)
+        self.cached_bytes += nbytes
         while self.cached_tokens > self.budget_tokens and self._lru:
             self._evict(self._lru.popitem(last=False)[1])
 
     def _evict(self, entry: Entry) -> None:
         self.cached_tokens -= len(entry.tokens)
+        self.cached_bytes -= entry.nbytes
         for key in entry.keys:
             if self._index.get(key) is entry:
                 del self._index[key]

@@ -182,7 +182,9 @@ class VllmEngine(LoopThread):
             with self._wakeup:
                 while not self._stopped and not self._incoming and not self._live:
                     self._wakeup.wait()
-                if self._stopped:
+                if self._stopped:  # the worker is exiting. vLLM's own engine-core shutdown is not
+                    # called: it takes over a second on CPU (gc, distributed teardown) and frees
+                    # nothing the exit does not; tensor-parallel workers end with this process.
                     return
                 newcomers = list(self._incoming)
                 self._incoming.clear()

@@ -9,11 +9,15 @@ gunicorn's main loop, which accepts connections and must never wait on one clien
 the listening socket closes at once (new connections are refused instead of queueing until the
 worker exits) and requests on open connections get 503, while in-flight streams finish; one still
 running 2 s before the graceful window ends gets an in-band ``shutting_down`` error instead of
-being cut.
+being cut. Ctrl-C (SIGINT, which the terminal sends to every process of the server; the arbiter
+passes its own on as SIGQUIT) does the same at once: running streams end with that event and the
+worker is gone within ``QUICK_EXIT_SECONDS``; a second Ctrl-C ends it immediately. The worker
+always exits by itself, before the arbiter's deadline (``worker_exit``).
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
 import time
@@ -30,10 +34,14 @@ from ..errors import (BadRequestError, ExpectationFailedError, HeadersTooLargeEr
                      TransferCodingNotImplementedError, UriTooLongError)
 from ..serving.shutdown import CLOCK as SHUTDOWN
 from ..wire.framing import dump_json
+from .worker_exit import WorkerExit
 
 CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client; gunicorn's own first-data wait
 LINGER_SECONDS = 2.0  # as gunicorn's close_graceful: let the peer read our answer before we close
 LINGER_MAX_BYTES = 64 * 1024
+QUICK_EXIT_SECONDS = 1.0  # Ctrl-C: streams get their in-band end, then the worker goes (the
+# arbiter, stopped by SIGTERM first, allows 2 s after a Ctrl-C before its SIGKILL)
+EXIT_MARGIN_SECONDS = 1.0  # SIGTERM: the worker starts its exit (at most 0.5 s) this long before the arbiter's SIGKILL
 
 # gunicorn's parse errors, most specific first, and the error each is answered with.
 _PARSE_ERRORS = (
@@ -49,7 +57,14 @@ class SluiceThreadWorker(ThreadWorker):
 
     def init_process(self):
         self.payload_limit = Config.from_environ().payload_limit
+        self.process_exit = WorkerExit(self.log, self.pid).start()
+        self.quit_signals: set[int] = set()
         super().init_process()
+
+    def run(self):
+        """gunicorn's loop and drain, then the worker's own exit (see ``worker_exit``)."""
+        super().run()
+        self.process_exit.now()
 
     def handle(self, conn):
         """One turn of a connection in a worker thread, with receives bounded in time."""
@@ -65,7 +80,9 @@ class SluiceThreadWorker(ThreadWorker):
         if _expects_continue(req) and _declared_length(req) > self.payload_limit:
             # Before gunicorn sends "100 Continue": the client then never sends the body.
             return self._refuse(req, conn, PayloadTooLargeError(self.payload_limit))
-        return super().handle_request(req, conn)
+        # A request that ends after shutdown began closes its connection: a kept-alive one
+        # would only be refused next, and would hold the drain open meanwhile.
+        return super().handle_request(req, conn) and self.alive
 
     def _refuse(self, req, conn, error: ServerError) -> bool:
         self.log.info("Refused %s %s: %s", req.method, req.path, error.message)
@@ -85,10 +102,25 @@ class SluiceThreadWorker(ThreadWorker):
             self.log.debug("Failed to send error message.")
 
     def handle_exit(self, sig, frame):
-        """SIGTERM: stop accepting at once (from the main loop, which owns the listeners), and
-        start the clock after which requests still running end with an in-band error."""
+        """SIGTERM: stop accepting at once (from the main loop, which owns the listeners), start
+        the clock after which requests still running end with an in-band error, and exit before
+        the arbiter's SIGKILL at the end of the same graceful window."""
         SHUTDOWN.start(self.cfg.graceful_timeout)
-        super().handle_exit(sig, frame)
+        self._stop(self.cfg.graceful_timeout - EXIT_MARGIN_SECONDS)
+
+    def handle_quit(self, sig, frame):
+        """SIGINT or SIGQUIT: what SIGTERM does, without the wait. gunicorn's own handler calls
+        ``sys.exit()`` here, which waits for every running stream and aborts at exit."""
+        if sig in self.quit_signals:  # a second Ctrl-C: the user wants it gone now
+            self.process_exit.at_once(f"second {signal.Signals(sig).name}")
+        self.quit_signals.add(sig)
+        if len(self.quit_signals) == 1:  # Ctrl-C brings both the terminal's SIGINT and the arbiter's SIGQUIT
+            SHUTDOWN.expire_now()
+            self._stop(QUICK_EXIT_SECONDS)
+
+    def _stop(self, exit_within: float):
+        self.process_exit.at_the_latest_in(exit_within)
+        super().handle_exit(signal.SIGTERM, None)  # alive = False, and the main loop wakes up
         self.method_queue.defer(self._close_listeners)
 
     def _close_listeners(self):
@@ -135,7 +167,9 @@ def _linger(sock) -> None:
     """Half-close, read what the peer still sends for a moment, then shut reading too.
 
     gunicorn's own graceful close does this wait in its main loop, so a client that never closes
-    would stall accepting for everyone; after this, its recv() sees EOF at once.
+    would stall accepting for everyone; after this, its recv() sees EOF at once. Reading is shut
+    whatever happened before, above all when the wait timed out: a stalled client is exactly the
+    one that never closes (20 of them once held the main loop 40 s, and every /ping with it).
     """
     try:
         sock.shutdown(socket.SHUT_WR)
@@ -146,6 +180,10 @@ def _linger(sock) -> None:
             if not data:
                 break
             drained += len(data)
-        sock.shutdown(socket.SHUT_RD)
     except OSError:
-        pass  # already closed or reset: nothing left to linger for
+        pass  # timed out, reset or already closed: nothing more to read either way
+    finally:
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # already closed or reset

@@ -35,8 +35,9 @@ def info(service: GenerationService, config: Config) -> Response:
 
 
 def models(config: Config) -> Response:
-    return json_response({"object": "list", "data": [
-        {"id": config.model_id, "object": "model", "created": 0, "owned_by": config.model_id}]})
+    """TGI's shape, under the name OpenAI answers carry (``/info`` keeps the full ``model_id``)."""
+    name = config.served_model_name
+    return json_response({"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": name}]})
 
 
 def tokenize(service: GenerationService, body) -> Response:

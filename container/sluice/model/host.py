@@ -35,6 +35,13 @@ class ModelHost:
         self._thread.start()
         return self
 
+    def close(self, timeout: float) -> None:
+        """Stop the engine before the process exits. A load still running is left to the exit:
+        it cannot be interrupted, and the worker ends without finalizing the interpreter."""
+        service = self.service
+        if service is not None and not service.close(timeout):
+            log.warning("the engine did not stop within %.1f s; exiting anyway", timeout)
+
     def _load(self) -> None:
         try:
             serving = self._build(self.config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from ..config import HF_MODEL_ID, ConfigError
+from ..config import ConfigError, not_a_directory
 
 PROBE_TIMEOUT_SECONDS = 5.0
 NO_NETWORK_HINT = "pass a directory (HF_MODEL_ID=/path/to/model) or set HF_ENDPOINT"
@@ -22,12 +22,12 @@ def check_hub_model(model_id: str, revision: str | None) -> None:
 
     if constants.HF_HUB_OFFLINE:
         if not isinstance(try_to_load_from_cache(model_id, "config.json", revision=revision), str):
-            raise ConfigError(f"{HF_MODEL_ID}={model_id} is not a directory and not in the local "
+            raise ConfigError(f"{not_a_directory(model_id)} and not in the local "
                               "hub cache (HF_HUB_OFFLINE=1); pass a directory (HF_MODEL_ID=/path/to/model)")
         return
     reason = _unreachable(f"{constants.ENDPOINT}/api/models/{model_id}")
     if reason:
-        raise ConfigError(f"no network: {HF_MODEL_ID}={model_id} is not a directory and "
+        raise ConfigError(f"no network: {not_a_directory(model_id)} and "
                           f"{constants.ENDPOINT} cannot be reached ({reason}); {NO_NETWORK_HINT}")
 
 

@@ -35,7 +35,7 @@ class ResponseDriver:
     def __init__(self, service: GenerationService, compute_type: str):
         self.service = service
         self.compute_type = compute_type
-        self.context = ParseContext(service.limits, service.tokenizer, service.model_id, compute_type)
+        self.context = ParseContext(service.limits, service.tokenizer, service.model_name, compute_type)
 
     def respond(self, dialect: Dialect, body, http: HttpContext) -> Reply:
         fmt = choose_stream_format(http.accept)

@@ -70,7 +70,7 @@ class ParseContext:
 
     limits: object
     tokenizer: object
-    model_id: str
+    model_name: str
     compute_type: str
 
 

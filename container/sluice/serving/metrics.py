@@ -2,7 +2,8 @@
 
 TGI's exporter writes counters without the ``_total`` suffix (``tgi_request_count 5``), which
 ``prometheus_client`` cannot produce; counters are rendered here, histograms and gauges come from
-``prometheus_client``. TTFT, inter-token latency and cache hits are Sluice's additions.
+``prometheus_client``. TTFT, inter-token latency, cache hits and the caches' sizes against their
+bounds are Sluice's additions.
 """
 
 from __future__ import annotations
@@ -29,6 +30,22 @@ ENGINE_COUNTERS = {
     "sluice_prefix_cache_hit_tokens": ("prefix_cache_hit_tokens", "Prompt tokens not prefilled thanks to it"),
 }
 
+# What the prefix cache (the embedded engine's; vLLM keeps prefixes inside its own KV cache, so
+# these read 0 there) and the response cache hold, beside their bounds: name -> (where it is read,
+# the field there, help). "engine": the engine's stats; "response": the response cache.
+CACHE_GAUGES = {
+    "sluice_prefix_cache_entries": ("engine", "prefix_cache_entries", "Cached prompt prefixes (embedded engine)"),
+    "sluice_prefix_cache_tokens": ("engine", "prefix_cache_tokens", "Tokens of KV the prefix cache holds"),
+    "sluice_prefix_cache_bytes": ("engine", "prefix_cache_bytes", "Bytes of KV tensors the prefix cache holds"),
+    "sluice_prefix_cache_capacity_tokens": ("engine", "prefix_cache_capacity_tokens",
+                                            "The prefix cache's bound in tokens (1/8 of the KV budget)"),
+    "sluice_response_cache_entries": ("response", "entries", "Answers the response cache holds"),
+    "sluice_response_cache_bytes": ("response", "bytes",
+                                    "Bytes the response cache's answers and keys hold, as Python objects"),
+    "sluice_response_cache_capacity_entries": ("response", "size",
+                                               "The response cache's bound in entries (RESPONSE_CACHE_SIZE)"),
+}
+
 
 class Metrics:
     def __init__(self):
@@ -51,6 +68,8 @@ class Metrics:
         self._read_stats: Callable[[], object] | None = None
         self.in_flight = Gauge("sluice_requests_in_flight", "Requests holding a concurrency slot",
                                registry=self.registry)
+        self.cache_gauges = {name: Gauge(name, doc, registry=self.registry)
+                             for name, (_, _, doc) in CACHE_GAUGES.items()}
 
     # The counters' names live here only; serving says what happened, not what to write.
 
@@ -75,13 +94,20 @@ class Metrics:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
-    def bind_gauges(self, read_stats: Callable[[], object], in_flight: Callable[[], int]) -> None:
-        """Gauges (and the engine's counters) read the engine's live state at scrape time."""
+    def bind_gauges(self, read_stats: Callable[[], object], in_flight: Callable[[], int], cache) -> None:
+        """Gauges (and the engine's counters) read the engine's live state and the response
+        cache at scrape time."""
         self._read_stats = read_stats
         self.queue_size.set_function(lambda: read_stats().queue_size)
         self.batch_size.set_function(lambda: read_stats().batch_size)
         self.batch_tokens.set_function(lambda: read_stats().batch_tokens)
         self.in_flight.set_function(in_flight)
+        for name, gauge in self.cache_gauges.items():
+            source, field, _ = CACHE_GAUGES[name]
+            if source == "engine":
+                gauge.set_function(lambda field=field: getattr(read_stats(), field, 0))
+            else:
+                gauge.set_function(lambda field=field: getattr(cache, field))
 
     def _engine_counter_lines(self) -> list[str]:
         stats = self._read_stats() if self._read_stats else None

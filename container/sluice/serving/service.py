@@ -37,11 +37,11 @@ class GenerationService:
     def __init__(self, engine: GenerationEngine, validator: Validator, limits: RequestLimits,
                  max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
                  metrics: Metrics | None = None, keepalive_seconds: float = 15.0,
-                 grammars: "GrammarCompiler | None" = None, model_id: str = ""):
+                 grammars: "GrammarCompiler | None" = None, model_name: str = ""):
         self.engine = engine
         self.validator = validator
         self.limits = limits
-        self.model_id = model_id
+        self.model_name = model_name  # the served model name OpenAI answers carry
         self.tokenizer = validator.tokenizer
         self.request_timeout = request_timeout
         self.keepalive_seconds = keepalive_seconds
@@ -49,7 +49,7 @@ class GenerationService:
         self.max_concurrent_requests = max_concurrent_requests
         self.cache = cache or ResponseCache(0)
         self.metrics = metrics or Metrics()
-        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight)
+        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache)
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -94,6 +94,10 @@ class GenerationService:
 
     def describe(self) -> dict:
         return self.engine.describe()
+
+    def close(self, timeout: float) -> bool:
+        """The worker is exiting: stop the engine (requests have had their in-band end)."""
+        return self.engine.close(timeout)
 
     def reject(self, error: ServerError) -> None:
         """A request refused before it reached ``accounted`` still counts, as in TGI."""
