@@ -1,4 +1,4 @@
-"""Batched penalties and warpers (engine/sampling.process_rows) against one row at a time.
+"""Batched penalties and warpers (engines/native/sampling.process_rows) against one row at a time.
 
 The engine processes every sampled row of a step in one pass of tensor ops. Seeds must keep
 meaning what they meant: each row's processed logits are compared bit for bit with a plain
@@ -12,7 +12,7 @@ import random
 
 import torch
 
-from sluice.engine.sampling import SequenceSampler, choose_tokens, process_rows
+from sluice.engines.native.sampling import SequenceSampler, choose_tokens, process_rows
 from sluice.request import SamplingParams
 
 VOCAB = 512

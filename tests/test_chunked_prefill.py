@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from sluice.config import Config, TokenLimits
-from sluice.engine.batching import Engine
-from sluice.model.loading import eos_token_ids
-from sluice.engine.model_runner import ModelRunner
-from sluice.engine.scheduler import SchedulerBudget
+from sluice.engines.native.engine import NativeEngine
+from sluice.model.facts import eos_token_ids
+from sluice.engines.native.model_runner import ModelRunner
+from sluice.engines.native.scheduler import SchedulerBudget
 from sluice.dialects.tgi_body import parse_generate_body
 from sluice.request import RequestLimits
 from sluice.text.events import ErrorEvent
@@ -26,8 +26,8 @@ def runner_of(loaded) -> ModelRunner:
 
 def generate(loaded, chunk: int, prompts: list[str], **parameters) -> list[list[int]]:
     """Token ids of every prompt, submitted together to an engine whose chunk is ``chunk``."""
-    engine = Engine(runner_of(loaded), loaded.tokenizer, SchedulerBudget(100_000, chunk),
-                    eos_token_ids(loaded), frozenset(loaded.tokenizer.all_special_ids))
+    engine = NativeEngine(runner_of(loaded), loaded.tokenizer, SchedulerBudget(100_000, chunk),
+                    eos_token_ids(loaded.model.generation_config, loaded.tokenizer), frozenset(loaded.tokenizer.all_special_ids))
     validator = Validator(loaded.tokenizer, TokenLimits(512, 1024), 20)
     sequences = [engine.submit(validator.validate(parse_generate_body(
         {"inputs": p, "parameters": dict(parameters, max_new_tokens=24)}, RequestLimits()))) for p in prompts]

@@ -13,12 +13,13 @@ import torch
 
 from sluice.config import TokenLimits
 from sluice.dialects.tgi_body import parse_generate_body
-from sluice.engine.batching import Engine, SchedulerBudget
+from sluice.engines.native.engine import NativeEngine
+from sluice.engines.native.scheduler import SchedulerBudget
 from sluice.errors import GenerationError
-from sluice.model.loading import eos_token_ids
-from sluice.engine.model_runner import ModelRunner
+from sluice.model.facts import eos_token_ids
+from sluice.engines.native.model_runner import ModelRunner
 from sluice.request import RequestLimits, SamplingParams
-from sluice.engine.sampling import SequenceSampler
+from sluice.engines.native.sampling import SequenceSampler
 from sluice.text.events import ErrorEvent
 from sluice.serving.validation import Validator
 
@@ -36,7 +37,7 @@ def make_engine(loaded, runner=None) -> Engine:
     """An engine that is not started yet, so a test can arrange its sequences first."""
     runner = runner or ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id)
     budget = SchedulerBudget(max_batch_total_tokens=8192, max_batch_prefill_tokens=4096)
-    return Engine(runner, loaded.tokenizer, budget, eos_token_ids(loaded),
+    return NativeEngine(runner, loaded.tokenizer, budget, eos_token_ids(loaded.model.generation_config, loaded.tokenizer),
                   frozenset(loaded.tokenizer.all_special_ids))
 
 
@@ -107,7 +108,7 @@ class PoisonedPrefillRunner(ModelRunner):
     def __init__(self, loaded, poisoned: tuple[int, ...]):
         super().__init__(loaded.model, loaded.device, loaded.tokenizer.pad_token_id)
         self.poisoned = poisoned
-        self.engine: Engine | None = None
+        self.engine: NativeEngine | None = None
         self.running_when_failed: int | None = None
 
     def begin_prefill(self, prompts, with_prompt_logprobs=False, **kwargs):

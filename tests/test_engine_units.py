@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sluice.engine.kv_batch import concatenate
-from sluice.engine.model_runner import ModelRunner
-from sluice.engine.sampling import SequenceSampler, choose_tokens
+from sluice.engines.native.kv_batch import concatenate
+from sluice.engines.native.model_runner import ModelRunner
+from sluice.engines.native.sampling import SequenceSampler, choose_tokens
 from sluice.request import SamplingParams
 from sluice.text.detokenizer import REPLACEMENT_CHAR, IncrementalDetokenizer
 

@@ -1,4 +1,4 @@
-"""A prefill chunk in the decode step's forward pass (engine/fused_pass), in-process, float32.
+"""A prefill chunk in the decode step's forward pass (engines/native/fused_pass), in-process, float32.
 
 What a user would notice if it were wrong: other tokens for the running streams or the newcomers
 than with separate passes, or running streams broken by a newcomer's failed pass.
@@ -11,12 +11,13 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from sluice.config import TokenLimits
 from sluice.dialects.tgi_body import parse_generate_body
-from sluice.engine.batching import Engine, SchedulerBudget
-from sluice.engine import fused_pass
-from sluice.engine.fused_pass import ragged_segments
-from sluice.engine.kv_batch import concatenate
-from sluice.engine.model_runner import ModelRunner
-from sluice.model.loading import eos_token_ids
+from sluice.engines.native.engine import NativeEngine
+from sluice.engines.native.scheduler import SchedulerBudget
+from sluice.engines.native import fused_pass
+from sluice.engines.native.fused_pass import ragged_segments
+from sluice.engines.native.kv_batch import concatenate
+from sluice.engines.native.model_runner import ModelRunner
+from sluice.model.facts import eos_token_ids
 from sluice.request import RequestLimits
 from sluice.serving.validation import Validator
 from sluice.text.events import ErrorEvent
@@ -89,7 +90,7 @@ def test_a_decode_step_of_rows_of_unlike_lengths_skips_their_padding_and_keeps_t
 
 
 def engine_of(runner, loaded, chunk: int) -> Engine:
-    return Engine(runner, loaded.tokenizer, SchedulerBudget(100_000, chunk), eos_token_ids(loaded),
+    return NativeEngine(runner, loaded.tokenizer, SchedulerBudget(100_000, chunk), eos_token_ids(loaded.model.generation_config, loaded.tokenizer),
                   frozenset(loaded.tokenizer.all_special_ids))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sluice.bootstrap import logits_width
+from sluice.engines.native.build import logits_width
 from sluice.config import Config
 from sluice.model.loading import load_model
 from sluice.model.packed_linear import PackedLinear, pack_linear_layers

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from http_client import post
-from sluice.engine.prefix_cache import PrefixCache
+from sluice.engines.native.prefix_cache import PrefixCache
 
 SYSTEM = ("You are a helpful assistant for a cheese shop. Answer briefly and politely, in the "
           "customer's language, and never invent prices. ") * 3

@@ -41,7 +41,7 @@ SITECUSTOMIZE = textwrap.dedent(f"""
 
     class _Hook(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "sluice.engine.sampling":
+            if name != "sluice.engines.native.sampling":
                 return None
             spec = importlib.machinery.PathFinder.find_spec(name, path)
             execute = spec.loader.exec_module

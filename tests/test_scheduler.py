@@ -6,7 +6,7 @@ import pytest
 
 from dataclasses import dataclass, field
 
-from sluice.engine.scheduler import Scheduler, SchedulerBudget, group_by_length
+from sluice.engines.native.scheduler import Scheduler, SchedulerBudget, group_by_length
 
 
 @dataclass

@@ -201,16 +201,18 @@ def test_beyond_max_concurrent_requests_is_429_then_the_slots_come_back(vllm_ser
 # --- without a server: the engine choice and the capability check (run in .venv too) -------------
 
 def test_engine_choice_auto_is_sluice_without_cuda_and_vllm_needs_vllm_installed(tiny_model_dir, monkeypatch):
-    from sluice import bootstrap
+    import torch
+
     from sluice.config import Config, ConfigError
+    from sluice.engines import registry
 
     config = lambda engine: Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_ENGINE": engine})
-    monkeypatch.setattr(bootstrap.torch.cuda, "is_available", lambda: False)
-    assert bootstrap.choose_engine(config("auto")) == "sluice"
-    assert bootstrap.choose_engine(config("sluice")) == "sluice"
-    monkeypatch.setattr(bootstrap.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert registry.choose_engine(config("auto")) == "sluice"
+    assert registry.choose_engine(config("sluice")) == "sluice"
+    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="SLUICE_ENGINE=vllm but vllm is not installed"):
-        bootstrap.choose_engine(config("vllm"))
+        registry.choose_engine(config("vllm"))
     with pytest.raises(ConfigError, match="SLUICE_ENGINE must be one of auto, sluice, vllm"):
         config("tgi")
 
@@ -219,7 +221,7 @@ def test_the_capability_check_refuses_only_what_vllm_cannot_do():
     from sluice.errors import ValidationError
     from sluice.dialects.tgi_body import parse_generate_body
     from sluice.request import RequestLimits
-    from sluice.engine.vllm_engine import check_request
+    from sluice.engines.vllm.engine import check_request
 
     parse = lambda **p: parse_generate_body({"inputs": "x", "parameters": p}, RequestLimits())
     for accepted in ({}, {"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 1}, {"repetition_penalty": 1.2},
@@ -234,7 +236,7 @@ def test_the_capability_check_refuses_only_what_vllm_cannot_do():
 
 def test_grammars_map_to_vllms_structured_outputs_with_sluices_compact_json():
     from sluice.request import COMPACT_JSON, GrammarSpec
-    from sluice.engine.vllm_engine import structured_output
+    from sluice.engines.vllm.engine import structured_output
 
     assert structured_output(GrammarSpec.json_schema(SCHEMA)) == {"json": dict(SCHEMA, **{"x-guidance": COMPACT_JSON})}
     assert structured_output(GrammarSpec("regex", REGEX)) == {"regex": REGEX}

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from ..engine.api import GenerationEngine
+from ..engines.base import GenerationEngine
 from ..errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
                       ServerError, ShuttingDownError, ValidationError)
 from ..request import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, ValidRequest

@@ -1,6 +1,6 @@
-"""The lifecycle both engines share: one daemon thread owns the model and steps it; request
+"""The lifecycle every engine shares: one daemon thread owns the model and steps it; request
 threads only queue work, flag cancellations and wake it. Kept apart from the stepping itself so
-the embedded engine and the vLLM engine cannot drift in how they start, stop or report health."""
+the native engine and the vLLM engine cannot drift in how they start, stop or report health."""
 
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ class LoopThread:
             self._wakeup.notify()
 
     def cancel(self, sequence) -> None:
-        """``engine.api``: stop a sequence nobody reads any more, noticed at once."""
+        """``GenerationEngine``: stop a sequence nobody reads any more, noticed at once."""
         sequence.cancel()
         self.wake()
 
     def healthy(self) -> bool:
-        """``engine.api``: the health check's answer, from the loop thread's state."""
+        """``GenerationEngine``: the health check's answer, from the loop thread's state."""
         return self.alive

@@ -1,4 +1,4 @@
-"""The engine interface serving drives: what any engine (the embedded one, vLLM's) must offer.
+"""The engine interface serving drives: what any engine (the native one, vLLM's) must offer.
 
 Serving never reaches into an engine's internals: it submits validated requests, cancels the
 ones whose client went away, and reads health, stats and a description. Both engines satisfy
@@ -7,19 +7,26 @@ this protocol structurally; tests can drive serving with a fake that does too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..request import GenerateRequest, ValidRequest
+    from ...config import TokenLimits
+    from ...request import GenerateRequest, ValidRequest
     from .sequence import Sequence
 
 
-class EngineStats(Protocol):
-    """The live gauges ``/metrics`` reads at scrape time."""
+@dataclass
+class EngineStats:
+    """Counters ``/metrics`` reads at scrape time and tests read (written by the engine thread)."""
 
-    queue_size: int
-    batch_size: int
-    batch_tokens: int
+    queue_size: int = 0
+    batch_size: int = 0
+    batch_tokens: int = 0
+    finished_total: int = 0
+    failed_total: int = 0
+    prefix_cache_hits: int = 0
+    prefix_cache_hit_tokens: int = 0
 
 
 class GenerationEngine(Protocol):
@@ -41,3 +48,16 @@ class GenerationEngine(Protocol):
 
     def check_request(self, request: "GenerateRequest") -> None:
         """Raise a 422 for a parameter this engine cannot honour (nothing is silently dropped)."""
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    """What an engine's ``build(config)`` hands the common wiring (``sluice.bootstrap``): the
+    started engine and the facts the validator, the grammar compiler and the service need."""
+
+    engine: GenerationEngine
+    tokenizer: object
+    limits: "TokenLimits"
+    vocab_size: int  # the width of the logits, which grammar masks cover (often past the tokenizer's)
+    eos_token_ids: frozenset[int]
+    device_type: str  # "cuda" or "cpu": the default x-compute-type depends on it

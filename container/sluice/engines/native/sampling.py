@@ -14,14 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..request import SamplingParams
-
-
-@dataclass(frozen=True)
-class Choice:
-    token_id: int
-    logprob: float
-    top_tokens: tuple[tuple[int, float], ...] = ()
+from ...request import SamplingParams
+from ..base import Choice
 
 
 @dataclass

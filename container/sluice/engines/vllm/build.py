@@ -1,6 +1,6 @@
-"""Wiring for ``SLUICE_ENGINE=vllm``: config -> vLLM engine arguments -> ``VllmEngine`` -> service.
+"""Wiring for ``SLUICE_ENGINE=vllm``: config -> vLLM engine arguments -> a started ``VllmEngine``.
 
-Imported only when the vLLM engine is selected, so the embedded engine never pays vLLM's import
+Imported only when the vLLM engine is selected, so the native engine never pays vLLM's import
 (or needs it installed). TGI's settings map onto vLLM's: ``SM_NUM_GPUS`` -> tensor parallel,
 ``MAX_TOTAL_TOKENS`` -> max model length, ``MAX_BATCH_TOTAL_TOKENS`` -> KV cache size (bytes on
 CUDA, ``VLLM_CPU_KVCACHE_SPACE`` GiB on CPU), ``MAX_BATCH_PREFILL_TOKENS`` -> tokens per step,
@@ -19,22 +19,16 @@ import sys
 import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
-from ..config import Config, ConfigError, TokenLimits
-from .vllm_engine import VllmEngine
+from ...config import Config, ConfigError, TokenLimits
+from ...model.facts import KV_MEMORY_FRACTION, eos_token_ids, free_memory_bytes, kv_bytes_per_token, text_config
+from ..base import EngineBuild
+from .engine import VllmEngine
 
 log = logging.getLogger("sluice.vllm_bootstrap")
 
 GIB = 1 << 30
 # vLLM quantizes in flight to 4-bit NF4 only; 8-bit and FP4 need a pre-quantized checkpoint.
 VLLM_QUANTIZATION = {"bitsandbytes-nf4": "bitsandbytes"}
-
-
-def kv_bytes_per_token(model_config, dtype: str) -> int:
-    cfg = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    element = 4 if dtype == "float32" else 2
-    return 2 * cfg.num_hidden_layers * heads * head_dim * element
 
 
 def vllm_dtype(config: Config, cuda: bool) -> str:
@@ -61,13 +55,11 @@ def cpu_kv_cache_gib(config: Config, limits: TokenLimits, kv_bytes: int) -> int:
     """The KV cache on CPU, in whole GiB: ``MAX_BATCH_TOTAL_TOKENS`` if set, else what a full
     batch of max-length sequences needs, capped like the embedded engine at 30 % of free memory
     (vLLM's own CPU default reserves 92 % of the machine and refuses to start on a busy one)."""
-    from ..bootstrap import KV_MEMORY_FRACTION, free_memory_bytes
-
     if config.max_batch_total_tokens:
         wanted = config.max_batch_total_tokens * kv_bytes
     else:
         full_batch = (config.max_batch_size or 128) * limits.max_total_tokens * kv_bytes
-        wanted = min(full_batch, int(free_memory_bytes(torch.device("cpu")) * KV_MEMORY_FRACTION))
+        wanted = min(full_batch, int(free_memory_bytes("cpu") * KV_MEMORY_FRACTION))
     return max(1, math.ceil(wanted / GIB))
 
 
@@ -111,15 +103,12 @@ def load_tokenizer(config: Config):
     return tokenizer
 
 
-def eos_token_ids(config: Config, tokenizer) -> frozenset[int]:
-    """EOS ids from the generation config (may be a list) and the tokenizer, as model_loading."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+def generation_config(config: Config) -> GenerationConfig | None:
+    """The model's generation config (its EOS ids), None where the model ships none."""
     try:
-        configured = GenerationConfig.from_pretrained(config.model_id, revision=config.revision).eos_token_id
+        return GenerationConfig.from_pretrained(config.model_id, revision=config.revision)
     except (OSError, ValueError):
-        configured = None
-    ids.update([configured] if isinstance(configured, int) else configured or [])
-    return frozenset(ids)
+        return None
 
 
 @contextlib.contextmanager
@@ -136,17 +125,16 @@ def flask_proxies_resolvable():
         yield
 
 
-def build_vllm_engine(config: Config) -> tuple[VllmEngine, object, TokenLimits, str]:
-    """Start vLLM's engine on the model; returns the engine, tokenizer, limits and device type."""
+def build(config: Config) -> EngineBuild:
+    """Start vLLM's engine on the model, in this worker process."""
     cuda = config.device != "cpu" and torch.cuda.is_available()
     if config.device == "cuda" and not cuda:
         raise ConfigError("SLUICE_DEVICE=cuda but no CUDA device is visible")
     model_config = AutoConfig.from_pretrained(config.model_id, revision=config.revision,
                                               trust_remote_code=config.trust_remote_code)
-    text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    limits = config.token_limits(getattr(text_config, "max_position_embeddings", None))
+    limits = config.token_limits(getattr(text_config(model_config), "max_position_embeddings", None))
     dtype = vllm_dtype(config, cuda)
-    kv_bytes = kv_bytes_per_token(model_config, dtype)
+    kv_bytes = kv_bytes_per_token(model_config, 4 if dtype == "float32" else 2)
     prepare_environment(config, cuda, kv_bytes, limits)
     with flask_proxies_resolvable():
         from vllm.v1.engine.llm_engine import LLMEngine
@@ -162,9 +150,9 @@ def build_vllm_engine(config: Config) -> tuple[VllmEngine, object, TokenLimits, 
                    "max_batch_size": llm.vllm_config.scheduler_config.max_num_seqs,
                    # SLUICE_FUSED_PREFILL is the own engine's: vLLM's scheduler mixes both itself.
                    "fused_prefill": "vllm (its scheduler puts prefill chunks and decode tokens in one step)"}
-    engine = VllmEngine(llm, tokenizer, eos_token_ids(config, tokenizer),
-                        frozenset(tokenizer.all_special_ids), description,
+    eos_ids = eos_token_ids(generation_config(config), tokenizer)
+    engine = VllmEngine(llm, tokenizer, eos_ids, frozenset(tokenizer.all_special_ids), description,
                         vocab_size=llm.vllm_config.model_config.get_vocab_size()).start()
     log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, limits %s", dtype, device,
              args.tensor_parallel_size, args.enforce_eager, limits)
-    return engine, tokenizer, limits, device
+    return EngineBuild(engine, tokenizer, limits, engine.vocab_size, eos_ids, device)

@@ -1,49 +1,30 @@
 """The vLLM engine behind Sluice's protocol: vLLM schedules and samples, Sluice speaks TGI.
 
-The same contract as ``engine.Engine`` for the service: ``submit`` returns a ``Sequence`` whose
+The same contract as the native engine for the service: ``submit`` returns a ``Sequence`` whose
 queue receives the same ``TokenEvent``s. Only token ids and log-probabilities come back from
 vLLM (``detokenize=False``); Sluice's own detokenizer and stopping criteria turn them into text
 and finish reasons, so streamed text equals non-streamed text byte for byte and ``details`` have
 the embedded engine's shape. vLLM's ``LLMEngine`` is not thread-safe, so one thread owns it: it
 adds submitted requests, aborts cancelled ones and those Sluice's stopping finished (a stop
-sequence), and steps. vLLM itself is imported by ``vllm_bootstrap``, never by this module's
-callers unless the engine is selected.
+sequence), and steps. vLLM itself is imported by ``build`` and inside this module's functions,
+so nothing imports it unless the engine is selected.
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
 import json
 import logging
-import random
 import time
-from dataclasses import dataclass
 
-from ..text.detokenizer import IncrementalDetokenizer
-from .batching import EngineStats
-from ..errors import GenerationError, ValidationError
-from ..request import COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
-from .sampling import Choice
-from ..request import GenerateRequest, SamplingParams as TgiSampling
-from .loop_thread import LoopThread
-from .sequence import Sequence
-from ..text.events import Token
-from ..text.token_text import TokenText
-from ..text.stopping import StoppingCriteria
-from ..request import ValidRequest
+from ...errors import GenerationError, ValidationError
+from ...request import COMPACT_JSON, JSON, LARK, REGEX, GenerateRequest, GrammarSpec, ValidRequest
+from ...text.events import Token
+from ..base import Choice, EngineStats, LoopThread, Sequence, SequenceMaker
 
 log = logging.getLogger("sluice.vllm_engine")
 
 ENGINE_NAME = "vllm"
-
-
-@dataclass(frozen=True)
-class SeedInfo:
-    """What a ``Sequence`` reads of its sampler (the seed for ``details``); vLLM samples."""
-
-    params: TgiSampling
-    seed: int | None
 
 
 def unsupported_parameter(request: GenerateRequest) -> tuple[str, object] | None:
@@ -130,14 +111,14 @@ class VllmEngine(LoopThread):
         self._llm = llm
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
-        self._text = TokenText(tokenizer)
+        self._sequences = SequenceMaker(tokenizer, eos_token_ids, special_ids)
+        self._text = self._sequences.text
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
         self._description = dict(description, engine=self.name)
         self._stats = EngineStats()
         self._incoming: collections.deque[tuple[Sequence, object]] = collections.deque()
         self._live: dict[str, Sequence] = {}
-        self._ids = itertools.count(1)
 
     # --- the interface the service uses -------------------------------------------------------
 
@@ -161,15 +142,8 @@ class VllmEngine(LoopThread):
 
     def submit(self, valid: ValidRequest, seed: int | None = None) -> Sequence:
         """Queue a validated request; its events appear on the returned sequence's queue."""
-        sampling = valid.request.sampling
-        if sampling.do_sample and seed is None:
-            seed = sampling.seed if sampling.seed is not None else random.getrandbits(63)
-        sequence = Sequence(
-            valid=valid, sampler=SeedInfo(sampling, seed),
-            detokenizer=IncrementalDetokenizer(self._text.decode, valid.input_ids),
-            stopping=StoppingCriteria(self.eos_token_ids, valid.request.stop, valid.max_new_tokens),
-            special_ids=self.special_ids, token_text=self._text.token, id=next(self._ids))
-        params = sampling_params(valid, seed, self.eos_token_ids)
+        sequence = self._sequences.new(valid, seed)
+        params = sampling_params(valid, sequence.seed, self.eos_token_ids)
         with self._wakeup:
             self._incoming.append((sequence, params))
             self._wakeup.notify()

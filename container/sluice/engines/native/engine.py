@@ -1,4 +1,4 @@
-"""The engine: one thread that owns the model and steps every running sequence together.
+"""The native engine: one thread that owns the model and steps every running sequence together.
 
 Continuous batching at the iteration level, as TGI does it: requests wait in arrival order;
 whenever they fit the KV budget they are prefilled together, in chunks of at most
@@ -17,28 +17,22 @@ row shares, fails the whole batch. Clients get a fixed text; the exception goes 
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from ...errors import GenerationError
+from ...request import ValidRequest
+from ...text.events import Token
+from ..base import EngineStats, LoopThread, Sequence, SequenceMaker, draw_seed
 from .constraint import MaskBuilder, RowConstraint
-from ..text.detokenizer import IncrementalDetokenizer
-from ..errors import GenerationError
 from .kv_batch import KVBatch, cache_from_columns, concatenate, row_columns
 from .model_runner import ModelRunner, PrefillJob
 from .prefix_cache import Hit, PrefixCache
 from .sampling import Selection, SequenceSampler, choose_tokens
 from .scheduler import Scheduler, SchedulerBudget, group_by_length
-from .loop_thread import LoopThread
-from .sequence import Sequence
-from ..text.events import Token
-from ..text.token_text import TokenText
-from ..text.stopping import StoppingCriteria
-from ..request import ValidRequest
 
 log = logging.getLogger("sluice.engine")
 
@@ -47,19 +41,15 @@ ROW_FAILED = "choosing the next token failed"
 
 
 @dataclass
-class EngineStats:
-    """Counters the HTTP layer reads for /metrics and tests (written by the engine thread)."""
+class NativeSequence(Sequence):
+    """A sequence with what this engine steps it with: its own sampler (its draws are its own,
+    whatever its batch) and, for a constrained request, its grammar state."""
 
-    queue_size: int = 0
-    batch_size: int = 0
-    batch_tokens: int = 0
-    finished_total: int = 0
-    failed_total: int = 0
-    prefix_cache_hits: int = 0
-    prefix_cache_hit_tokens: int = 0
+    sampler: SequenceSampler = field(kw_only=True)
+    constraint: RowConstraint | None = field(default=None, kw_only=True)
 
 
-class Engine(LoopThread):
+class NativeEngine(LoopThread):
     name = "sluice"
 
     def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
@@ -69,31 +59,26 @@ class Engine(LoopThread):
         self.runner = runner
         self._prefixes = prefix_cache
         self.tokenizer = tokenizer
-        self._text = TokenText(tokenizer)
+        self._sequences = SequenceMaker(tokenizer, eos_token_ids, special_ids)
+        self._text = self._sequences.text
         self.budget = budget
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
         self.stats = EngineStats()
         self._scheduler = Scheduler(budget)
         self._waiting = self._scheduler.waiting  # guarded by _wakeup: request threads append
-        self._prefilling: collections.deque[tuple[list[Sequence], PrefillJob]] = collections.deque()
+        self._prefilling: collections.deque[tuple[list[NativeSequence], PrefillJob]] = collections.deque()
         self._last_was_prefill = False
-        self._running: list[Sequence] = []
+        self._running: list[NativeSequence] = []
         self._batch: KVBatch | None = None
-        self._ids = itertools.count(1)
         self._masks: MaskBuilder | None = None  # built on the first constrained request
 
-    def submit(self, valid: ValidRequest, seed: int | None = None) -> Sequence:
+    def submit(self, valid: ValidRequest, seed: int | None = None) -> NativeSequence:
         """Queue a validated request; its events appear on the returned sequence's queue."""
-        request = valid.request
-        if request.sampling.do_sample and seed is None:
-            seed = request.sampling.seed if request.sampling.seed is not None else random.getrandbits(63)
-        sequence = Sequence(
-            valid=valid,
-            sampler=SequenceSampler(request.sampling, self.runner.device, seed),
-            detokenizer=IncrementalDetokenizer(self._text.decode, valid.input_ids),
-            stopping=StoppingCriteria(self.eos_token_ids, request.stop, valid.max_new_tokens),
-            special_ids=self.special_ids, token_text=self._text.token, id=next(self._ids),
+        sampling = valid.request.sampling
+        seed = draw_seed(sampling, seed)
+        sequence = self._sequences.new(
+            valid, seed, NativeSequence, sampler=SequenceSampler(sampling, self.runner.device, seed),
             constraint=RowConstraint(valid.grammar.new_matcher()) if valid.grammar else None)
         with self._wakeup:
             self._waiting.append(sequence)
@@ -143,7 +128,7 @@ class Engine(LoopThread):
                 log.exception("generation step failed; failing the running batch")
                 self._fail_all()
 
-    def _admit(self) -> list[Sequence]:
+    def _admit(self) -> list[NativeSequence]:
         """Waiting sequences that fit now, in arrival order; caller holds the lock."""
         admitted, cancelled = self._scheduler.admit(self._running)
         for sequence in cancelled:
@@ -162,7 +147,7 @@ class Engine(LoopThread):
                 self._note_cancelled(sequence)
         self._retain([i for i, gone in enumerate(cancelled) if not gone])
 
-    def _note_cancelled(self, sequence: Sequence) -> None:
+    def _note_cancelled(self, sequence: NativeSequence) -> None:
         log.info("sequence %d cancelled (client disconnected) after %d tokens; slot freed",
                  sequence.id, len(sequence.generated_ids))
 
@@ -175,7 +160,7 @@ class Engine(LoopThread):
         self.stats.batch_size = len(self._running)
         self.stats.batch_tokens = self._batch.size * self._batch.columns if self._batch else 0
 
-    def _begin_prefills(self, newcomers: list[Sequence]) -> None:
+    def _begin_prefills(self, newcomers: list[NativeSequence]) -> None:
         """Queue the newcomers' prefill jobs: one per cached-prefix hit, one per group of
         similar lengths for the rest."""
         now, cold = time.monotonic(), []
@@ -189,13 +174,13 @@ class Engine(LoopThread):
         for group in group_by_length(cold):
             self._queue_prefill(group)
 
-    def _prefix_hit(self, sequence: Sequence) -> Hit | None:
+    def _prefix_hit(self, sequence: NativeSequence) -> Hit | None:
         # Prompt log-probabilities need every prompt position's logits: such requests prefill all.
         if self._prefixes is None or sequence.valid.request.decoder_input_details:
             return None
         return self._prefixes.lookup(sequence.valid.input_ids)
 
-    def _queue_prefill(self, group: list[Sequence], hit: Hit | None = None) -> None:
+    def _queue_prefill(self, group: list[NativeSequence], hit: Hit | None = None) -> None:
         try:
             wants_prompt = any(s.valid.request.decoder_input_details for s in group)
             cache = cache_from_columns(hit.entry.payload, hit.length) if hit else None
@@ -209,7 +194,7 @@ class Engine(LoopThread):
             self.stats.prefix_cache_hits += 1
             self.stats.prefix_cache_hit_tokens += hit.length
 
-    def _remember_prefixes(self, group: list[Sequence], job: PrefillJob) -> None:
+    def _remember_prefixes(self, group: list[NativeSequence], job: PrefillJob) -> None:
         """Keep each prompt's whole blocks of KV for later prompts that start the same way."""
         if self._prefixes is None:
             return
@@ -251,13 +236,13 @@ class Engine(LoopThread):
         self._after_decode(logits)
         self._join_if_complete(group, job)
 
-    def _fail_prefill(self, group: list[Sequence], job: PrefillJob) -> None:
+    def _fail_prefill(self, group: list[NativeSequence], job: PrefillJob) -> None:
         log.exception("prefill of %d sequences failed; the running batch continues", len(group))
         if self._prefilling and self._prefilling[0][1] is job:
             self._prefilling.popleft()
         self._fail(group, STEP_FAILED)
 
-    def _join_if_complete(self, group: list[Sequence], job: PrefillJob) -> None:
+    def _join_if_complete(self, group: list[NativeSequence], job: PrefillJob) -> None:
         """Once a job's prompts are all in, publish their first tokens and let them join."""
         if not job.complete:
             return
@@ -272,7 +257,7 @@ class Engine(LoopThread):
             self._batch = concatenate(([self._batch] if self._batch else []) + [joined[0]])
         self._update_batch_stats()
 
-    def _first_tokens(self, group: list[Sequence], job: PrefillJob) -> tuple[KVBatch, list[Sequence]] | None:
+    def _first_tokens(self, group: list[NativeSequence], job: PrefillJob) -> tuple[KVBatch, list[NativeSequence]] | None:
         """Publish each prompt's first token: the group's KV batch and its rows still running."""
         result = self.runner.finish_prefill(job)
         self._remember_prefixes(group, job)
@@ -302,7 +287,7 @@ class Engine(LoopThread):
         else:
             self._update_batch_stats()
 
-    def _publish(self, sequences: list[Sequence], selection: Selection) -> None:
+    def _publish(self, sequences: list[NativeSequence], selection: Selection) -> None:
         """Hand every row its token; a row whose sampling or bookkeeping failed fails alone."""
         for row, sequence in enumerate(sequences):
             error = selection.failures.get(row)
@@ -319,14 +304,14 @@ class Engine(LoopThread):
             elif sequence.finished:
                 self.stats.finished_total += 1
 
-    def _follow_grammar(self, sequence: Sequence, token_id: int) -> Exception | None:
+    def _follow_grammar(self, sequence: NativeSequence, token_id: int) -> Exception | None:
         """Advance a constrained row's matcher; the error if the grammar refuses the token."""
         if sequence.constraint is None:
             return None
         refusal = sequence.constraint.advance(token_id, self.eos_token_ids)
         return None if refusal is None else RuntimeError(f"grammar refused token {token_id}: {refusal}")
 
-    def _constrain(self, logits: torch.Tensor, sequences: list[Sequence]) -> torch.Tensor:
+    def _constrain(self, logits: torch.Tensor, sequences: list[NativeSequence]) -> torch.Tensor:
         """Mask the constrained rows' logits; unconstrained batches skip this entirely."""
         constraints = [s.constraint for s in sequences]
         if all(c is None for c in constraints):
@@ -335,7 +320,7 @@ class Engine(LoopThread):
             self._masks = MaskBuilder(logits.shape[-1])
         return self._masks.apply(logits, constraints)
 
-    def _choose(self, logits: torch.Tensor, sequences: list[Sequence]) -> Selection:
+    def _choose(self, logits: torch.Tensor, sequences: list[NativeSequence]) -> Selection:
         logits = self._constrain(logits, sequences)
         histories = [torch.tensor(s.history, device=logits.device)
                      if s.sampler.params.repetition_penalty != 1.0 or s.sampler.params.frequency_penalty != 0.0
@@ -343,11 +328,11 @@ class Engine(LoopThread):
         return choose_tokens(logits, [s.sampler for s in sequences], histories,
                              [s.valid.request.top_n_tokens for s in sequences])
 
-    def _prefill_tokens(self, sequence: Sequence, logprobs: list[float | None]) -> tuple[Token, ...]:
+    def _prefill_tokens(self, sequence: NativeSequence, logprobs: list[float | None]) -> tuple[Token, ...]:
         ids = sequence.valid.input_ids
         return tuple(Token(i, self._text.token(i), lp, i in self.special_ids) for i, lp in zip(ids, logprobs))
 
-    def _fail(self, sequences: list[Sequence], detail: str) -> None:
+    def _fail(self, sequences: list[NativeSequence], detail: str) -> None:
         """End the unfinished ``sequences`` with a 424 whose text carries no internals."""
         for sequence in sequences:
             if not sequence.finished:
