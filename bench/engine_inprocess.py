@@ -29,7 +29,7 @@ from sluice.model.facts import eos_token_ids  # noqa: E402
 from sluice.model.loading import configure_threads, load_model  # noqa: E402
 from sluice.engines.native.model_runner import ModelRunner  # noqa: E402
 from sluice.engines.native.prefix_cache import PrefixCache  # noqa: E402
-from sluice.dialects.tgi_body import parse_generate_body  # noqa: E402
+from sluice.protocols.tgi.body import parse_generate_body  # noqa: E402
 from sluice.request import RequestLimits  # noqa: E402
 from sluice.text.events import ErrorEvent  # noqa: E402
 from sluice.serving.validation import Validator  # noqa: E402

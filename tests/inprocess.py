@@ -17,6 +17,7 @@ from sluice.http.app import create_app
 from sluice.request import RequestLimits
 from sluice.text.events import ErrorEvent, Finish, Token, TokenEvent
 from sluice.serving.metrics import Metrics
+from sluice.serving.response_cache import ResponseCache
 from sluice.serving.service import GenerationService
 from sluice.serving.validation import Validator
 
@@ -48,6 +49,7 @@ class FakeEngine:
     def __init__(self, release_at: int = 1, fail: Exception | None = None):
         self.release_at, self.fail = release_at, fail
         self.pending: list = []
+        self.submitted: list = []  # every validated request, in submission order
         self.cancelled: list = []
         self.lock = threading.Lock()
         self.stats = SimpleNamespace(queue_size=0, batch_size=0, batch_tokens=0)
@@ -55,6 +57,7 @@ class FakeEngine:
     def submit(self, valid, seed=None):
         sequence = SimpleNamespace(valid=valid, events=queue.Queue(), queued_at=time.monotonic())
         with self.lock:
+            self.submitted.append(valid)
             self.pending.append(sequence)
             if len(self.pending) >= self.release_at:
                 for waiting in self.pending:
@@ -89,13 +92,20 @@ class FakeEngine:
         pass
 
 
-def in_process_client(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
-                      chat_template: str | None = CharTokenizer.chat_template):
-    """A Flask test client over the real app, serving ``engine`` (a plain FakeEngine by default)."""
+def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
+                 chat_template: str | None = CharTokenizer.chat_template,
+                 cache: ResponseCache | None = None) -> GenerationService:
+    """The real generation service over ``engine`` (a plain FakeEngine by default)."""
     tokenizer = CharTokenizer()
     tokenizer.chat_template = chat_template
     validator = Validator(tokenizer, TokenLimits(max_input_tokens=64, max_total_tokens=MAX_TOTAL_TOKENS), 4)
-    service = GenerationService(engine or FakeEngine(), validator, RequestLimits(), slots, request_timeout,
-                                metrics=Metrics(), model_id="fake-model")
+    return GenerationService(engine or FakeEngine(), validator, RequestLimits(), slots, request_timeout,
+                             cache=cache, metrics=Metrics(), model_id="fake-model")
+
+
+def in_process_client(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
+                      chat_template: str | None = CharTokenizer.chat_template):
+    """A Flask test client over the real app, serving ``engine`` (a plain FakeEngine by default)."""
+    service = fake_service(engine, slots, request_timeout, chat_template)
     host = SimpleNamespace(service=service, error=None, compute_type="cpu")
     return create_app(host, Config(model_id="fake-model")).test_client()

@@ -10,7 +10,7 @@ from sluice.engines.native.engine import NativeEngine
 from sluice.model.facts import eos_token_ids
 from sluice.engines.native.model_runner import ModelRunner
 from sluice.engines.native.scheduler import SchedulerBudget
-from sluice.dialects.tgi_body import parse_generate_body
+from sluice.protocols.tgi.body import parse_generate_body
 from sluice.request import RequestLimits
 from sluice.text.events import ErrorEvent
 from sluice.serving.validation import Validator

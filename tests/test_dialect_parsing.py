@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from inprocess import CharTokenizer
-from sluice.dialects.openai_chat import ChatDialect
-from sluice.dialects.openai_completions import CompletionsDialect
-from sluice.dialects.tgi import TgiDialect
+from sluice.protocols.openai.chat import ChatDialect
+from sluice.protocols.openai.completions import CompletionsDialect
+from sluice.protocols.tgi.dialect import TgiDialect
 from sluice.errors import BatchSizeError, SuffixNotSupportedError, ToolError, ValidationError
 from sluice.request import ANY_OBJECT, RequestLimits
 from sluice.serving.exchange import ParseContext

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sluice.config import TokenLimits
-from sluice.dialects.tgi_body import parse_generate_body
+from sluice.protocols.tgi.body import parse_generate_body
 from sluice.engines.native.engine import NativeEngine
 from sluice.engines.native.scheduler import SchedulerBudget
 from sluice.errors import GenerationError

@@ -10,7 +10,7 @@ import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from sluice.config import TokenLimits
-from sluice.dialects.tgi_body import parse_generate_body
+from sluice.protocols.tgi.body import parse_generate_body
 from sluice.engines.native.engine import NativeEngine
 from sluice.engines.native.scheduler import SchedulerBudget
 from sluice.engines.native import fused_pass

@@ -1,4 +1,4 @@
-"""Imports run one way, down the rooms (http -> dialects -> serving -> engines), with the request
+"""Imports run one way, down the rooms (http -> protocols -> serving -> engines), with the request
 model, the wire format and the text types shared below all of them, and no import circle at all.
 
 A room that imported one above it would tie, say, an engine to Flask or to one protocol's body;
@@ -60,7 +60,7 @@ def room(module: str) -> str:
 # What each room must not import (the rooms above it). ``text`` (a sequence's text and stop rules)
 # and ``model`` (loading, model facts) sit below serving, beside the engines; ``config`` and
 # ``errors`` sit under everything; ``bootstrap`` wires an engine to serving and sits above both.
-ALL = {"sluice", "errors", "config", "request", "wire", "text", "model", "engines", "serving", "dialects", "http",
+ALL = {"sluice", "errors", "config", "request", "wire", "text", "model", "engines", "serving", "protocols", "http",
        "bootstrap"}
 FORBIDDEN = {
     "sluice": ALL - {"sluice"},
@@ -68,13 +68,13 @@ FORBIDDEN = {
     "config": ALL - {"config", "errors"},
     "request": ALL - {"request", "errors"},
     "wire": ALL - {"wire", "errors"},
-    "text": {"http", "dialects", "serving", "wire", "engines", "model", "bootstrap"},
-    "model": {"http", "dialects", "serving", "wire", "engines", "text", "bootstrap"},
-    "engines": {"http", "dialects", "serving", "wire", "bootstrap"},
-    "serving": {"http", "dialects", "bootstrap"},
-    "dialects": {"http", "engines", "model", "bootstrap"},
+    "text": {"http", "protocols", "serving", "wire", "engines", "model", "bootstrap"},
+    "model": {"http", "protocols", "serving", "wire", "engines", "text", "bootstrap"},
+    "engines": {"http", "protocols", "serving", "wire", "bootstrap"},
+    "serving": {"http", "protocols", "bootstrap"},
+    "protocols": {"http", "engines", "model", "bootstrap"},
     "http": {"engines", "bootstrap"},
-    "bootstrap": {"http", "dialects"},
+    "bootstrap": {"http", "protocols"},
 }
 ENGINE_FOLDERS = {"native", "vllm"}
 

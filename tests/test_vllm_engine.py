@@ -219,7 +219,7 @@ def test_engine_choice_auto_is_sluice_without_cuda_and_vllm_needs_vllm_installed
 
 def test_the_capability_check_refuses_only_what_vllm_cannot_do():
     from sluice.errors import ValidationError
-    from sluice.dialects.tgi_body import parse_generate_body
+    from sluice.protocols.tgi.body import parse_generate_body
     from sluice.request import RequestLimits
     from sluice.engines.vllm.engine import check_request
 

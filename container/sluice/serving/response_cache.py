@@ -2,7 +2,7 @@
 
 Keyed on the normalised request (what determines the tokens, not how they are framed), so a
 stream can replay a result first produced without streaming. Bounded (LRU), disabled with size
-0, never stores errors. A client opts out per request (``http.cache_opt_out``).
+0, never stores errors. A client opts out per request (``http.sagemaker_headers``).
 """
 
 from __future__ import annotations

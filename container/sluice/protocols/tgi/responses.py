@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..text.events import Finish, Token, TokenEvent
+from ...text.events import Finish, Token, TokenEvent
 
 
 def _logprob(value: float | None) -> float | None:

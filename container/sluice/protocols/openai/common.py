@@ -1,6 +1,6 @@
 """What TGI's two OpenAI dialects (chat completions, completions) share: the parameters read from
-the top level of the body under OpenAI's names, the envelope every body repeats, usage, finish
-reasons and the error event.
+the top level of the body under OpenAI's names, the envelope every body repeats, usage and
+finish reasons.
 
 Errors name the client's fields: a bad ``max_tokens`` is ``max_tokens: invalid type ...`` or
 ``` `max_tokens` must be strictly positive```, never TGI's ``parameters.max_new_tokens``.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 
-from ..errors import DeserializeError, ServerError
-from ..request import FieldNames, Parameters
-from ..text.events import Finish
-from .fields import describe, stop_sequences, typed, typed_integer
+from ...errors import DeserializeError, ServerError
+from ...request import FieldNames, Parameters
+from ...text.events import Finish
+from ..fields import describe, stop_sequences, typed, typed_integer
+from .errors import error_event
 
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 
@@ -80,12 +81,6 @@ def usage(finishes: list[Finish]) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def openai_error(error: ServerError) -> dict:
-    """TGI's OpenAI error event, plus OpenAI's ``type`` (our ``error_type``), so a stream reader
-    can raise the same typed error it raises for a TGI stream."""
-    return {"error": {"message": error.message, "http_status_code": error.status, "type": error.error_type}}
-
-
 class Envelope:
     """The fields every OpenAI-shaped body of one response repeats."""
 
@@ -107,4 +102,4 @@ class OpenAIDialect:
 
     @staticmethod
     def encode_error(error: ServerError) -> dict:
-        return openai_error(error)
+        return error_event(error)

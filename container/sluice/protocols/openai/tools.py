@@ -15,8 +15,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from ..errors import DeserializeError, ToolError
-from ..request.grammar import COMPACT_JSON, LARK, GrammarSpec
+from ...errors import DeserializeError, ToolError
+from ...request.grammar import COMPACT_JSON, LARK, GrammarSpec
 
 AUTO, NONE, REQUIRED = "auto", "none", "required"
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ServerError
-from ..request import TGI_NAMES, GenerateRequest
-from ..text.events import TokenEvent
-from ..serving.exchange import Outcome, ParseContext, Prompt
-from .tgi_body import parse_generate_body
-from .tgi_responses import generate_response, stream_event, timing_headers
+from ...errors import ServerError
+from ...request import TGI_NAMES, GenerateRequest
+from ...serving.exchange import Outcome, ParseContext, Prompt
+from ...text.events import TokenEvent
+from .body import parse_generate_body
+from .errors import error_event
+from .responses import generate_response, stream_event, timing_headers
 
 
 @dataclass
@@ -61,4 +62,4 @@ class TgiDialect:
 
     @staticmethod
     def encode_error(error: ServerError) -> dict:
-        return error.body()
+        return error_event(error)

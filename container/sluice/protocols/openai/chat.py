@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import TemplateError
-from ..request import FieldNames, GenerateRequest, build_request
-from ..text.events import Finish, TokenEvent
-from ..serving.exchange import Outcome, ParseContext, Prompt
+from ...errors import TemplateError
+from ...request import FieldNames, GenerateRequest, build_request
+from ...text.events import Finish, TokenEvent
+from ...serving.exchange import Outcome, ParseContext, Prompt
 from .chat_messages import chat_messages
-from .fields import stream_flag
-from .grammar_fields import parse_response_format
-from .openai_common import (FINISH_REASONS, Envelope, OpenAIDialect, field_names, include_usage, model_name,
+from ..fields import stream_flag
+from ..grammar_fields import parse_response_format
+from .common import (FINISH_REASONS, Envelope, OpenAIDialect, field_names, include_usage, model_name,
                             read_parameters, usage)
 from .tools import ToolCallStream, ToolPlan, next_tool_call_id, plan_tools, prompt_tools_into_messages, split_call, tool_call
 

@@ -6,8 +6,8 @@ a TypeError inside the template or the tokenizer.
 
 from __future__ import annotations
 
-from ..errors import DeserializeError
-from .fields import describe as _describe
+from ...errors import DeserializeError
+from ..fields import describe as _describe
 
 
 def chat_messages(body) -> list[dict]:

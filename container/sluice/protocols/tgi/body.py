@@ -7,10 +7,10 @@ the OpenAI dialects.
 
 from __future__ import annotations
 
-from ..errors import DeserializeError
-from ..request import GenerateRequest, Parameters, RequestLimits, build_request
-from .fields import describe, stop_sequences, stream_flag, typed, typed_integer
-from .grammar_fields import parse_grammar
+from ...errors import DeserializeError
+from ...request import GenerateRequest, Parameters, RequestLimits, build_request
+from ..fields import describe, stop_sequences, stream_flag, typed, typed_integer
+from ..grammar_fields import parse_grammar
 
 
 def parse_generate_body(body, limits: RequestLimits, *, stream: bool | None = None,
