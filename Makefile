@@ -65,6 +65,7 @@ local: install
 # Every tier (tests/unit, inprocess, server, vllm, client, packaging); tests/vllm runs when
 # .venv-vllm exists (`make install-vllm`), else it skips.
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # The unit tier only: no server, no model, seconds.

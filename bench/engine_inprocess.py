@@ -24,15 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 
 from sluice.config import Config, TokenLimits  # noqa: E402
 from sluice.engines.native.engine import NativeEngine  # noqa: E402
+from sluice.engines.native.model_runner import ModelRunner  # noqa: E402
+from sluice.engines.native.prefix_cache import PrefixCache  # noqa: E402
 from sluice.engines.native.scheduler import SchedulerBudget  # noqa: E402
 from sluice.model.facts import eos_token_ids  # noqa: E402
 from sluice.model.loading import configure_threads, load_model  # noqa: E402
-from sluice.engines.native.model_runner import ModelRunner  # noqa: E402
-from sluice.engines.native.prefix_cache import PrefixCache  # noqa: E402
 from sluice.protocols.tgi.body import parse_generate_body  # noqa: E402
 from sluice.request import RequestLimits  # noqa: E402
-from sluice.text.events import ErrorEvent  # noqa: E402
 from sluice.serving.validation import Validator  # noqa: E402
+from sluice.text.events import ErrorEvent  # noqa: E402
 
 
 def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int, pack: bool = True, fuse: bool = True):
@@ -68,7 +68,7 @@ def run_one(engine, validator, prompt: str, new_tokens: int, record: dict) -> No
         stamps.append(time.perf_counter())
         if event.finish is not None:
             break
-    record.update(ttft=stamps[0] - started, itl=[b - a for a, b in zip(stamps, stamps[1:])],
+    record.update(ttft=stamps[0] - started, itl=[b - a for a, b in zip(stamps, stamps[1:], strict=False)],
                   tokens=len(stamps), start=started, end=stamps[-1])
 
 

@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 
-from sluice.http.app import create_app
 from sluice.config import Config, app_disabled
+from sluice.http.app import create_app
 from sluice.model.host import ModelHost
 
 WORKER_BOOT_ERROR = 3  # gunicorn's arbiter halts the server when a worker exits with this

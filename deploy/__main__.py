@@ -54,6 +54,7 @@ def cmd_deploy(args) -> int:
 
 def _predictor(args, invoking: bool = False):
     import boto3
+
     from deploy.local import local_runtime_session
     from deploy.predictor import Predictor
 
@@ -102,6 +103,7 @@ def cmd_delete(args) -> int:
 
 def cmd_local(args) -> int:
     import os
+
     from deploy.jumpstart import ENV_MODEL_DIR
     from deploy.local import run_local_endpoint
 
@@ -156,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-name")
     p.add_argument("--no-wait", action="store_true", help="return once the endpoint is Creating")
     p.add_argument("--role", help="execution role ARN (default $SLUICE_EXECUTION_ROLE_ARN)")
-    p.add_argument("--image-uri", help="default $SLUICE_IMAGE_URI or <account>.dkr.ecr.<region>.amazonaws.com/sluice:latest")
+    p.add_argument("--image-uri",
+                   help="default $SLUICE_IMAGE_URI or <account>.dkr.ecr.<region>.amazonaws.com/sluice:latest")
     p.add_argument("--model-data", help="s3://bucket/prefix/ holding the model files")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--region")

@@ -15,11 +15,11 @@ from types import SimpleNamespace
 from sluice.config import Config, TokenLimits
 from sluice.http.app import create_app
 from sluice.request import RequestLimits
-from sluice.text.events import ErrorEvent, Finish, Token, TokenEvent
 from sluice.serving.metrics import Metrics
 from sluice.serving.response_cache import ResponseCache
 from sluice.serving.service import GenerationService
 from sluice.serving.validation import Validator
+from sluice.text.events import ErrorEvent, Finish, Token, TokenEvent
 
 MAX_TOTAL_TOKENS = 128
 

@@ -32,7 +32,8 @@ PARAMETERS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 BAD_GRAMMARS = [
     ({"type": "xml", "value": "a"}, "Failed to deserialize the JSON body into the target type: parameters.grammar: "
      "unknown variant `xml`, expected one of `json`, `json_object`, `regex`, `json_schema`"),
-    ({"value": "a"}, "Failed to deserialize the JSON body into the target type: parameters.grammar: missing field `type`"),
+    ({"value": "a"},
+     "Failed to deserialize the JSON body into the target type: parameters.grammar: missing field `type`"),
     ({"type": "json", "value": 3}, "Input validation error: grammar is not supported"),
     ({"type": "json", "value": {"type": "object"}},
      "Input validation error: grammar is not valid: Grammar must have a 'properties' field"),

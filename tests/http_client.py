@@ -26,7 +26,8 @@ def generate(url: str, inputs: str, path: str = "/invocations", **parameters):
     return response.json()
 
 
-def stream_raw(url: str, body, path: str = "/invocations", headers: dict | None = None) -> tuple[requests.Response, bytes]:
+def stream_raw(url: str, body, path: str = "/invocations",
+               headers: dict | None = None) -> tuple[requests.Response, bytes]:
     response = requests.post(url + path, json=body, stream=True, timeout=60, headers=headers)
     chunks = b"".join(response.iter_content(chunk_size=None))
     return response, chunks

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from aws_fixtures import REGION, ROLE, aws, aws_env  # noqa: F401 (fixtures)
+from aws_fixtures import REGION, ROLE
 from deploy.__main__ import main
 from deploy.catalog import load_catalog
 from deploy.local import free_port

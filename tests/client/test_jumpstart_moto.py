@@ -7,15 +7,13 @@ import warnings
 import boto3
 import pytest
 
+from aws_fixtures import ACCOUNT, REGION, ROLE, moto_endpoint
 from deploy.artifacts import upload_model_dir
 from deploy.catalog import WildcardVersionWarning
-from deploy.errors import (EndpointFailedError, EndpointTimeoutError,
-                                  MissingConfigurationError)
+from deploy.errors import EndpointFailedError, EndpointTimeoutError, MissingConfigurationError
 from deploy.jumpstart import JumpStartModel, UnsupportedInstanceTypeWarning
 from deploy.predictor import Predictor
 from deploy.waiter import wait_for_endpoint
-from aws_fixtures import (ACCOUNT, REGION, ROLE, aws, aws_env,  # noqa: F401 (fixtures)
-                                current_instance_types, moto_endpoint)
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/sluice:0.1.0"
 FALCON_180B = "huggingface-llm-falcon-180b-bf16"
@@ -152,7 +150,8 @@ def test_waiter_reports_failure_reason(aws):
                                model_data="s3://b/p/").deploy(endpoint_name="doomed", wait=False)
     record = moto_endpoint("doomed")
     record.endpoint_status = "Failed"
-    record.failure_reason = "The primary container for production variant AllTraffic did not pass the ping health check."
+    record.failure_reason = ("The primary container for production variant AllTraffic did not pass the ping "
+                             "health check.")
     with pytest.raises(EndpointFailedError, match="did not pass the ping health check") as info:
         wait_for_endpoint(predictor.sagemaker_client, "doomed", poll_interval=0.01, timeout=5)
     assert info.value.endpoint_name == "doomed"

@@ -22,9 +22,7 @@ from botocore.exceptions import ClientError
 
 from deploy.errors import ModelStreamError, ValidationError
 from deploy.eventstream import decode_messages
-from deploy.local import free_port
-from deploy.local import LocalEndpoint
-from deploy.local import LocalRuntime
+from deploy.local import LocalEndpoint, LocalRuntime, free_port
 from deploy.stream import EventIterator, TokenIterator
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,9 +14,10 @@ import socket
 import boto3
 import pytest
 
-from aws_fixtures import REGION, ROLE, aws, aws_env, current_instance_types  # noqa: F401
+from aws_fixtures import REGION, ROLE
 from deploy.catalog import get_model_spec
-from deploy.filters import And as OurAnd, list_jumpstart_models as our_list_jumpstart_models
+from deploy.filters import And as OurAnd
+from deploy.filters import list_jumpstart_models as our_list_jumpstart_models
 from deploy.publish import publish
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("sagemaker") is None,

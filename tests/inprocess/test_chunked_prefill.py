@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from native_engine import drain, make_engine, request, runner_of
+
 from sluice.config import Config
 
 PROMPTS = ["A short story: once upon a time, in a small village by the sea, there lived an old",
@@ -35,7 +35,7 @@ def test_a_left_padded_group_prefilled_in_chunks_has_the_logits_of_one_pass(load
         runner.prefill_chunk(job, stop)
     chunked = runner.finish_prefill(job)
     torch.testing.assert_close(chunked.last_logits, whole.last_logits, rtol=1e-4, atol=1e-4)
-    for row_whole, row_chunked in zip(whole.prompt_logprobs, chunked.prompt_logprobs):
+    for row_whole, row_chunked in zip(whole.prompt_logprobs, chunked.prompt_logprobs, strict=True):
         assert row_whole[0] is None and row_chunked[0] is None
         assert row_chunked[1:] == pytest.approx(row_whole[1:], abs=1e-4)
 

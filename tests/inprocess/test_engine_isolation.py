@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import queue
 
+import native_engine
 import pytest
 import torch
-
-import native_engine
 from native_engine import EVENT_TIMEOUT, drain, request
+
 from sluice.engines.native.engine import NativeEngine
 from sluice.engines.native.model_runner import ModelRunner
 from sluice.engines.native.sampling import SequenceSampler

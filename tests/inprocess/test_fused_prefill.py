@@ -7,9 +7,9 @@ than with separate passes, or running streams broken by a newcomer's failed pass
 from __future__ import annotations
 
 import torch
+from native_engine import drain, make_engine, request, runner_of
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from native_engine import drain, make_engine, request, runner_of
 from sluice.engines.native import fused_pass
 from sluice.engines.native.fused_pass import ragged_segments
 from sluice.engines.native.kv_batch import concatenate
@@ -103,7 +103,7 @@ def stream_with_arrivals(loaded, runner, before_arrivals=None,
         results = [drain(s) for s in running + arriving]
     finally:
         engine.stop()
-    return [([first] + ids, error) for first, (ids, error) in zip(firsts, results[:2])] + results[2:]
+    return [([first] + ids, error) for first, (ids, error) in zip(firsts, results[:2], strict=True)] + results[2:]
 
 
 def test_streams_and_arrivals_generate_the_same_tokens_fused_or_in_turns(loaded):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sluice.engines.native.build import logits_width
 from sluice.config import Config
+from sluice.engines.native.build import logits_width
 from sluice.model.loading import load_model
 from sluice.model.packed_linear import PackedLinear, pack_linear_layers
 

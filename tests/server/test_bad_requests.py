@@ -24,8 +24,9 @@ DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
 
 BAD = [
     ("malformed json", dict(data=b'{"inputs": "x",', headers={"Content-Type": "application/json"}), 400, "bad_request"),
-    ("invalid utf-8", dict(data=b'{"inputs": "\xff\xfe"}', headers={"Content-Type": "application/json"}), 400, "bad_request"),
-    ("wrong content type", dict(data=b'{"inputs": "x"}', headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type"),
+    ("invalid utf-8", dict(data=b'{"inputs": "\xff\xfe"}', headers=JSON), 400, "bad_request"),
+    ("wrong content type", dict(data=b'{"inputs": "x"}', headers={"Content-Type": "text/plain"}), 415,
+     "unsupported_media_type"),
     ("no content type", dict(data=b'{"inputs": "x"}'), 415, "unsupported_media_type"),
     ("inputs not a string", dict(json={"inputs": ["a", "b"]}), 422, "validation"),
     ("missing inputs", dict(json={"parameters": {}}), 422, "validation"),
@@ -83,7 +84,8 @@ def test_over_long_input_messages_are_tgis(start_server):
                              json={"inputs": "one two three four five six seven eight " * 3,
                                    "parameters": {"max_new_tokens": 4}})
     assert response.status_code == 422
-    assert response.json()["error"].startswith("Input validation error: `inputs` must have less than 16 tokens. Given: ")
+    assert response.json()["error"].startswith(
+        "Input validation error: `inputs` must have less than 16 tokens. Given: ")
     response = requests.post(small.url + "/invocations", timeout=30,
                              json={"inputs": "one two", "parameters": {"max_new_tokens": 40}})
     assert response.json()["error"].startswith(
@@ -111,7 +113,8 @@ DEEP_BODIES = [
     ("50k deep on generate_stream", "/generate_stream", b'{"inputs":"x","parameters":{"a":' + nested(50_000) + b"}}"),
     ("900 deep: parses in Python, past serde's limit", "/generate", b'{"inputs":"x","x":' + nested(900) + b"}"),
     ("128 deep: serde's first refused level", "/generate", b'{"inputs":"x","x":' + nested(127) + b"}"),
-    ("deep chat message", "/v1/chat/completions", b'{"messages":[{"role":"user","content":"hi","x":' + nested(40_000) + b"}]}"),
+    ("deep chat message", "/v1/chat/completions",
+     b'{"messages":[{"role":"user","content":"hi","x":' + nested(40_000) + b"}]}"),
 ]
 
 
@@ -139,7 +142,8 @@ SURROGATE = b'"\\ud800"'
 LONE_SURROGATES = [
     ("chat model", "/v1/chat/completions", b'{"model":' + SURROGATE + b',"messages":[{"role":"user","content":"hi"}]}'),
     ("completions model", "/v1/completions", b'{"model":' + SURROGATE + b',"prompt":"hi"}'),
-    ("chat model on invocations", "/invocations", b'{"model":' + SURROGATE + b',"messages":[{"role":"user","content":"hi"}]}'),
+    ("chat model on invocations", "/invocations",
+     b'{"model":' + SURROGATE + b',"messages":[{"role":"user","content":"hi"}]}'),
     ("chat content", "/v1/chat/completions", b'{"messages":[{"role":"user","content":' + SURROGATE + b"}]}"),
     ("chat content part", "/v1/chat/completions",
      b'{"messages":[{"role":"user","content":[{"type":"text","text":' + SURROGATE + b"}]}]}"),

@@ -30,10 +30,10 @@ def stream_text(url, prompt, **parameters):
 
 def test_concurrent_streams_complete_with_the_outputs_they_get_alone(server):
     lengths = [8, 40, 16, 64, 24, 12, 48, 32]
-    expected = [alone(server.url, p, max_new_tokens=n)["generated_text"] for p, n in zip(PROMPTS, lengths)]
+    expected = [alone(server.url, p, max_new_tokens=n)["generated_text"] for p, n in zip(PROMPTS, lengths, strict=True)]
     with futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
         results = list(pool.map(lambda pn: stream_text(server.url, pn[0], max_new_tokens=pn[1]),
-                                zip(PROMPTS, lengths)))
+                                zip(PROMPTS, lengths, strict=True)))
     assert results == expected
 
 
@@ -59,7 +59,8 @@ def test_overload_answers_429_with_tgis_body_and_in_band_when_streaming(start_se
         return response.status_code, response.json()
 
     def streamed(_):
-        response, raw = stream_raw(small.url, {"inputs": "Hello", "stream": True, "parameters": {"max_new_tokens": 100}})
+        response, raw = stream_raw(small.url, {"inputs": "Hello", "stream": True,
+                                               "parameters": {"max_new_tokens": 100}})
         return response.status_code, sse_events(raw)
 
     with futures.ThreadPoolExecutor(12) as pool:

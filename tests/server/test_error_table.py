@@ -53,7 +53,7 @@ def test_the_error_table_lists_exactly_the_errors_the_code_answers():
     for statuses, types, who in error_table():
         assert set(who) <= {"app", "worker"}, who
         # "404 / 405 | a / b" pairs status and type; "422 | a / b" gives one status several types
-        pairs = zip(statuses, types) if len(statuses) > 1 else ((statuses[0], t) for t in types)
+        pairs = zip(statuses, types, strict=True) if len(statuses) > 1 else ((statuses[0], t) for t in types)
         listed.update(pairs)
     assert listed == answered_errors()
 
@@ -92,14 +92,18 @@ WORKER_ANSWERS = [
     ("5000-byte url", b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
      {"error": "Request-URI Too Long: Request Line is too large (5014 > 4094)", "error_type": "uri_too_long"}),
     ("101 headers", b"GET /ping HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(100)) + b"\r\n",
-     431, {"error": "Request Header Fields Too Large: limit request headers fields", "error_type": "headers_too_large"}),
-    ("unknown expectation", b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON + b"Content-Length: 2\r\nExpect: foo\r\n\r\n{}",
-     417, {"error": "Expectation Failed: Unable to comply with expectation: 'foo'", "error_type": "expectation_failed"}),
+     431, {"error": "Request Header Fields Too Large: limit request headers fields",
+           "error_type": "headers_too_large"}),
+    ("unknown expectation",
+     b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON + b"Content-Length: 2\r\nExpect: foo\r\n\r\n{}",
+     417, {"error": "Expectation Failed: Unable to comply with expectation: 'foo'",
+           "error_type": "expectation_failed"}),
     ("unknown transfer coding", b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON + b"Transfer-Encoding: br\r\n\r\n",
      501, {"error": "Not Implemented: Unsupported transfer coding: 'br'", "error_type": "not_implemented"}),
     ("expect 100-continue over the limit", b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON
      + b"Content-Length: 7340032\r\nExpect: 100-continue\r\n\r\n", 413,
-     {"error": "Failed to buffer the request body: length limit exceeded (6291456 bytes)", "error_type": "payload_too_large"}),
+     {"error": "Failed to buffer the request body: length limit exceeded (6291456 bytes)",
+      "error_type": "payload_too_large"}),
 ]
 
 
@@ -113,7 +117,8 @@ def test_what_the_worker_answers_is_json_and_closes_the_connection(server, name,
 
 
 APP_CLOSES = [
-    ("bad chunk size", b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ("bad chunk size",
+     b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
      400, {"error": "Invalid chunked request body: Invalid chunk size: b'zz'", "error_type": "bad_request"}),
 ]
 
@@ -133,7 +138,8 @@ def test_a_short_body_is_answered_by_the_app_and_the_connection_closes(server):
     request = b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON + b"Content-Length: 100\r\n\r\n" + body
     response, answer, after = exchange(server, request, half_close=True)
     assert (response.status, answer) == (400, {
-        "error": f"Request body ended after {len(body)} of its 100 bytes (Content-Length)", "error_type": "bad_request"})
+        "error": f"Request body ended after {len(body)} of its 100 bytes (Content-Length)",
+        "error_type": "bad_request"})
     assert response.getheader("Server") == "gunicorn" and after == b""
 
 

@@ -11,10 +11,22 @@ import jsonschema
 import pytest
 import requests
 
-from grammar_cases import (BAD_GRAMMARS, PARAMETERS, REGEX, SAMPLED, SCHEMA, TOOLS, assert_text_or_valid_call,
-                           assert_valid_call, chat, chat_stream_chunks, constrained, in_parallel, reassemble)
+from grammar_cases import (
+    BAD_GRAMMARS,
+    PARAMETERS,
+    REGEX,
+    SAMPLED,
+    SCHEMA,
+    TOOLS,
+    assert_text_or_valid_call,
+    assert_valid_call,
+    chat,
+    chat_stream_chunks,
+    constrained,
+    in_parallel,
+    reassemble,
+)
 from http_client import metric, post, sse_events, stream_raw, wait_for
-
 
 # --- TGI grammar ------------------------------------------------------------------------------
 
@@ -184,7 +196,8 @@ def test_streamed_tool_call_deltas_reassemble_to_the_non_streamed_answer(server,
         whole = chat(server.url, seed=seed, tools=TOOLS, tool_choice=tool_choice)["message"]["tool_calls"][0]
         chunks = chat_stream_chunks(server.url, seed=seed, tools=TOOLS, tool_choice=tool_choice)
         call, content = reassemble(chunks)
-        assert content == "" and call == {"name": whole["function"]["name"], "arguments": whole["function"]["arguments"]}
+        assert content == ""
+        assert call == {"name": whole["function"]["name"], "arguments": whole["function"]["arguments"]}
         assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 

@@ -16,8 +16,8 @@ import re
 import jsonschema
 import requests
 
-from http_client import sse_events, wait_for
 from grammar_cases import REGEX, SCHEMA, constrained
+from http_client import sse_events, wait_for
 
 STREAMS = 4
 STREAM_TOKENS = 800  # several times the steps the 100 constrained answers need (about 200)

@@ -9,8 +9,8 @@ import json
 import jsonschema
 import requests
 
-from http_client import post, sse_events, stream_raw
 from grammar_cases import SCHEMA, TOOLS, constrained
+from http_client import post, sse_events, stream_raw
 
 NOT_SUPPORTED = {"error": "Input validation error: grammar is not supported", "error_type": "validation"}
 CHAT = {"messages": [{"role": "user", "content": "Weather?"}], "max_tokens": 8}

@@ -61,7 +61,8 @@ def in_chunks(data: bytes, step: int = 64 * 1024):
 
 GUNICORN_REJECTS = [
     ("9000-byte header", b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
-     {"error": "Request Header Fields Too Large: limit request headers fields size", "error_type": "headers_too_large"}),
+     {"error": "Request Header Fields Too Large: limit request headers fields size",
+      "error_type": "headers_too_large"}),
     ("control character in a header", b"GET /ping HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", 400,
      {"error": "Bad Request: Invalid HTTP Header: 'X-A'", "error_type": "bad_request"}),
     ("content-length and chunked", b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON
@@ -92,7 +93,8 @@ def test_a_7_mib_body_gets_a_413_that_requests_can_read(hostile_server):
 def test_a_7_mib_body_gets_a_413_that_http_client_can_read(hostile_server):
     connection = http.client.HTTPConnection("127.0.0.1", hostile_server.port, timeout=60)
     try:
-        connection.request("POST", "/invocations", body=json_body(7 * MiB), headers={"Content-Type": "application/json"})
+        connection.request("POST", "/invocations", body=json_body(7 * MiB),
+                           headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())) == (413, TOO_LARGE)
     finally:
@@ -139,7 +141,8 @@ def _batch_size(url: str) -> float:
     raise AssertionError("tgi_batch_current_size not in /metrics")
 
 
-DRAINED_STREAMS, DRAINED_TOKENS = 4, 60  # as the report: 4 streams, still generating at SIGTERM; well within the 25 s drain on a loaded machine
+# As the report: 4 streams, still generating at SIGTERM; well within the 25 s drain on a loaded machine.
+DRAINED_STREAMS, DRAINED_TOKENS = 4, 60
 
 
 def test_after_sigterm_new_requests_are_refused_at_once_while_streams_finish(start_server):

@@ -96,13 +96,14 @@ def test_truncate_keeps_the_last_tokens_of_the_prompt(server):
 
 
 def test_repetition_penalty_stops_repeats(server):
-    ids = [t["id"] for t in details(server, "a a a a", max_new_tokens=24, repetition_penalty=1000.0)["details"]["tokens"]]
+    tokens = details(server, "a a a a", max_new_tokens=24, repetition_penalty=1000.0)["details"]["tokens"]
+    ids = [t["id"] for t in tokens]
     assert len(set(ids)) == len(ids)
 
 
 def test_top_n_tokens_lists_the_most_likely_alternatives(server):
     tokens = details(server, max_new_tokens=4, top_n_tokens=3)["details"]
-    for chosen, tops in zip(tokens["tokens"], tokens["top_tokens"]):
+    for chosen, tops in zip(tokens["tokens"], tokens["top_tokens"], strict=True):
         assert len(tops) == 3
         assert [t["logprob"] for t in tops] == sorted((t["logprob"] for t in tops), reverse=True)
         assert tops[0]["id"] == chosen["id"]  # greedy takes the most likely token

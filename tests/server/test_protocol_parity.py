@@ -171,7 +171,8 @@ def test_generate_responses_carry_tgis_headers(server):
 
 def _metric(url: str, name: str) -> float:
     text = requests.get(url + "/metrics", timeout=10).text
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{")]
+    values = [float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith(name + " ") or line.startswith(name + "{")]
     return sum(values)
 
 

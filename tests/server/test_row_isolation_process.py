@@ -124,7 +124,7 @@ def test_a_failing_row_gets_its_424_and_the_running_streams_finish_untouched(poi
     # the neighbours were generating before the failures and still are, once the victim's row has left
     assert _settled_batch_size(url, leaving=3) == 2
 
-    for neighbour, alone in zip(neighbours, (greedy_alone, sampled_alone)):
+    for neighbour, alone in zip(neighbours, (greedy_alone, sampled_alone), strict=True):
         streamed = neighbour.finish()
         assert all("error" not in e for e in streamed), [e for e in streamed if "error" in e]
         assert [e["index"] for e in streamed] == list(range(1, NEIGHBOUR_TOKENS + 1))

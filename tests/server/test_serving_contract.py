@@ -13,8 +13,8 @@ import pytest
 import requests
 import torch
 
-from deploy.local import SERVE, ContainerProcess, ping_status
 from blog_token_iterator import BlogTokenIterator
+from deploy.local import SERVE, ContainerProcess, ping_status
 from http_client import generate, post, sse_events, stream_events, stream_raw
 from sluice.config import Config
 from sluice.model.loading import select_dtype
@@ -70,7 +70,8 @@ def test_contradictory_limits_stop_the_server_at_start_with_one_line(tiny_model_
 
 
 def test_serve_ignores_sagemakers_serve_argument_and_unknown_env(tiny_model_dir):
-    process = ContainerProcess(tiny_model_dir, env={"SAGEMAKER_PROGRAM": "inference.py", "ENDPOINT_SERVER_TIMEOUT": "3600",
+    process = ContainerProcess(tiny_model_dir, env={"SAGEMAKER_PROGRAM": "inference.py",
+                                                    "ENDPOINT_SERVER_TIMEOUT": "3600",
                                                     "SM_NUM_GPUS": "1", "MAX_INPUT_LENGTH": "1024"})
     process.start()
     try:

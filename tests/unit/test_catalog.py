@@ -7,8 +7,15 @@ import warnings
 
 import pytest
 
-from deploy.catalog import (CATALOG_PATH, Framework, Task, WildcardVersionWarning, catalog_from_dict,
-                            get_model_spec, load_catalog)
+from deploy.catalog import (
+    CATALOG_PATH,
+    Framework,
+    Task,
+    WildcardVersionWarning,
+    catalog_from_dict,
+    get_model_spec,
+    load_catalog,
+)
 from deploy.errors import FilterSyntaxError, UnknownModelError, UnknownVersionError
 from deploy.filters import And, Not, Or, list_jumpstart_models, parse_filter_string
 

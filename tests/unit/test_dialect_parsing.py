@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from fake_engine import CharTokenizer
+from sluice.errors import BatchSizeError, SuffixNotSupportedError, ToolError, ValidationError
 from sluice.protocols.openai.chat import ChatDialect
 from sluice.protocols.openai.completions import CompletionsDialect
 from sluice.protocols.tgi.dialect import TgiDialect
-from sluice.errors import BatchSizeError, SuffixNotSupportedError, ToolError, ValidationError
 from sluice.request import ANY_OBJECT, RequestLimits
 from sluice.serving.exchange import ParseContext
 

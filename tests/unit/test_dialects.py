@@ -138,8 +138,9 @@ def test_a_too_long_openai_prompt_is_named_by_its_own_fields():
 def test_tgi_errors_keep_tgis_field_names():
     client = in_process_client()
     response = client.post("/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": "x"}})
-    assert response.get_json()["error"] == ("Failed to deserialize the JSON body into the target type: "
-                                            "parameters.max_new_tokens: invalid type: string 'x', expected an integer >= 0")
+    assert response.get_json()["error"] == (
+        "Failed to deserialize the JSON body into the target type: "
+        "parameters.max_new_tokens: invalid type: string 'x', expected an integer >= 0")
     response = client.post("/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 0}})
     assert response.get_json()["error"] == "Input validation error: `max_new_tokens` must be strictly positive"
 

@@ -11,8 +11,7 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import EventStreamError
 from botocore.parsers import create_parser
 
-from deploy.eventstream import (EventStreamDecodeError, decode_messages, encode_exception,
-                                encode_payload_part)
+from deploy.eventstream import EventStreamDecodeError, decode_messages, encode_exception, encode_payload_part
 
 
 def stream_operation():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from dataclasses import dataclass, field
+
+import pytest
 
 from sluice.engines.native.scheduler import Scheduler, SchedulerBudget, group_by_length
 

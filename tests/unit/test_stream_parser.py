@@ -7,13 +7,20 @@ every byte offset, because SageMaker does not align parts with events, lines or 
 import json
 
 import pytest
-from blog_token_iterator import BlogTokenIterator
 from botocore.exceptions import EventStreamError
-from sluice.wire.framing import SSE_DONE, SSE_KEEPALIVE, encode_ndjson, encode_sse
 
-from deploy.errors import (ContainerError, GenerationError, InternalStreamFailure,
-                           ModelStreamError, OverloadedError, StreamFormatError, ValidationError)
+from blog_token_iterator import BlogTokenIterator
+from deploy.errors import (
+    ContainerError,
+    GenerationError,
+    InternalStreamFailure,
+    ModelStreamError,
+    OverloadedError,
+    StreamFormatError,
+    ValidationError,
+)
 from deploy.stream import EventIterator, TokenIterator
+from sluice.wire.framing import SSE_DONE, SSE_KEEPALIVE, encode_ndjson, encode_sse
 
 TEXTS = ["Hello", ",", " 世界", " こんにちは", " 🙂🎉", " café", "\n", "end"]
 
@@ -38,7 +45,7 @@ def sse(events):
 def parts(data, *cuts):
     """boto3-shaped events holding ``data`` cut at the given offsets."""
     bounds = [0, *cuts, len(data)]
-    return [{"PayloadPart": {"Bytes": data[a:b]}} for a, b in zip(bounds, bounds[1:])]
+    return [{"PayloadPart": {"Bytes": data[a:b]}} for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def one_byte_parts(data):

@@ -16,7 +16,9 @@ from sluice.request import COMPACT_JSON, GrammarSpec, RequestLimits
 
 
 def test_engine_choice_auto_is_sluice_without_cuda_and_vllm_needs_vllm_installed(tmp_path, monkeypatch):
-    config = lambda engine: Config.from_environ({"HF_MODEL_ID": str(tmp_path), "SLUICE_ENGINE": engine})
+    def config(engine: str) -> Config:
+        return Config.from_environ({"HF_MODEL_ID": str(tmp_path), "SLUICE_ENGINE": engine})
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert registry.choose_engine(config("auto")) == "sluice"
     assert registry.choose_engine(config("sluice")) == "sluice"
@@ -28,7 +30,9 @@ def test_engine_choice_auto_is_sluice_without_cuda_and_vllm_needs_vllm_installed
 
 
 def test_the_capability_check_refuses_only_what_vllm_cannot_do():
-    parse = lambda **p: parse_generate_body({"inputs": "x", "parameters": p}, RequestLimits())
+    def parse(**parameters):
+        return parse_generate_body({"inputs": "x", "parameters": parameters}, RequestLimits())
+
     for accepted in ({}, {"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 1}, {"repetition_penalty": 1.2},
                      {"frequency_penalty": 0.5}, {"typical_p": 1.0}, {"watermark": False}, {"top_n_tokens": 3}):
         check_request(parse(**accepted))

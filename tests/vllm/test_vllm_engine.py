@@ -20,9 +20,8 @@ import text_generation
 
 from blog_token_iterator import BlogTokenIterator
 from deploy import TokenIterator
+from grammar_cases import BAD_GRAMMARS, REGEX, SAMPLED, SCHEMA, TOOLS, assert_valid_call, chat, constrained, in_parallel
 from http_client import generate, open_stream_and_hang_up, post, sse_events, stream_events, stream_raw
-from grammar_cases import (BAD_GRAMMARS, REGEX, SAMPLED, SCHEMA, TOOLS, assert_valid_call, chat, constrained,
-                           in_parallel)
 
 pytestmark = pytest.mark.vllm
 
@@ -94,7 +93,8 @@ def test_details_have_tgis_shape_with_top_tokens_and_prompt_logprobs(vllm_server
     assert len(details["tokens"]) == 5 and all(t["logprob"] <= 0 for t in details["tokens"])
     assert len(details["top_tokens"]) == 5 and all(len(top) == 3 for top in details["top_tokens"])
     # greedy: the chosen token is the most likely one
-    assert all(top[0]["logprob"] >= token["logprob"] - 1e-6 for top, token in zip(details["top_tokens"], details["tokens"]))
+    assert all(top[0]["logprob"] >= token["logprob"] - 1e-6
+               for top, token in zip(details["top_tokens"], details["tokens"], strict=True))
 
 
 def test_a_seed_reproduces_a_sample_and_is_reported(vllm_server):

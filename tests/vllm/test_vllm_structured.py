@@ -10,8 +10,16 @@ import json
 import jsonschema
 import pytest
 
-from grammar_cases import (PARAMETERS, SCHEMA, TOOLS, assert_text_or_valid_call, assert_valid_call, chat,
-                           chat_stream_chunks, reassemble)
+from grammar_cases import (
+    PARAMETERS,
+    SCHEMA,
+    TOOLS,
+    assert_text_or_valid_call,
+    assert_valid_call,
+    chat,
+    chat_stream_chunks,
+    reassemble,
+)
 
 pytestmark = pytest.mark.vllm
 

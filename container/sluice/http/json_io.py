@@ -13,8 +13,15 @@ from typing import Callable
 from flask import Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from ..errors import (InternalError, MalformedJSONError, MethodNotAllowedError, NotFoundError,
-                     PayloadTooLargeError, ServerError, UnsupportedMediaTypeError)
+from ..errors import (
+    InternalError,
+    MalformedJSONError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServerError,
+    UnsupportedMediaTypeError,
+)
 from ..wire.framing import dump_json
 from .request_body import read_request_body
 

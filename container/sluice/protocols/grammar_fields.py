@@ -24,7 +24,8 @@ def parse_grammar(value, field: str = "parameters.grammar") -> GrammarSpec | Non
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise DeserializeError(f"{field}: invalid type: {_describe(value)}, expected adjacently tagged enum GrammarType")
+        raise DeserializeError(f"{field}: invalid type: {_describe(value)}, "
+                               "expected adjacently tagged enum GrammarType")
     if "type" not in value:
         raise DeserializeError(f"{field}: missing field `type`")
     kind = value["type"]

@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from ..request import GenerateRequest
 
+
 def cache_key(request: GenerateRequest, input_ids: tuple[int, ...], max_new_tokens: int) -> tuple:
     fields = asdict(request)
     for framing_only in ("stream", "details", "return_full_text", "inputs"):

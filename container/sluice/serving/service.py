@@ -17,8 +17,15 @@ import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..engines.base import GenerationEngine
-from ..errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
-                      ServerError, ShuttingDownError, ValidationError)
+from ..errors import (
+    ClientClosedError,
+    GenerationError,
+    IncompleteGenerationError,
+    OverloadedError,
+    ServerError,
+    ShuttingDownError,
+    ValidationError,
+)
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SageMakerHeaders, ValidRequest
 from ..text.events import ErrorEvent, TokenEvent
 from .exchange import Outcome, Run

@@ -76,9 +76,10 @@ class Sequence:
             if not special:
                 text += rest
             self.finished = True
+            sampled = self.valid.request.sampling.do_sample
             finish = Finish(
                 generated_text=self.detokenizer.emitted, finish_reason=reason,
-                generated_tokens=len(self.generated_ids), seed=self.seed if self.valid.request.sampling.do_sample else None,
+                generated_tokens=len(self.generated_ids), seed=self.seed if sampled else None,
                 input_length=self.valid.input_length, prefill=self.prefill,
                 queued_seconds=(self.started_at or now) - self.queued_at,
                 inference_seconds=now - (self.started_at or now))

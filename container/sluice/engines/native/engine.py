@@ -142,7 +142,7 @@ class NativeEngine(LoopThread):
         cancelled = [s.cancelled for s in self._running]
         if not any(cancelled):
             return
-        for sequence, gone in zip(self._running, cancelled):
+        for sequence, gone in zip(self._running, cancelled, strict=True):
             if gone:
                 self._note_cancelled(sequence)
         self._retain([i for i, gone in enumerate(cancelled) if not gone])
@@ -257,12 +257,13 @@ class NativeEngine(LoopThread):
             self._batch = concatenate(([self._batch] if self._batch else []) + [joined[0]])
         self._update_batch_stats()
 
-    def _first_tokens(self, group: list[NativeSequence], job: PrefillJob) -> tuple[KVBatch, list[NativeSequence]] | None:
+    def _first_tokens(self, group: list[NativeSequence],
+                      job: PrefillJob) -> tuple[KVBatch, list[NativeSequence]] | None:
         """Publish each prompt's first token: the group's KV batch and its rows still running."""
         result = self.runner.finish_prefill(job)
         self._remember_prefixes(group, job)
         if result.prompt_logprobs is not None:
-            for sequence, logprobs in zip(group, result.prompt_logprobs):
+            for sequence, logprobs in zip(group, result.prompt_logprobs, strict=True):
                 sequence.prefill = self._prefill_tokens(sequence, logprobs)
         selection = self._choose(result.last_logits, group)
         result.batch.last_tokens = selection.ids
@@ -330,7 +331,8 @@ class NativeEngine(LoopThread):
 
     def _prefill_tokens(self, sequence: NativeSequence, logprobs: list[float | None]) -> tuple[Token, ...]:
         ids = sequence.valid.input_ids
-        return tuple(Token(i, self._text.token(i), lp, i in self.special_ids) for i, lp in zip(ids, logprobs))
+        return tuple(Token(i, self._text.token(i), lp, i in self.special_ids)
+                     for i, lp in zip(ids, logprobs, strict=True))
 
     def _fail(self, sequences: list[NativeSequence], detail: str) -> None:
         """End the unfinished ``sequences`` with a 424 whose text carries no internals."""

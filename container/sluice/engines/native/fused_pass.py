@@ -146,7 +146,7 @@ def fused_attention_modules(model):
     try:
         yield
     finally:
-        for config, name in zip(configs, saved):
+        for config, name in zip(configs, saved, strict=True):
             config._attn_implementation_internal = name
 
 

@@ -54,7 +54,7 @@ class GrowingLayer(DynamicLayer):
 
 def truncate(cache: BatchCache, lengths: list[int]) -> None:
     """Forget the columns written after ``lengths`` (per layer): undoes a failed forward pass."""
-    for layer, length in zip(cache.layers, lengths):
+    for layer, length in zip(cache.layers, lengths, strict=True):
         layer.length = length
         layer.keys, layer.values = layer._keys[:, :, :length], layer._values[:, :, :length]
 

@@ -78,7 +78,7 @@ def _column(values: list, like: torch.Tensor) -> torch.Tensor:
 def _penalise(logits: torch.Tensor, params: list[SamplingParams],
               histories: list[torch.Tensor | None]) -> torch.Tensor:
     """Repetition then frequency penalty, over each row's history padded to a common width."""
-    penalised = [i for i, (p, h) in enumerate(zip(params, histories)) if h is not None and h.numel()
+    penalised = [i for i, (p, h) in enumerate(zip(params, histories, strict=True)) if h is not None and h.numel()
                  and (p.repetition_penalty != 1.0 or p.frequency_penalty != 0.0)]
     if not penalised:
         return logits
@@ -195,6 +195,6 @@ def choose_tokens(logits: torch.Tensor, samplers: list[SequenceSampler], histori
     for i, token_id in enumerate(ids_list):
         tops = ()
         if top_values is not None and top_n[i]:
-            tops = tuple(zip(top_values[1][i][:top_n[i]], top_values[0][i][:top_n[i]]))
+            tops = tuple(zip(top_values[1][i][:top_n[i]], top_values[0][i][:top_n[i]], strict=True))
         choices.append(None if i in failures else Choice(token_id, chosen_list[i], tops))
     return Selection(choices, ids, failures)

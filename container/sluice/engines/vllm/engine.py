@@ -62,8 +62,9 @@ def structured_output(spec: GrammarSpec) -> dict:
 def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: frozenset[int]):
     """TGI parameters -> vLLM ``SamplingParams`` (greedy is temperature 0; stop strings stay
     with Sluice's stopping criteria, which see the text as the client will)."""
-    from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+    from vllm import SamplingParams
 
     request, s = valid.request, valid.request.sampling
     chosen = (dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)

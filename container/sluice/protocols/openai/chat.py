@@ -9,14 +9,30 @@ from dataclasses import replace
 
 from ...errors import TemplateError
 from ...request import FieldNames, GenerateRequest, build_request
-from ...text.events import Finish, TokenEvent
 from ...serving.exchange import Outcome, ParseContext, Prompt
-from .chat_messages import chat_messages
+from ...text.events import Finish, TokenEvent
 from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
-from .common import (FINISH_REASONS, Envelope, OpenAIDialect, field_names, include_usage, model_name,
-                            read_parameters, usage)
-from .tools import ToolCallStream, ToolPlan, next_tool_call_id, plan_tools, prompt_tools_into_messages, split_call, tool_call
+from .chat_messages import chat_messages
+from .common import (
+    FINISH_REASONS,
+    Envelope,
+    OpenAIDialect,
+    field_names,
+    include_usage,
+    model_name,
+    read_parameters,
+    usage,
+)
+from .tools import (
+    ToolCallStream,
+    ToolPlan,
+    next_tool_call_id,
+    plan_tools,
+    prompt_tools_into_messages,
+    split_call,
+    tool_call,
+)
 
 
 def render_chat(tokenizer, messages: list[dict], plan: ToolPlan | None = None) -> str:
@@ -106,7 +122,8 @@ class ChatExchange:
         reason = None
         if event.finish is not None:
             deltas += self.calls.finish()
-            reason = call_finish_reason(event.finish) if self.calls.is_call else FINISH_REASONS[event.finish.finish_reason]
+            reason = (call_finish_reason(event.finish) if self.calls.is_call
+                      else FINISH_REASONS[event.finish.finish_reason])
             deltas = deltas or [{"content": ""}]
         return [self.chunk(dict({"role": "assistant"}, **delta), reason if i == len(deltas) - 1 else None)
                 for i, delta in enumerate(deltas)]

@@ -20,7 +20,8 @@ def chat_messages(body) -> list[dict]:
         raise DeserializeError("expected a map with `messages`")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise DeserializeError("missing field `messages`" if messages is None else "messages: expected a non-empty sequence")
+        raise DeserializeError("missing field `messages`" if messages is None
+                               else "messages: expected a non-empty sequence")
     for index, message in enumerate(messages):
         field = f"messages[{index}]"
         if not isinstance(message, dict):

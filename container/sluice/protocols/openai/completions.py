@@ -8,8 +8,8 @@ from dataclasses import replace
 
 from ...errors import BatchSizeError, DeserializeError, SuffixNotSupportedError, ValidationError
 from ...request import FieldNames, GenerateRequest, RequestLimits, build_request
-from ...text.events import TokenEvent
 from ...serving.exchange import Outcome, ParseContext, Prompt
+from ...text.events import TokenEvent
 from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
 from .common import FINISH_REASONS, Envelope, OpenAIDialect, field_names, model_name, read_parameters, usage
