@@ -100,3 +100,13 @@ def reassemble(chunks):
             call["name"] = call["name"] or fragment["function"]["name"]
             call["arguments"] += fragment["function"]["arguments"]
     return call, content
+
+
+def assert_stream_reassembles_to(url, whole_call, seed, tool_choice) -> None:
+    """The streamed tool-call deltas of the same request add up to the non-streamed call, and the
+    stream ends with ``tool_calls``."""
+    chunks = chat_stream_chunks(url, seed=seed, tools=TOOLS, tool_choice=tool_choice)
+    call, content = reassemble(chunks)
+    assert content == ""
+    assert call == {"name": whole_call["function"]["name"], "arguments": whole_call["function"]["arguments"]}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"

@@ -18,6 +18,7 @@ from grammar_cases import (
     SAMPLED,
     SCHEMA,
     TOOLS,
+    assert_stream_reassembles_to,
     assert_text_or_valid_call,
     assert_valid_call,
     chat,
@@ -194,11 +195,7 @@ def test_named_and_required_tool_choice_always_give_schema_valid_calls(server, t
 def test_streamed_tool_call_deltas_reassemble_to_the_non_streamed_answer(server, tool_choice):
     for seed in range(4):
         whole = chat(server.url, seed=seed, tools=TOOLS, tool_choice=tool_choice)["message"]["tool_calls"][0]
-        chunks = chat_stream_chunks(server.url, seed=seed, tools=TOOLS, tool_choice=tool_choice)
-        call, content = reassemble(chunks)
-        assert content == ""
-        assert call == {"name": whole["function"]["name"], "arguments": whole["function"]["arguments"]}
-        assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+        assert_stream_reassembles_to(server.url, whole, seed, tool_choice)
 
 
 def test_auto_tool_choice_answers_in_text_or_with_a_valid_call_and_none_means_no_tools(server):

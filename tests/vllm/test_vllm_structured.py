@@ -14,11 +14,10 @@ from grammar_cases import (
     PARAMETERS,
     SCHEMA,
     TOOLS,
+    assert_stream_reassembles_to,
     assert_text_or_valid_call,
     assert_valid_call,
     chat,
-    chat_stream_chunks,
-    reassemble,
 )
 
 pytestmark = pytest.mark.vllm
@@ -38,11 +37,7 @@ def test_required_tool_choice_on_vllm_streams_deltas_that_reassemble_to_the_call
         assert whole["finish_reason"] == "tool_calls"
         [call] = whole["message"]["tool_calls"]
         assert_valid_call(call, set(PARAMETERS))
-        chunks = chat_stream_chunks(vllm_server.url, seed=seed, tools=TOOLS, tool_choice="required")
-        streamed, content = reassemble(chunks)
-        assert content == ""
-        assert streamed == {"name": call["function"]["name"], "arguments": call["function"]["arguments"]}
-        assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+        assert_stream_reassembles_to(vllm_server.url, call, seed, "required")
 
 
 def test_auto_tool_choice_on_vllm_is_text_or_a_valid_call(vllm_server):
