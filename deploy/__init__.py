@@ -1,8 +1,10 @@
 """Sluice deploy package: deploy the Sluice container to SageMaker and read its token streams.
 
+Installed as the distribution ``sluice-deploy`` (boto3 its only dependency; CLI ``sluice-deploy``).
 Streaming: `TokenIterator` / `EventIterator` parse ``invoke_endpoint_with_response_stream`` bodies
-(``deploy.stream``); `LocalEndpoint` runs the container plus a local sagemaker-runtime API for the
-real boto3 client (``deploy.local``); typed exceptions live in ``deploy.errors``.
+(``deploy.stream``); `LocalEndpoint` runs the container (from a Sluice checkout, or an image) plus a
+local sagemaker-runtime API for the real boto3 client (``deploy.local``); typed exceptions live in
+``deploy.errors``.
 Deploying: `JumpStartModel(model_id).deploy()` (boto3 only) returns a `Predictor`; the catalog is
 queried with `list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.filters``).
 """
@@ -24,11 +26,11 @@ from deploy.filters import And, Not, Or, list_jumpstart_models
 from deploy.jumpstart import JumpStartModel
 from deploy.local import LocalEndpoint, run_local_endpoint
 from deploy.predictor import Predictor
-from deploy.stream import EventIterator, TokenIterator
+from deploy.stream import EventIterator, NotStreamedWarning, TokenIterator
 
 __all__ = [
     "ContainerError", "EventIterator", "GenerationError", "IncompleteGenerationError",
-    "InternalStreamFailure", "LocalEndpoint", "ModelStreamError", "OverloadedError",
+    "InternalStreamFailure", "LocalEndpoint", "ModelStreamError", "NotStreamedWarning", "OverloadedError",
     "SluiceError", "StreamError", "StreamFormatError", "TokenIterator", "ValidationError",
     "run_local_endpoint", "And", "Not", "Or", "list_jumpstart_models", "JumpStartModel", "Predictor",
     "upload_model_dir",

@@ -1,7 +1,9 @@
-"""``python -m deploy``: list, deploy, invoke, delete, serve locally, upload and publish models.
+"""``sluice-deploy`` (or ``python -m deploy``): list, deploy, invoke, delete, serve locally, upload
+and publish models.
 
 Exit codes: 0 success, 1 a deploy/AWS/stream error (one ``error:`` line on stderr), 2 bad usage
-(argparse), 130 interrupted.
+(argparse), 130 interrupted. A local endpoint (``local``, ``deploy --instance-type local``) runs in
+the foreground until Ctrl-C or SIGTERM: it lives as long as this process, and stops with it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -38,17 +41,54 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _local_model_dir(args) -> str:
+    import os
+
+    from deploy.jumpstart import ENV_MODEL_DIR
+
+    model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
+    if not model_dir:
+        raise SystemExit(f"error: a local endpoint needs the model's files: pass --model-dir DIR or set "
+                         f"{ENV_MODEL_DIR} (in a Sluice checkout, `make model SIZE=tiny MODEL_DIR=DIR` "
+                         "builds the demo model)")
+    return model_dir
+
+
 def cmd_deploy(args) -> int:
+    from deploy.catalog import LOCAL_INSTANCE_TYPE
     from deploy.jumpstart import JumpStartModel
 
+    local_model_dir = _check_local_deploy(args) if args.instance_type == LOCAL_INSTANCE_TYPE else None
     model = JumpStartModel(args.model_id, model_version=args.version, role=args.role,
                            image_uri=args.image_uri, env=_env_pairs(args.env),
                            model_data=args.model_data, region=args.region)
+    if local_model_dir:
+        return _deploy_local(model, local_model_dir, args)
     predictor = model.deploy(initial_instance_count=args.instance_count,
                              instance_type=args.instance_type, endpoint_name=args.endpoint_name,
                              wait=not args.no_wait, poll_interval=args.poll_interval)
     state = "creating" if args.no_wait else "InService"
     print(f"endpoint {predictor.endpoint_name} ({state}); model {predictor.model_name}")
+    return 0
+
+
+def _check_local_deploy(args) -> str:
+    """What a local deploy cannot do, said before anything resolves; returns the model dir."""
+    if args.no_wait:
+        raise SystemExit("error: a local endpoint runs in the foreground until Ctrl-C; --no-wait does not apply")
+    if args.docker and not args.image_uri:
+        raise SystemExit("error: --docker needs --image-uri (a Sluice image)")
+    return _local_model_dir(args)
+
+
+def _deploy_local(model, model_dir: str, args) -> int:
+    """The endpoint lives as long as this process: serve it in the foreground, like `local`."""
+    from deploy.local import serve_in_foreground
+
+    endpoint = model.local_endpoint(args.endpoint_name, use_docker=args.docker, model_dir=model_dir,
+                                    runtime_port=args.port, container_port=args.container_port,
+                                    checkout=args.checkout)
+    serve_in_foreground(endpoint)
     return 0
 
 
@@ -102,18 +142,14 @@ def cmd_delete(args) -> int:
 
 
 def cmd_local(args) -> int:
-    import os
-
-    from deploy.jumpstart import ENV_MODEL_DIR
     from deploy.local import run_local_endpoint
 
-    model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
-    if not model_dir:
-        raise SystemExit(f"error: pass --model-dir or set {ENV_MODEL_DIR} "
-                         "(build one with `python -m demo.build_model --size tiny --out DIR`)")
+    model_dir = _local_model_dir(args)
+    if args.docker and not args.image_uri:
+        raise SystemExit("error: --docker needs --image-uri (a Sluice image)")
     kwargs = {"endpoint_name": args.endpoint_name} if args.endpoint_name else {}
     run_local_endpoint(model_dir, args.port, use_docker=args.docker, image=args.image_uri,
-                       container_port=args.container_port, **kwargs)
+                       container_port=args.container_port, checkout=args.checkout, **kwargs)
     return 0
 
 
@@ -138,9 +174,20 @@ def cmd_publish(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_local_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a local endpoint's model, ports and container come from (`local`, `deploy --instance-type local`)."""
+    parser.add_argument("--model-dir", help="the model's files (default $SLUICE_MODEL_DIR)")
+    parser.add_argument("--port", type=int, default=LOCAL_RUNTIME_PORT,
+                        help=f"local: the runtime API's port (default {LOCAL_RUNTIME_PORT})")
+    parser.add_argument("--container-port", type=int, help="local: the container's port (default: a free one)")
+    parser.add_argument("--docker", action="store_true", help="local: run the image (--image-uri), not a process")
+    parser.add_argument("--checkout", help="local: the Sluice checkout that runs the container "
+                                           "(default $SLUICE_CHECKOUT, or the one this package runs from)")
+
+
+def build_parser(prog: str = "sluice-deploy") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m deploy",
+        prog=prog,
         description="List, deploy, invoke, delete, serve locally, upload and publish Sluice models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -150,10 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--versions", action="store_true", help="print every version")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("deploy", help="create model, endpoint config and endpoint")
+    p = sub.add_parser("deploy", help="create model, endpoint config and endpoint; "
+                                      "--instance-type local serves it here until Ctrl-C")
     p.add_argument("model_id")
     p.add_argument("--version", default="*")
-    p.add_argument("--instance-type")
+    p.add_argument("--instance-type", help="default: the catalog's; `local` runs it on this machine")
     p.add_argument("--instance-count", type=int, default=1)
     p.add_argument("--endpoint-name")
     p.add_argument("--no-wait", action="store_true", help="return once the endpoint is Creating")
@@ -164,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--region")
     p.add_argument("--poll-interval", type=float, default=15.0)
+    add_local_arguments(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("invoke", help="invoke an endpoint (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME for local)")
@@ -184,12 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("local", help="serve a local endpoint until Ctrl-C or SIGTERM")
-    p.add_argument("--model-dir", help="default $SLUICE_MODEL_DIR")
-    p.add_argument("--port", type=int, default=LOCAL_RUNTIME_PORT,
-                   help=f"runtime API port (default {LOCAL_RUNTIME_PORT})")
-    p.add_argument("--container-port", type=int, help="the container's port (default: a free one)")
+    add_local_arguments(p)
     p.add_argument("--endpoint-name")
-    p.add_argument("--docker", action="store_true", help="run the image instead of a process")
     p.add_argument("--image-uri")
     p.set_defaults(func=cmd_local)
 
@@ -212,10 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one ``warning:`` line on stderr, like errors, not Python's two-line source dump."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None, prog: str = "sluice-deploy") -> int:
+    """The console script ``sluice-deploy``; ``python -m deploy`` runs the same."""
+    args = build_parser(prog).parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            return args.func(args)
     except argparse.ArgumentTypeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -227,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m deploy"))

@@ -216,18 +216,28 @@ class JumpStartModel:
         return predictor
 
     def _deploy_local(self, endpoint_name: str | None, use_docker: bool) -> Predictor:
+        endpoint = self.local_endpoint(endpoint_name, use_docker).start()
+        return Predictor(endpoint.endpoint_name, local_endpoint=endpoint)
+
+    def local_endpoint(self, endpoint_name: str | None = None, use_docker: bool = False,
+                       model_dir: str | os.PathLike | None = None, **endpoint_options):
+        """This model as an unstarted `LocalEndpoint` with its catalog env (what
+        ``deploy(instance_type="local")`` starts; the CLI serves it in the foreground).
+
+        Weights from ``model_dir``, else the constructor's ``model_dir=``, else ``$SLUICE_MODEL_DIR``;
+        ``endpoint_options`` go to `LocalEndpoint` (``runtime_port``, ``container_port``, ``checkout``).
+        """
         from deploy.local import LocalEndpoint
 
-        model_dir = self.model_dir or os.environ.get(ENV_MODEL_DIR)
+        model_dir = model_dir or self.model_dir or os.environ.get(ENV_MODEL_DIR)
         if not model_dir:
             size = self.spec.demo_size or "tiny"
             raise MissingConfigurationError(
                 f"instance_type='local' needs the model's files: pass model_dir= or set "
-                f"{ENV_MODEL_DIR} (build the demo model with "
-                f"`python -m demo.build_model --size {size} --out DIR`).")
+                f"{ENV_MODEL_DIR} (build the demo model with `make model SIZE={size} MODEL_DIR=DIR` "
+                "in a Sluice checkout).")
         env = self.container_env(None)
         env.pop("HF_MODEL_ID", None)  # the launcher points HF_MODEL_ID at model_dir itself
         image = self.image_uri if use_docker else None
-        endpoint = LocalEndpoint(model_dir, endpoint_name=endpoint_name or self.model_id,
-                                 use_docker=use_docker, image=image, env=env).start()
-        return Predictor(endpoint.endpoint_name, local_endpoint=endpoint)
+        return LocalEndpoint(model_dir, endpoint_name=endpoint_name or self.model_id,
+                             use_docker=use_docker, image=image, env=env, **endpoint_options)

@@ -7,11 +7,16 @@ parser strips the ``data:`` prefix rather than a character set, accepts ``\\r\\n
 keep-alives (``:``), ``event:``/``id:``/``retry:`` lines, NDJSON, a last line without a newline
 and ``data: [DONE]``; it turns error events into typed exceptions instead of ``KeyError``; and it
 bounds its buffer.
+
+A request sent without ``"stream": true`` still works through ``invoke_endpoint_with_response_stream``:
+the container answers with its whole, non-streamed body, which arrives as one line. `TokenIterator`
+yields that body's text as one piece and warns (`NotStreamedWarning`) rather than yield nothing.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator
 
 from deploy.errors import (
@@ -31,6 +36,39 @@ except ImportError:  # pragma: no cover - botocore is a dependency of the deploy
 MAX_LINE_BYTES = 8 * 1024 * 1024
 DONE = object()  # the ``data: [DONE]`` terminator of chat and completions streams
 _IGNORED_SSE_FIELDS = ("event", "id", "retry")
+
+
+class NotStreamedWarning(UserWarning):
+    """The endpoint answered with one whole body instead of a token stream.
+
+    TGI and OpenAI servers stream only when the request says ``"stream": true``; without it the
+    answer arrives at once. `TokenIterator` still yields its text (as one piece) and warns once, so
+    the missing flag is noticed instead of the loop silently printing nothing.
+    """
+
+
+def whole_body_texts(event) -> list[str] | None:
+    """The texts of a non-streamed response body, or None when ``event`` is a stream event.
+
+    TGI answers ``[{"generated_text": ...}]`` (``/invocations``) or ``{"generated_text": ...}``
+    (``/generate``); a stream event carries ``token`` beside its ``generated_text``. OpenAI chat
+    answers ``{"choices": [{"message": {"content": ...}}]}``; its chunks carry ``delta``.
+    Completions bodies are absent here: whole or streamed, their shape is the same
+    (``choices[].text``) and `TokenIterator` reads both.
+    """
+    if isinstance(event, list):
+        if event and all(isinstance(item, dict) and isinstance(item.get("generated_text"), str) for item in event):
+            return [item["generated_text"] for item in event]
+        return None
+    if not isinstance(event, dict):
+        return None
+    if "token" not in event and isinstance(event.get("generated_text"), str):
+        return [event["generated_text"]]
+    choices = event.get("choices")
+    if isinstance(choices, list) and any(isinstance(c, dict) and "message" in c for c in choices):
+        return [c["message"].get("content") or "" for c in choices
+                if isinstance(c, dict) and isinstance(c.get("message"), dict)]
+    return None
 
 
 class LineBuffer:
@@ -184,11 +222,18 @@ class EventIterator:
 
     @property
     def generated_text(self) -> str | None:
-        return self.last_event.get("generated_text") if isinstance(self.last_event, dict) else None
+        """TGI's final text: the last stream event's, or a whole ``[{"generated_text": ...}]`` body's."""
+        event = self.last_event
+        if isinstance(event, list) and len(event) == 1:
+            event = event[0]
+        return event.get("generated_text") if isinstance(event, dict) else None
 
     @property
     def details(self) -> dict | None:
-        return self.last_event.get("details") if isinstance(self.last_event, dict) else None
+        event = self.last_event
+        if isinstance(event, list) and len(event) == 1:
+            event = event[0]
+        return event.get("details") if isinstance(event, dict) else None
 
     def _generate(self, stream, max_line_bytes: int) -> Iterator[dict]:
         lines = LineBuffer(max_line_bytes)
@@ -219,39 +264,51 @@ class TokenIterator:
 
     TGI events yield ``token.text`` (special tokens such as ``</s>`` skipped unless
     ``skip_special_tokens=False``); chat-completion chunks yield ``choices[0].delta.content`` and
-    completion chunks ``choices[0].text``. Events without text are skipped.
+    completion chunks ``choices[0].text``. Events without text are skipped. A whole, non-streamed
+    body (the request lacked ``"stream": true``) yields its text as one piece, with a
+    `NotStreamedWarning`; an error body raises its typed exception, as an error event does.
     """
 
     def __init__(self, stream: Iterable, skip_special_tokens: bool = True,
                  max_line_bytes: int = MAX_LINE_BYTES):
         self.skip_special_tokens = skip_special_tokens
         self.event_iterator = EventIterator(stream, max_line_bytes)
+        self._pending: list[str] = []  # the further texts of a multi-answer whole body
 
     def __iter__(self) -> "TokenIterator":
         return self
 
     def __next__(self) -> str:
+        if self._pending:
+            return self._pending.pop(0)
         for event in self.event_iterator:
-            text = self._text_of(event)
-            if text:
-                return text
+            texts = self._texts_of(event)
+            self._pending = [text for text in texts if text]
+            if self._pending:
+                return self._pending.pop(0)
         raise StopIteration
 
-    def _text_of(self, event) -> str | None:
+    def _texts_of(self, event) -> list[str]:
+        whole = whole_body_texts(event)
+        if whole is not None:
+            warnings.warn('the endpoint sent its whole answer at once, not a token stream: add '
+                          '"stream": true to the request body to receive tokens as they are generated',
+                          NotStreamedWarning, stacklevel=3)
+            return whole
         if not isinstance(event, dict):
-            return None
+            return []
         token = event.get("token")
         if isinstance(token, dict):
             if token.get("special") and self.skip_special_tokens:
-                return None
-            return token.get("text")
+                return []
+            return [token.get("text")]
         choices = event.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             delta = choices[0].get("delta")
             if isinstance(delta, dict):
-                return delta.get("content")
-            return choices[0].get("text")
-        return None
+                return [delta.get("content")]
+            return [choice.get("text") for choice in choices if isinstance(choice, dict)]
+        return []
 
     @property
     def events(self) -> int:

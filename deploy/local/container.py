@@ -4,6 +4,7 @@ SageMaker runs ``docker run IMAGE serve``; from a checkout the same entrypoint i
 ``container/serve`` with ``HF_MODEL_ID`` and ``SAGEMAKER_BIND_TO_PORT`` in the environment. This
 module starts it, waits until ``/ping`` answers 200, and stops it with SIGTERM the way SageMaker
 does, so the local endpoint, the tests, the notebook and the benchmark all share one launcher.
+An `OrphanGuard` stops it too if this process dies without stopping it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from deploy.errors import ContainerStartError
+from deploy.local.checkout import PACKAGE_CHECKOUT, SERVE_IN_CHECKOUT, find_checkout, serving_bin_dir
 from deploy.local.health import free_port, wait_until_healthy
+from deploy.local.orphan_guard import OrphanGuard
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-SERVE = REPO_ROOT / "container" / "serve"
+SERVE = PACKAGE_CHECKOUT / SERVE_IN_CHECKOUT  # this checkout's entrypoint (absent when installed)
 
 
 class ContainerProcess:
@@ -27,16 +28,20 @@ class ContainerProcess:
 
     def __init__(self, model_dir: str | os.PathLike, port: int | None = None,
                  env: dict[str, str] | None = None, log_path: str | os.PathLike | None = None,
-                 bin_dir: str | os.PathLike | None = None):
-        """``bin_dir``: the environment to serve from (e.g. ``.venv-vllm/bin`` for the vLLM
-        engine); by default the one running this process."""
-        self.bin_dir = Path(bin_dir) if bin_dir else Path(sys.executable).parent
+                 bin_dir: str | os.PathLike | None = None, checkout: str | os.PathLike | None = None):
+        """``checkout``: the Sluice checkout to serve from (`find_checkout`: by default
+        ``$SLUICE_CHECKOUT`` or the one this package runs from). ``bin_dir``: the environment to
+        serve from (e.g. ``.venv-vllm/bin`` for the vLLM engine); by default this interpreter's
+        when it has the serving stack, else the checkout's ``.venv``."""
+        self.checkout = find_checkout(checkout)
+        self.bin_dir = Path(bin_dir) if bin_dir else serving_bin_dir(self.checkout)
         self.model_dir = str(Path(model_dir).resolve())  # serve runs gunicorn with --chdir
         self.port = port or free_port()
         self.extra_env = dict(env or {})
         self.log_path = Path(log_path) if log_path else Path(
             tempfile.mkstemp(prefix="sluice-serve-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
+        self._guard: OrphanGuard | None = None
 
     @property
     def url(self) -> str:
@@ -50,9 +55,10 @@ class ContainerProcess:
                     "HF_HUB_OFFLINE": "1"})
         env.update(self.extra_env)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(SERVE)], cwd=str(REPO_ROOT), env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([str(self.checkout / SERVE_IN_CHECKOUT)], cwd=str(self.checkout), env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        self._guard = OrphanGuard.for_process_group(self.proc.pid)  # its own session: pid == pgid
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> "ContainerProcess":
@@ -64,8 +70,14 @@ class ContainerProcess:
 
     def _exit_reason(self) -> str | None:
         if self.proc is not None and self.proc.poll() is not None:
+            self._release_guard()  # reaped: its pid may be reused, so nobody may signal it any more
             return f"container/serve exited with {self.proc.returncode}"
         return None
+
+    def _release_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
 
     def log_text(self) -> str:
         try:
@@ -87,6 +99,7 @@ class ContainerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        self._release_guard()
         return self.proc.returncode
 
     def __enter__(self) -> "ContainerProcess":

@@ -3,21 +3,21 @@
 `LocalEndpoint` lets the code users write for a real endpoint (``boto3`` ``invoke_endpoint`` /
 ``invoke_endpoint_with_response_stream`` + `TokenIterator`) run unchanged against a local model,
 for development, notebooks and end-to-end tests. The container runs as a process
-(``container/serve``, exactly as SageMaker starts it) or, when asked, as ``docker run IMAGE serve``.
+(``container/serve`` of a Sluice checkout, exactly as SageMaker starts it) or, when asked, as
+``docker run IMAGE serve``. Either way an `OrphanGuard` stops it if this process dies first.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from deploy.local.container import ContainerProcess
 from deploy.local.health import free_port, wait_until_healthy
+from deploy.local.orphan_guard import OrphanGuard
 from deploy.local.runtime import LocalRuntime
 
 DEFAULT_ENDPOINT_NAME = "sluice-local"
@@ -46,6 +46,7 @@ class DockerContainer:
                     "SAGEMAKER_BIND_TO_PORT": str(self.port)}
         self.name = f"sluice-local-{uuid.uuid4().hex[:8]}"
         self.proc: subprocess.Popen | None = None
+        self._guard: OrphanGuard | None = None
 
     @property
     def url(self) -> str:
@@ -60,6 +61,8 @@ class DockerContainer:
 
     def start(self) -> "DockerContainer":
         self.proc = subprocess.Popen(self.command())
+        # A killed `docker run` client leaves its container running: only `docker stop` ends it.
+        self._guard = OrphanGuard.for_command(["docker", "stop", "--time", "30", self.name])
         return self
 
     def wait_ready(self, timeout: float = 600.0) -> "DockerContainer":
@@ -79,6 +82,9 @@ class DockerContainer:
             subprocess.run(["docker", "stop", "--time", str(int(timeout)), self.name],
                            capture_output=True, check=False)
             self.proc.wait()
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
         return self.proc.returncode
 
 
@@ -97,14 +103,16 @@ class LocalEndpoint:
                  use_docker: bool = False, image: str | None = None,
                  env: dict[str, str] | None = None, runtime_port: int = 0,
                  region: str = DEFAULT_REGION, ready_timeout: float = 300.0,
-                 container_port: int | None = None):
+                 container_port: int | None = None, checkout: str | os.PathLike | None = None):
+        """``checkout``: the Sluice checkout whose ``container/serve`` runs the model (default
+        ``$SLUICE_CHECKOUT``, or the checkout this package is imported from); docker mode needs none."""
         if use_docker and not image:
             raise ValueError("use_docker=True needs image=")
         self.endpoint_name = endpoint_name
         self.region = region
         self.ready_timeout = ready_timeout
         self.container = (DockerContainer(model_dir, image, port=container_port, env=env) if use_docker
-                          else ContainerProcess(model_dir, port=container_port, env=env))
+                          else ContainerProcess(model_dir, port=container_port, env=env, checkout=checkout))
         self.runtime = LocalRuntime(port=runtime_port)
 
     @property
@@ -168,38 +176,3 @@ def local_runtime_session(region: str | None = None):
     return boto3.Session(aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                          aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                          region_name=region)
-
-
-def banner(endpoint: LocalEndpoint) -> str:
-    """The ready line, then exactly what to paste in another shell to use the endpoint."""
-    exports = " ".join(f"{name}={value}" for name, value in DUMMY_CREDENTIALS.items())
-    return (f"Endpoint {endpoint.endpoint_name!r} ready: runtime API {endpoint.runtime_url} "
-            f"-> container {endpoint.container_url}\n"
-            "In another shell (dummy credentials: the local endpoint checks no signature):\n"
-            f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.runtime_url}\n"
-            f"  export {exports} AWS_DEFAULT_REGION={endpoint.region}\n"
-            f"  python -m deploy invoke {endpoint.endpoint_name} --stream 'How do I make cheese?'\n"
-            "Press Ctrl-C to stop.")
-
-
-def run_local_endpoint(model_dir: str | os.PathLike, port: int,
-                       endpoint_name: str = DEFAULT_ENDPOINT_NAME, use_docker: bool = False,
-                       image: str | None = None, env: dict[str, str] | None = None,
-                       announce=None, container_port: int | None = None) -> None:
-    """Serve a local endpoint on ``127.0.0.1:port`` until Ctrl-C or SIGTERM (``deploy local``).
-
-    SIGTERM (``kill``, a supervisor, a test) stops it like Ctrl-C, container included: the
-    container runs in its own session, so nothing else would stop it. ``announce`` receives the
-    status lines (default: print, flushed so a pipe sees them at once).
-    """
-    announce = announce or (lambda text: print(text, flush=True))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
-    endpoint = LocalEndpoint(model_dir, endpoint_name, use_docker=use_docker, image=image,
-                             env=env, runtime_port=port, container_port=container_port)
-    try:
-        with endpoint:
-            announce(banner(endpoint))
-            while True:
-                time.sleep(3600)
-    except KeyboardInterrupt:
-        announce("Stopping.")

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,9 +19,9 @@ import requests
 
 from deploy.__main__ import build_parser
 from deploy.local import SERVE, free_port, ping_status
+from local_processes import start_until
 
 REPO = Path(__file__).resolve().parents[2]
-READY_TIMEOUT = 300
 
 
 def serve_env(**values: str) -> dict[str, str]:
@@ -35,22 +34,6 @@ def serve_env(**values: str) -> dict[str, str]:
 def run_serve(cwd, **values: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(SERVE)], cwd=cwd, env=serve_env(**values), capture_output=True,
                           text=True, timeout=60)
-
-
-def start_until(command: list[str], marker: str, cwd, env) -> tuple[subprocess.Popen, list[str]]:
-    """Start ``command`` and read its output up to the first line containing ``marker``."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    watchdog = threading.Timer(READY_TIMEOUT, proc.kill)
-    watchdog.start()
-    lines = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        if marker in line:
-            break
-    watchdog.cancel()
-    assert proc.poll() is None, "\n".join(lines)
-    return proc, lines
 
 
 def stop(proc: subprocess.Popen) -> int:
@@ -186,8 +169,13 @@ def test_local_endpoint_needs_no_aws_setup_and_sigterm_stops_its_container(tiny_
             "In another shell (dummy credentials: the local endpoint checks no signature):",
             f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={runtime}",
             "  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
-            "  python -m deploy invoke sluice-local --stream 'How do I make cheese?'",
+            banner[4],
             "Press Ctrl-C to stop."]
+        assert banner[4].endswith(" invoke sluice-local --stream 'How do I make cheese?'")
+        # Pasted as printed into a plain shell (no venv on PATH), the lines stream an answer.
+        pasted = subprocess.run(["bash", "-c", "\n".join(banner[2:5])], capture_output=True, text=True,
+                                timeout=120, env=no_aws_env(PATH="/usr/bin:/bin"), cwd="/")
+        assert pasted.returncode == 0 and pasted.stdout.strip(), pasted.stderr
         invoked = subprocess.run(
             [sys.executable, "-m", "deploy", "invoke", "sluice-local", "--stream", "Once upon a time",
              "--max-new-tokens", "4"], cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -1,5 +1,5 @@
 """Issue 14's "every broken model dir exited 3 with one line", kept as a test through the real
-`container/serve`: the README promises exit code 3, one `sluice: error: model loading failed` line,
+`container/serve`: docs/serving-your-model.md promises exit code 3, one `sluice: error: model loading failed` line,
 never a 200, and no internals (paths, exception text) in what a client reads meanwhile."""
 
 from __future__ import annotations

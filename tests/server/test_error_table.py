@@ -1,4 +1,4 @@
-"""The README's error table is what the server answers (issue 14's acceptance).
+"""The error table of docs/http-api.md is what the server answers.
 
 Every status/`error_type` the code can answer is a row of the table, and every row is one the code
 answers; the "answered by" column is checked through the real process: the gunicorn worker's
@@ -21,15 +21,17 @@ import pytest
 from deploy.local import ContainerProcess
 from sluice import errors
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+HTTP_API = (Path(__file__).resolve().parents[2] / "docs" / "http-api.md").read_text(encoding="utf-8")
 JSON = b"Content-Type: application/json\r\n"
 SMUGGLED = (b"POST /generate HTTP/1.1\r\nHost: x\r\n" + JSON + b"Content-Length: 48\r\n\r\n"
             b'{"inputs":"x","parameters":{"max_new_tokens":2}}')
 
 
 def error_table() -> list[tuple[list[int], list[str], list[str]]]:
-    """(statuses, error types, who answers) of each row of the README's error table."""
-    section = README[README.index("### Errors"):README.index("### Structured output")]
+    """(statuses, error types, who answers) of each row of the docs' error table."""
+    start = HTTP_API.index("## Errors")
+    end = HTTP_API.find("\n## ", start + 1)
+    section = HTTP_API[start:end if end != -1 else len(HTTP_API)]
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

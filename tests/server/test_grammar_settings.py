@@ -1,4 +1,4 @@
-"""The README's grammar settings through the real server: DISABLE_GRAMMAR_SUPPORT and
+"""The documented grammar settings (docs/configuration.md) through the real server: DISABLE_GRAMMAR_SUPPORT and
 GRAMMAR_MAX_BYTES answer TGI-style 422s, never a silently unconstrained answer (issue 11's
 "never dropped")."""
 
@@ -51,7 +51,7 @@ def test_a_grammar_over_grammar_max_bytes_is_a_422_naming_the_limit(start_server
 
 
 def test_the_readmes_other_grammar_shapes_are_constrained_too(server):
-    """`json_object` with a schema, and `json_schema` given the bare schema (README: "or the schema itself")."""
+    """`json_object` with a schema, and `json_schema` given the bare schema (docs: "or the schema itself")."""
     for grammar in ({"type": "json_object", "value": SCHEMA}, {"type": "json_schema", "value": SCHEMA}):
         for seed in range(3):
             answer = constrained(server.url, grammar, seed=seed)

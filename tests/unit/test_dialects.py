@@ -1,6 +1,6 @@
 """Fast tier: every dialect through the real app, driver and service, over a fake engine.
 
-One fault, one behaviour, whatever the client spoke (the table in the README's Errors section):
+One fault, one behaviour, whatever the client spoke (the table in the Errors section of docs/http-api.md):
 a body that is not a request is an HTTP 422 even for a stream; a refused value, an overload or a
 failed generation is the HTTP status without a stream and the last in-band event of an HTTP 200
 stream with one (then ``[DONE]`` on OpenAI streams); ``deploy.TokenIterator`` raises the same
