@@ -9,15 +9,24 @@ Deploying: `JumpStartModel(model_id).deploy()` (boto3 only) returns a `Predictor
 queried with `list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.filters``).
 """
 
-from deploy.errors import (ContainerError, GenerationError, IncompleteGenerationError,
-                           InternalStreamFailure, ModelStreamError, OverloadedError, SluiceError,
-                           StreamError, StreamFormatError, ValidationError)
-from deploy.local import LocalEndpoint, run_local_endpoint
-from deploy.stream import EventIterator, NotStreamedWarning, TokenIterator
 from deploy.artifacts import upload_model_dir
+from deploy.errors import (
+    ContainerError,
+    GenerationError,
+    IncompleteGenerationError,
+    InternalStreamFailure,
+    ModelStreamError,
+    OverloadedError,
+    SluiceError,
+    StreamError,
+    StreamFormatError,
+    ValidationError,
+)
 from deploy.filters import And, Not, Or, list_jumpstart_models
 from deploy.jumpstart import JumpStartModel
+from deploy.local import LocalEndpoint, run_local_endpoint
 from deploy.predictor import Predictor
+from deploy.stream import EventIterator, NotStreamedWarning, TokenIterator
 
 __all__ = [
     "ContainerError", "EventIterator", "GenerationError", "IncompleteGenerationError",

@@ -11,14 +11,6 @@ import os
 from pathlib import Path
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``"s3://bucket/a/b/"`` -> ``("bucket", "a/b/")``; raises ValueError for anything else."""
-    if not uri.startswith("s3://") or len(uri) <= len("s3://"):
-        raise ValueError(f"Not an S3 URI: {uri!r} (expected s3://bucket/prefix/)")
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
-
-
 def normalize_prefix(prefix: str) -> str:
     """A key prefix without a leading slash and with exactly one trailing slash (or empty).
 
