@@ -106,11 +106,3 @@ def test_cache_gauges_report_what_the_caches_hold_and_stay_within_their_bounds(s
     post(server.url, {"inputs": distinct_prompt(99), "parameters": {"max_new_tokens": 60}}, path="/generate")
     assert metric(server.url, "sluice_response_cache_bytes") > bytes_for_four  # a longer answer in, a short one out
 
-
-def test_on_the_vllm_engine_the_prefix_gauges_say_there_is_no_separate_prefix_cache(vllm_server):
-    """vLLM keeps prefixes inside its own KV cache (no memory beyond it): Sluice's prefix gauges
-    read 0 there, and the response cache's are Sluice's own on both engines."""
-    generate(vllm_server.url, distinct_prompt(1), path="/generate", max_new_tokens=2)
-    gauges = cache_gauges(vllm_server.url)
-    assert (gauges["prefix_entries"], gauges["prefix_bytes"], gauges["prefix_capacity_tokens"]) == (0, 0, 0)
-    assert gauges["response_capacity_entries"] == 0  # this fixture runs with RESPONSE_CACHE_SIZE=0
