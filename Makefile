@@ -1,5 +1,5 @@
 # Sluice: the public entry points. Keep target names and arguments stable (users and outside
-# checks call them): install, install-vllm, model SIZE=... MODEL_DIR=..., serve [ENGINE=vllm], test, bench.
+# checks call them): install, install-vllm, model SIZE=... MODEL_DIR=..., serve [ENGINE=vllm], test, test-fast, bench.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -24,7 +24,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 SERVE_VENV := $(if $(filter vllm,$(ENGINE)),$(VLLM_VENV),$(VENV))
 SERVE_NEEDS := install $(if $(filter vllm,$(ENGINE)),install-vllm)
 
-.PHONY: install install-vllm install-sdk2 model serve local test bench bench-quick docker-test check-model-dir
+.PHONY: install install-vllm install-sdk2 model serve local test test-fast bench bench-quick docker-test check-model-dir
 
 install: $(STAMP)
 
@@ -89,10 +89,16 @@ local: check-model-dir install
 	@echo "make: starting a local endpoint on port $(PORT) (loading the model) ..."
 	@$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT) $(if $(CONTAINER_PORT),--container-port $(CONTAINER_PORT))
 
-# tests/test_vllm_engine.py runs when .venv-vllm exists (`make install-vllm`), else it skips; the real
-# SDK v2's tests run in .venv-sdk2 when it exists (`make install-sdk2`), else they skip.
+# Every tier (tests/unit, inprocess, server, vllm, client, packaging); tests/vllm runs when
+# .venv-vllm exists (`make install-vllm`), else it skips; the real SDK v2's tests run in .venv-sdk2
+# when it exists (`make install-sdk2`), else they skip.
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# The unit tier only: no server, no model, seconds.
+test-fast: install
+	$(PY) -m pytest -q tests/unit
 
 # The image and its SageMaker contract checks, with a local Docker engine and no registry.
 docker-test: install

@@ -30,7 +30,7 @@ class StreamTiming:
     @property
     def gaps(self) -> list[float]:
         times = self.event_times
-        return [b - a for a, b in zip(times, times[1:])]
+        return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
 def _sse_events(response):

@@ -23,14 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 
 from sluice.config import Config, TokenLimits  # noqa: E402
-from sluice.engine.batching import Engine, SchedulerBudget  # noqa: E402
-from sluice.model.loading import configure_threads, eos_token_ids, load_model  # noqa: E402
-from sluice.engine.model_runner import ModelRunner  # noqa: E402
-from sluice.engine.prefix_cache import PrefixCache  # noqa: E402
-from sluice.dialects.tgi_body import parse_generate_body  # noqa: E402
+from sluice.engines.native.engine import NativeEngine  # noqa: E402
+from sluice.engines.native.model_runner import ModelRunner  # noqa: E402
+from sluice.engines.native.prefix_cache import PrefixCache  # noqa: E402
+from sluice.engines.native.scheduler import SchedulerBudget  # noqa: E402
+from sluice.model.facts import eos_token_ids  # noqa: E402
+from sluice.model.loading import configure_threads, load_model  # noqa: E402
+from sluice.protocols.tgi.body import parse_generate_body  # noqa: E402
 from sluice.request import RequestLimits  # noqa: E402
-from sluice.text.events import ErrorEvent  # noqa: E402
 from sluice.serving.validation import Validator  # noqa: E402
+from sluice.text.events import ErrorEvent  # noqa: E402
 
 
 def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int, pack: bool = True, fuse: bool = True):
@@ -41,9 +43,9 @@ def build(model_dir: str, dtype: str, chunk: int, prefix_tokens: int, pack: bool
     runner = ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, loaded.dtype_reason,
                          loaded.linear_kernels, fuse=fuse)
     budget = SchedulerBudget(max_batch_total_tokens=200_000, max_batch_prefill_tokens=chunk)
-    engine = Engine(runner, loaded.tokenizer, budget, eos_token_ids(loaded),
-                    frozenset(loaded.tokenizer.all_special_ids),
-                    PrefixCache(prefix_tokens) if prefix_tokens else None).start()
+    eos_ids = eos_token_ids(loaded.model.generation_config, loaded.tokenizer)
+    engine = NativeEngine(runner, loaded.tokenizer, budget, eos_ids, frozenset(loaded.tokenizer.all_special_ids),
+                          PrefixCache(prefix_tokens) if prefix_tokens else None).start()
     validator = Validator(loaded.tokenizer, TokenLimits(max_input_tokens=2000, max_total_tokens=2048), 20)
     return engine, validator, loaded.tokenizer
 
@@ -66,7 +68,7 @@ def run_one(engine, validator, prompt: str, new_tokens: int, record: dict) -> No
         stamps.append(time.perf_counter())
         if event.finish is not None:
             break
-    record.update(ttft=stamps[0] - started, itl=[b - a for a, b in zip(stamps, stamps[1:])],
+    record.update(ttft=stamps[0] - started, itl=[b - a for a, b in zip(stamps, stamps[1:], strict=False)],
                   tokens=len(stamps), start=started, end=stamps[-1])
 
 

@@ -5,8 +5,9 @@
 One server, one prompt set; rounds alternate unconstrained / constrained so that a noisy shared
 machine hurts both alike. The grammar is a JSON object with one long string (``minLength`` keeps
 it open), so constrained streams also run to ``--new-tokens`` and both sides generate the same
-number of tokens (checked; hence the untrained model by default, which never stops early); each constrained step computes a real JSON-string mask for every row. Prints
-generated tokens per second of each round, the medians and the cost in percent (target <= 15 %).
+number of tokens (checked; hence the untrained model by default, which never stops early); each
+constrained step computes a real JSON-string mask for every row. Prints generated tokens per
+second of each round, the medians and the cost in percent (target <= 15 %).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def _chat_prompt(tokenizer, messages: list[dict]) -> Prompt:
 def shared_prefix(prompts: list[Prompt]) -> int:
     """How many leading token ids every prompt has in common."""
     shared = 0
-    for column in zip(*(p.input_ids for p in prompts)):
+    for column in zip(*(p.input_ids for p in prompts), strict=False):
         if len(set(column)) > 1:
             break
         shared += 1

@@ -83,11 +83,12 @@ def throughput_table(results: dict) -> list[str]:
             r = ratios.get(level, {}).get(key, {})
             lines.append(
                 f"| {_who(results, key)} | {level} | {f['tokens_per_s']:.1f} | {_x(r.get('vs_sequential'))} | "
-                f"{_x(r.get('vs_vllm_server')) if key != VLLM_SERVER else '1.00×' if r.get('vs_vllm_server') else '–'} | "
+                f"{_x(r.get('vs_vllm_server')) if key != VLLM_SERVER else '1.00×' if r.get('vs_vllm_server') else '–'}"
+                " | "
                 f"{_ms(f['ttft_p50_s'])} / {_ms(f['ttft_p95_s'])} | {_x(r.get('ttft_p50_vs_vllm_server'))} | "
                 f"{_ms(f['itl_p50_s'])} / {_ms(f['itl_p95_s'])} | {_x(r.get('efficiency'))} | "
                 f"{_ms(f['ping_p99_s'])} | {f.get('tree_peak_rss_mib', 0):.0f} | {f['errors']} |")
-    for dtype, ideal in results["ideal"].items():
+    for dtype in results["ideal"]:
         for level in sorted({lv for e in results["contenders"].values() for lv in e.get("levels", {})}, key=int):
             owner = next((e["levels"][level] for k, e in results["contenders"].items()
                           if CONTENDERS[k].dtype == dtype and level in e.get("levels", {})

@@ -63,7 +63,8 @@ FULL = {"size": "small", "requests": 16, "new_tokens": 64, "shortest": 16, "long
                      "arriving_prompt": 1500, "arriving_tokens": 16, "stagger_s": 0.25},
         "contenders": list(peers.CONTENDERS)}
 QUICK = {"size": "tiny", "requests": 4, "new_tokens": 16, "shortest": 16, "longest": 64,
-         "levels": [1, 4], "fp32_levels": [1, 4], "peer_levels": [4], "chunk_levels": [4], "head_to_head": {"streams": 4, "rounds": 1},
+         "levels": [1, 4], "fp32_levels": [1, 4], "peer_levels": [4], "chunk_levels": [4],
+         "head_to_head": {"streams": 4, "rounds": 1},
          "chat": {"system_tokens": 200, "conversations": 3, "turn_tokens": 40, "new_tokens": 8},
          "arrivals": {"running": 2, "running_prompt": 16, "running_tokens": 32, "arriving": 2,
                       "arriving_prompt": 300, "arriving_tokens": 4, "stagger_s": 0.05},
@@ -157,8 +158,8 @@ def measure_levels(running: peers.Running, sets: PromptSets, levels: list[int], 
 
 def run_inprocess(model_dir: Path, prompts, spec: dict, device: torch.device, dtypes: list[str]) -> tuple[dict, dict]:
     """The ideal schedule at each dtype, and sequential ``generate`` at the default dtype."""
-    batches = sorted({1} | {min(c, max(spec["requests"], c)) for c in spec["levels"] + spec["fp32_levels"] + spec["peer_levels"]}
-                     | {spec["head_to_head"]["streams"]})
+    levels = spec["levels"] + spec["fp32_levels"] + spec["peer_levels"]
+    batches = sorted({1} | {min(c, max(spec["requests"], c)) for c in levels} | {spec["head_to_head"]["streams"]})
     ideals, sequential = {}, None
     for dtype in dtypes:
         model, tokenizer = inprocess.load(str(model_dir), device, getattr(torch, dtype))
@@ -227,7 +228,8 @@ def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: 
     if "chat" in wanted:
         settle()
         chat = spec["chat"]
-        _log(f"  {key} chat: {len(sets.chat_sequential)} turns of {spec['chat']['conversations']} conversations one at a time, then "
+        _log(f"  {key} chat: {len(sets.chat_sequential)} turns of {spec['chat']['conversations']} conversations "
+             "one at a time, then "
              f"{len(sets.chat_concurrent)} at once ({sets.chat_shared} shared prefix tokens)")
         figures = scenarios.chat(running.send, running.url, running.ping_path, sets.chat_sequential,
                                  sets.chat_kinds, sets.chat_concurrent, sets.chat_shared, chat["new_tokens"])
@@ -364,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: no CUDA device is visible")
 
     began = time.perf_counter()
-    model_dir = Path(args.model_dir) if args.model_dir else build(spec["size"], REPO / ".cache" / "models" / spec["size"])
+    model_dir = (Path(args.model_dir) if args.model_dir
+                 else build(spec["size"], REPO / ".cache" / "models" / spec["size"]))
     from transformers import AutoTokenizer
     sets = PromptSets(AutoTokenizer.from_pretrained(model_dir), spec)
     results: dict = {

@@ -39,7 +39,7 @@ def chat(send, url: str, ping_path: str, sequential, kinds: list[str], concurren
     first, rest = timings[0].ttft, [t.ttft for t in timings[1:]]
     by_kind = {}
     for kind in dict.fromkeys(kinds[1:]):
-        ttfts = [t.ttft for t, k in zip(timings, kinds) if k == kind]
+        ttfts = [t.ttft for t, k in zip(timings, kinds, strict=True) if k == kind]
         by_kind[kind] = {"requests": len(ttfts), "ttft_p50_s": statistics.median(ttfts),
                          "vs_first_ttft_p50": statistics.median(ttfts) / first}
     wave = run_load(lambda p: send(p, new_tokens), concurrent, len(concurrent), url, ping_path)
@@ -59,7 +59,7 @@ def chat(send, url: str, ping_path: str, sequential, kinds: list[str], concurren
 
 def _gaps_within(timing: StreamTiming, start: float, end: float) -> list[float]:
     times = timing.event_times
-    return [b - a for a, b in zip(times, times[1:]) if b > start and a < end]
+    return [b - a for a, b in zip(times, times[1:], strict=False) if b > start and a < end]
 
 
 def _itl(gaps: list[float]) -> dict:
@@ -79,7 +79,7 @@ def arrivals(send, running_alone, running, arriving, running_tokens: int, arrivi
     def run(running, with_arrivals: bool):
         watched = [StreamTiming(sent=0.0) for _ in running]
         with ThreadPoolExecutor(len(running) + len(arriving)) as pool:
-            streams = [pool.submit(send, p, running_tokens, timing=t) for p, t in zip(running, watched)]
+            streams = [pool.submit(send, p, running_tokens, timing=t) for p, t in zip(running, watched, strict=True)]
             deadline = time.perf_counter() + 600
             while (any(len(t.event_times) < warm_tokens for t in watched)
                    and not any(f.done() for f in streams) and time.perf_counter() < deadline):

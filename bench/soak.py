@@ -123,7 +123,7 @@ def slope_mib_per_minute(samples: list[dict]) -> float:
     ys = [s["rss_tree_mib"] for s in samples]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     var = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
 
 
 def table(samples: list[dict]) -> str:

@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 
-from sluice.http.app import create_app
 from sluice.config import Config, app_disabled
+from sluice.http.app import create_app
 from sluice.model.host import ModelHost
 from sluice.serving.shutdown import close_before_exit
 

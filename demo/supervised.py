@@ -64,7 +64,7 @@ def raw_prompt_example(tokenizer, prompt: str, answer: str) -> SupervisedExample
 
 def first_exchange(messages: list[dict]) -> tuple[str, str] | None:
     """The first user question and the assistant answer that follows it, if there is one."""
-    for question, answer in zip(messages, messages[1:]):
+    for question, answer in zip(messages, messages[1:], strict=False):
         if question["role"] == "user" and answer["role"] == "assistant":
             return question["content"], answer["content"]
     return None

@@ -102,6 +102,7 @@ def train_causal_lm(
         if step % log_every == 0 or step == steps:
             loss_value = loss.item()
             elapsed = time.monotonic() - started
-            print(f"[demo] training {label}: step {step}/{steps} loss {loss_value:.3f} ({elapsed:.1f}s)", file=sys.stderr, flush=True)
+            print(f"[demo] training {label}: step {step}/{steps} loss {loss_value:.3f} ({elapsed:.1f}s)",
+                  file=sys.stderr, flush=True)
     model.eval()
     return loss_value

@@ -13,17 +13,26 @@ SDK v3 users stream with `stream_tokens(endpoint, body)` and open sessions with 
 (``deploy.endpoint_stream``): sagemaker-core's own ``invoke_with_response_stream`` cannot stream.
 """
 
-from deploy.errors import (ContainerError, GenerationError, IncompleteGenerationError,
-                           InternalStreamFailure, ModelStreamError, OverloadedError, SluiceError,
-                           StreamError, StreamFormatError, ValidationError)
-from deploy.local import LocalEndpoint, run_local_endpoint
-from deploy.stream import EventIterator, NotStreamedWarning, TokenIterator
 from deploy.artifacts import upload_model_dir
+from deploy.builder import Compute, Endpoint, JumpStartConfig, ModelBuilder
+from deploy.endpoint_stream import close_session, open_session, stream_tokens
+from deploy.errors import (
+    ContainerError,
+    GenerationError,
+    IncompleteGenerationError,
+    InternalStreamFailure,
+    ModelStreamError,
+    OverloadedError,
+    SluiceError,
+    StreamError,
+    StreamFormatError,
+    ValidationError,
+)
 from deploy.filters import And, Not, Or, list_jumpstart_models
 from deploy.jumpstart import JumpStartModel
+from deploy.local import LocalEndpoint, run_local_endpoint
 from deploy.predictor import Predictor
-from deploy.endpoint_stream import close_session, open_session, stream_tokens
-from deploy.builder import Compute, Endpoint, JumpStartConfig, ModelBuilder
+from deploy.stream import EventIterator, NotStreamedWarning, TokenIterator
 
 __all__ = [
     "ContainerError", "EventIterator", "GenerationError", "IncompleteGenerationError",

@@ -43,6 +43,7 @@ def cmd_models(args) -> int:
 
 def _local_model_dir(args) -> str:
     import os
+
     from deploy.jumpstart import ENV_MODEL_DIR
 
     model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
@@ -93,6 +94,7 @@ def _deploy_local(model, model_dir: str, args) -> int:
 
 def _predictor(args, invoking: bool = False):
     import boto3
+
     from deploy.local import local_runtime_session
     from deploy.predictor import Predictor
 
@@ -204,7 +206,8 @@ def build_parser(prog: str = "sluice-deploy") -> argparse.ArgumentParser:
     p.add_argument("--endpoint-name")
     p.add_argument("--no-wait", action="store_true", help="return once the endpoint is Creating")
     p.add_argument("--role", help="execution role ARN (default $SLUICE_EXECUTION_ROLE_ARN)")
-    p.add_argument("--image-uri", help="default $SLUICE_IMAGE_URI or <account>.dkr.ecr.<region>.amazonaws.com/sluice:latest")
+    p.add_argument("--image-uri",
+                   help="default $SLUICE_IMAGE_URI or <account>.dkr.ecr.<region>.amazonaws.com/sluice:latest")
     p.add_argument("--model-data", help="s3://bucket/prefix/ holding the model files")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--region")

@@ -147,10 +147,6 @@ class Catalog:
     def versions(self, model_id: str) -> list[str]:
         return sorted((s.version for s in self.specs if s.model_id == model_id), key=version_key)
 
-    def latest_specs(self) -> list[ModelSpec]:
-        """The newest version of every model, sorted by id."""
-        return [self.get(model_id, self.versions(model_id)[-1]) for model_id in self.model_ids()]
-
     def get(self, model_id: str, version: str = LATEST) -> ModelSpec:
         """The entry for ``(model_id, version)``; ``"*"`` picks the latest and warns.
 

@@ -245,7 +245,10 @@ def check_filter_keys(filter: FilterLike, catalog: Catalog | None = None) -> Non
         raise FilterSyntaxError(f"Unknown filter key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
 
 
-def list_jumpstart_models(filter: FilterLike = Constant(BooleanValue.TRUE),  # noqa: A002 (SDK name)
+EVERY_MODEL = Constant(BooleanValue.TRUE)  # the SDK's default filter
+
+
+def list_jumpstart_models(filter: FilterLike = EVERY_MODEL,  # noqa: A002 (SDK name)
                           list_incomplete_models: bool = False, list_old_models: bool = False,
                           list_versions: bool = False, catalog: Catalog | None = None,
                           ) -> list[str] | list[tuple[str, str]]:

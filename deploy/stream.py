@@ -19,8 +19,14 @@ import json
 import warnings
 from collections.abc import Iterable, Iterator
 
-from deploy.errors import (ERROR_TYPE_BY_STATUS, InternalStreamFailure, ModelStreamError, StreamError,
-                           StreamFormatError, container_error)
+from deploy.errors import (
+    ERROR_TYPE_BY_STATUS,
+    InternalStreamFailure,
+    ModelStreamError,
+    StreamError,
+    StreamFormatError,
+    container_error,
+)
 
 try:  # boto3 is optional for callers that feed raw bytes (e.g. requests.iter_content)
     from botocore.exceptions import EventStreamError

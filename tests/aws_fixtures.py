@@ -1,6 +1,6 @@
 """Fixtures for tests that talk to AWS: moto in-process, fake credentials, nothing leaves the host.
 
-Import the fixtures by name into a test module (``from aws_fixtures import aws``; pytest puts tests/ on sys.path).
+tests/client/conftest.py offers the fixtures to the client tier; a test module imports only the constants.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ class BlogTokenIterator:
             if line and line[-1] == ord("\n"):
                 self.read_pos += len(line) + 1
                 full_line = line[:-1].decode("utf-8")
-                line_data = json.loads(full_line.lstrip("data:").rstrip("/n"))
+                line_data = json.loads(full_line.lstrip("data:").rstrip("/n"))  # noqa: B005 (the blog's bug, kept)
                 return line_data["token"]["text"]
             chunk = next(self.byte_iterator)
             self.buffer.seek(0, io.SEEK_END)

@@ -119,7 +119,8 @@ def differences(shown, actual, where: str = "$") -> list[str]:
     if isinstance(shown, list):
         if not isinstance(actual, list) or len(actual) != len(shown):
             return [f"{where}: shown {len(shown)} items, got {actual!r}"]
-        return [d for i, (s, a) in enumerate(zip(shown, actual)) for d in differences(s, a, f"{where}[{i}]")]
+        return [d for i, (s, a) in enumerate(zip(shown, actual, strict=True))
+                for d in differences(s, a, f"{where}[{i}]")]
     if isinstance(shown, float) and isinstance(actual, (int, float)) and not isinstance(actual, bool):
         return [] if abs(shown - actual) <= LOG_PROB_TOLERANCE else [f"{where}: shown {shown}, got {actual}"]
     return [] if shown == actual else [f"{where}: shown {shown!r}, got {actual!r}"]

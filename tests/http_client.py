@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import requests
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN/Infinity, which are not JSON (serde_json and browsers refuse them)."""
+    def refuse(name):
+        raise ValueError(f"non-JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
 
 
 def post(url: str, body, path: str = "/invocations", **kwargs) -> requests.Response:
@@ -18,7 +26,8 @@ def generate(url: str, inputs: str, path: str = "/invocations", **parameters):
     return response.json()
 
 
-def stream_raw(url: str, body, path: str = "/invocations", headers: dict | None = None) -> tuple[requests.Response, bytes]:
+def stream_raw(url: str, body, path: str = "/invocations",
+               headers: dict | None = None) -> tuple[requests.Response, bytes]:
     response = requests.post(url + path, json=body, stream=True, timeout=60, headers=headers)
     chunks = b"".join(response.iter_content(chunk_size=None))
     return response, chunks
@@ -58,3 +67,22 @@ def wait_for(condition, what: str, timeout: float = 60, detail=lambda: "") -> No
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}\n{detail()}"
         time.sleep(0.02)
+
+
+def send_raw(url: str, path: str, body: dict) -> socket.socket:
+    """A JSON POST written on a raw socket left open: the caller decides when the client hangs up."""
+    host, port = url.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+                 + b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    return sock
+
+
+def open_stream_and_hang_up(url: str) -> None:
+    """Start a long stream, read until its first event, then close the connection."""
+    body = {"inputs": "Tell me a long story", "stream": True, "parameters": {"max_new_tokens": 1500}}
+    with send_raw(url, "/invocations", body) as sock:
+        received = b""
+        while b"data: " not in received:
+            received += sock.recv(4096)

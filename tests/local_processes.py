@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 READY_TIMEOUT = 300
+VLLM_BIN = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin"  # `make install-vllm`
+VLLM_START_SECONDS = 300  # vLLM's import and engine start (~15 s here, more on a busy machine)
 
 
 def start_until(command: list[str], marker: str, cwd, env) -> tuple[subprocess.Popen, list[str]]:

@@ -59,7 +59,7 @@ SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
 DTYPES = ("auto", "float32", "float16", "bfloat16", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 QUANTIZATIONS = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
-# `auto`: vllm when it is importable and a CUDA device is present, else the embedded engine.
+# `auto`: vllm when it is importable and a CUDA device is present, else the native engine (engines/registry).
 ENGINES = ("auto", "sluice", "vllm")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # gunicorn's
 DEFAULT_HOST = "0.0.0.0"
@@ -189,7 +189,7 @@ class Config:
     device: str = "auto"
     torch_threads: int | None = None
     pack_weights: bool = True  # CPU: linear weights pre-packed for oneDNN (model/packed_linear)
-    fused_prefill: bool = True  # a prefill chunk shares the decode step's forward pass (engine/fused_pass)
+    fused_prefill: bool = True  # a prefill chunk shares the decode step's forward pass (engines/native/fused_pass)
     response_cache_size: int = 256
     compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0

@@ -8,7 +8,7 @@ one readiness wait everything local shares
 
 from deploy.local.checkout import ENV_CHECKOUT, find_checkout
 from deploy.local.container import SERVE, ContainerProcess
-from deploy.local.endpoint import (LOCAL_RUNTIME_PORT, DockerContainer, LocalEndpoint, local_runtime_session)
+from deploy.local.endpoint import LOCAL_RUNTIME_PORT, DockerContainer, LocalEndpoint, local_runtime_session
 from deploy.local.foreground import run_local_endpoint, serve_in_foreground
 from deploy.local.health import free_port, ping_status, wait_until_healthy
 from deploy.local.orphan_guard import OrphanGuard

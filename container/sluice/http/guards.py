@@ -8,10 +8,6 @@ from flask import Flask, request
 from werkzeug.routing import RequestRedirect
 
 from ..errors import NotFoundError, UnauthorizedError
-from .json_io import error_response
-
-INFERENCE_ROUTES = {"/", "/invocations", "/generate", "/generate_stream", "/v1/chat/completions",
-                    "/v1/completions", "/tokenize"}
 
 
 def bearer_token(header: str) -> bytes | None:
@@ -31,7 +27,8 @@ def key_bytes(api_key: str) -> bytes:
     return api_key.encode("utf-8", "surrogateescape")
 
 
-def register_guards(app: Flask, api_key: str | None) -> None:
+def register_guards(app: Flask, api_key: str | None, protected: set[str]) -> None:
+    """``protected``: the paths whose POST needs the API key (the generation routes, /tokenize)."""
     key = key_bytes(api_key) if api_key else None
 
     @app.before_request
@@ -47,8 +44,7 @@ def register_guards(app: Flask, api_key: str | None) -> None:
     @app.before_request
     def require_api_key():
         """With API_KEY set, inference routes need the bearer token (TGI); health stays open."""
-        if key and request.method == "POST" and request.path in INFERENCE_ROUTES:
+        if key and request.method == "POST" and request.path in protected:
             token = bearer_token(request.headers.get("Authorization", ""))
             if token is None or not hmac.compare_digest(token, key):
-                return error_response(UnauthorizedError())
-        return None
+                raise UnauthorizedError()

@@ -24,14 +24,28 @@ import time
 from http import HTTPStatus
 
 from gunicorn import util
-from gunicorn.http.errors import (ConfigurationProblem, ExpectationFailed, LimitRequestHeaders,
-                                  LimitRequestLine, ParseException, UnsupportedTransferCoding)
+from gunicorn.http.errors import (
+    ConfigurationProblem,
+    ExpectationFailed,
+    LimitRequestHeaders,
+    LimitRequestLine,
+    ParseException,
+    UnsupportedTransferCoding,
+)
 from gunicorn.workers.gthread import ThreadWorker
 
 from ..config import Config
-from ..errors import (BadRequestError, ExpectationFailedError, HeadersTooLargeError, InternalError,
-                     PayloadTooLargeError, ServerError, ShuttingDownError,
-                     TransferCodingNotImplementedError, UriTooLongError)
+from ..errors import (
+    BadRequestError,
+    ExpectationFailedError,
+    HeadersTooLargeError,
+    InternalError,
+    PayloadTooLargeError,
+    ServerError,
+    ShuttingDownError,
+    TransferCodingNotImplementedError,
+    UriTooLongError,
+)
 from ..serving.shutdown import CLOCK as SHUTDOWN
 from ..wire.framing import dump_json
 from .worker_exit import WorkerExit

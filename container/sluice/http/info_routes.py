@@ -47,7 +47,8 @@ def tokenize(service: GenerationService, body) -> Response:
     text = body["inputs"]
     encoded = service.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     return json_response([{"id": token_id, "text": text[start:stop], "start": start, "stop": stop}
-                          for token_id, (start, stop) in zip(encoded["input_ids"], encoded["offset_mapping"])])
+                          for token_id, (start, stop)
+                          in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)])
 
 
 def metrics(service: GenerationService | None) -> Response:

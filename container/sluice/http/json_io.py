@@ -8,12 +8,20 @@ import math
 import re
 import select
 import socket
+from typing import Callable
 
 from flask import Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from ..errors import (InternalError, MalformedJSONError, MethodNotAllowedError, NotFoundError,
-                     PayloadTooLargeError, ServerError, UnsupportedMediaTypeError)
+from ..errors import (
+    InternalError,
+    MalformedJSONError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServerError,
+    UnsupportedMediaTypeError,
+)
 from ..wire.framing import dump_json
 from .request_body import read_request_body
 
@@ -30,8 +38,9 @@ def json_response(payload, status: int = 200, headers: dict | None = None) -> Re
     return Response(dump_json(payload), status=status, headers=headers, content_type="application/json")
 
 
-def error_response(error: ServerError) -> Response:
-    return json_response(error.body(), status=error.status)
+def error_response(error: ServerError, body: Callable[[ServerError], dict] = ServerError.body) -> Response:
+    """``error`` as JSON with its status, in the shape ``body`` writes (the route's protocol's)."""
+    return json_response(body(error), status=error.status)
 
 
 def is_json_content_type(value: str | None) -> bool:
@@ -123,28 +132,29 @@ def client_gone_probe(environ) -> callable:
     return gone
 
 
-def register_error_handlers(app, payload_limit: int) -> None:
-    """Every error leaves as JSON; tracebacks go to the log only."""
+def register_error_handlers(app, payload_limit: int, body: Callable[[ServerError], dict] = ServerError.body) -> None:
+    """Every error leaves as JSON, in the shape ``body`` writes for the request's route (its
+    protocol's error body); tracebacks go to the log only."""
 
     @app.errorhandler(ServerError)
     def _server_error(error: ServerError):
-        return error_response(error)
+        return error_response(error, body)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         if isinstance(error, NotFound):
-            return error_response(NotFoundError(f"Route {request.method} {request.path} not found"))
+            return error_response(NotFoundError(f"Route {request.method} {request.path} not found"), body)
         if isinstance(error, MethodNotAllowed):
             allowed = ", ".join(sorted(error.valid_methods or []))
             response = error_response(MethodNotAllowedError(
-                f"Method {request.method} not allowed on {request.path}; allowed: {allowed}"))
+                f"Method {request.method} not allowed on {request.path}; allowed: {allowed}"), body)
             response.headers["Allow"] = allowed
             return response
         if isinstance(error, RequestEntityTooLarge):
-            return error_response(PayloadTooLargeError(payload_limit))
+            return error_response(PayloadTooLargeError(payload_limit), body)
         return json_response({"error": error.description or error.name, "error_type": "http"}, error.code or 500)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(InternalError())
+        return error_response(InternalError(), body)

@@ -43,11 +43,6 @@ def select_device(config: Config) -> torch.device:
     return torch.device("cpu")
 
 
-def default_compute_type(device: torch.device) -> str:
-    """``x-compute-type`` when COMPUTE_TYPE is unset: TGI's GPU DLC value on CUDA, else ``cpu``."""
-    return "gpu+optimized" if device.type == "cuda" else "cpu"
-
-
 # CPU flags (Linux /proc/cpuinfo) of native bf16 matrix units; without them bf16 is emulated.
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -118,16 +113,3 @@ def load_model(config: Config) -> LoadedModel:
              dtype, dtype_reason, parameters, kernels)
     return LoadedModel(model, tokenizer, device, dtype, max_positions, dtype_reason, kernels)
 
-
-def eos_token_ids(loaded: LoadedModel) -> frozenset[int]:
-    """EOS ids from the generation config (may be a list, e.g. chat end tokens) and tokenizer."""
-    ids = set()
-    generation_config = getattr(loaded.model, "generation_config", None)
-    configured = getattr(generation_config, "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    if loaded.tokenizer.eos_token_id is not None:
-        ids.add(loaded.tokenizer.eos_token_id)
-    return frozenset(ids)

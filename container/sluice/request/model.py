@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .grammar import GrammarSpec
+from .sagemaker import NO_HEADERS, SageMakerHeaders
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class ValidRequest:
     input_ids: tuple[int, ...]
     max_new_tokens: int
     grammar: object | None = None  # the compiled grammar (request thread), never compiled by an engine
+    sagemaker: SageMakerHeaders = NO_HEADERS  # what the client asked through SageMaker's headers
 
     @property
     def input_length(self) -> int:

@@ -60,9 +60,9 @@ class ResponseDriver:
         """Every prompt of a non-streaming request, run side by side in the batch."""
         started = time.monotonic()
         with self.service.accounted(), self.service.slot():
-            valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens)
+            valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens, http.sagemaker)
                       for p in exchange.prompts]
-            outcomes = self.service.complete_all(valids, http.client_gone, http.use_cache)
+            outcomes = self.service.complete_all(valids, http.client_gone)
         payload, headers = exchange.encode_final(outcomes, time.monotonic() - started)
         headers[CACHE_HEADER] = "hit" if all(o.cached for o in outcomes) else "miss"
         return Reply(payload=payload, headers=headers)
@@ -72,11 +72,11 @@ class ResponseDriver:
         taken inside the stream, so an overload is in-band too."""
         prompt = exchange.prompts[0]
         try:
-            valid = self.service.validate(prompt.request, exchange.names, prompt.add_special_tokens)
+            valid = self.service.validate(prompt.request, exchange.names, prompt.add_special_tokens, http.sagemaker)
         except ServerError as error:
             self.service.reject(error)
             return self._error_stream(dialect, error, fmt)
-        cached = self.service.cached(valid, http.use_cache)
+        cached = self.service.cached(valid)
         chunks = self._chunks(dialect, exchange, valid, cached, fmt, http.client_gone)
         return self._stream_reply(chunks, fmt, {CACHE_HEADER: "hit" if cached else "miss"})
 

@@ -4,7 +4,8 @@ A ``Dialect`` (TGI generate/compat, OpenAI chat, OpenAI completions) turns a bod
 ``Exchange``: the typed requests, plus how this one answer is written (each event, the error
 event, the final body, the closing payloads). The driver owns everything in between, so every
 dialect gets the same admission, validation, cache, metrics, keep-alives and cancellation.
-Serving defines these protocols; the dialects implement them (dialects sit above serving).
+Serving defines these interfaces; the protocols' dialects implement them (``protocols`` sits above
+serving).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
 from ..errors import ServerError
-from ..request import TGI_NAMES, FieldNames, GenerateRequest
+from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, SageMakerHeaders
 from ..text.events import TokenEvent
 
 Run = list[TokenEvent]
@@ -76,10 +77,12 @@ class ParseContext:
 
 @dataclass(frozen=True)
 class HttpContext:
-    """What the driver needs from the HTTP request, without knowing Flask."""
+    """What the driver needs from the HTTP request, without knowing Flask: the stream format
+    asked for, SageMaker's headers (carried on to the service and the engine) and a probe
+    telling whether the client hung up."""
 
     accept: str | None = None
-    use_cache: bool = True
+    sagemaker: SageMakerHeaders = NO_HEADERS
     client_gone: Callable[[], bool] = lambda: False
 
 

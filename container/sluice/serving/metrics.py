@@ -52,7 +52,9 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._counts: dict[tuple[str, tuple], float] = {}
         self._lock = threading.Lock()
-        h = lambda name, doc, buckets=_LATENCY_BUCKETS: Histogram(name, doc, registry=self.registry, buckets=buckets)
+        def h(name, doc, buckets=_LATENCY_BUCKETS):
+            return Histogram(name, doc, registry=self.registry, buckets=buckets)
+
         self.request_duration = h("tgi_request_duration", "End-to-end request duration (s)")
         self.queue_duration = h("tgi_request_queue_duration", "Time waiting for a batch slot (s)")
         self.inference_duration = h("tgi_request_inference_duration", "Time from first forward pass to last token (s)")

@@ -2,7 +2,7 @@
 
 Keyed on the normalised request (what determines the tokens, not how they are framed), so a
 stream can replay a result first produced without streaming. Bounded (LRU), disabled with size
-0, never stores errors. A client opts out per request (``http.cache_opt_out``). What it holds
+0, never stores errors. A client opts out per request (``http.sagemaker_headers``). What it holds
 (entries, and their size in bytes as Python objects) is on ``/metrics``: its bound is a count of
 entries, so the bytes are what an operator sizes memory by.
 """

@@ -16,10 +16,17 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from ..engine.api import GenerationEngine
-from ..errors import (ClientClosedError, GenerationError, IncompleteGenerationError, OverloadedError,
-                      ServerError, ShuttingDownError, ValidationError)
-from ..request import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, ValidRequest
+from ..engines.base import GenerationEngine
+from ..errors import (
+    ClientClosedError,
+    GenerationError,
+    IncompleteGenerationError,
+    OverloadedError,
+    ServerError,
+    ShuttingDownError,
+    ValidationError,
+)
+from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SageMakerHeaders, ValidRequest
 from ..text.events import ErrorEvent, TokenEvent
 from .exchange import Outcome, Run
 from .metrics import Metrics
@@ -104,11 +111,12 @@ class GenerationService:
         self.metrics.count_request()
         self.metrics.count_failure(error.error_type)
 
-    def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES,
-                 add_special_tokens: bool = True) -> ValidRequest:
+    def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES, add_special_tokens: bool = True,
+                 sagemaker: SageMakerHeaders = NO_HEADERS) -> ValidRequest:
         """Token checks, then the grammar's compile: here, in the request thread (bounded, cached),
-        so the engine only ever sees ready matchers."""
-        valid = self.validator.validate(request, names, add_special_tokens)
+        so the engine only ever sees ready matchers. The valid request carries SageMaker's headers
+        on to the cache and the engine."""
+        valid = dataclasses.replace(self.validator.validate(request, names, add_special_tokens), sagemaker=sagemaker)
         if request.grammar is None:
             return valid
         if self.grammars is None:
@@ -117,30 +125,35 @@ class GenerationService:
 
     # --- cache --------------------------------------------------------------------------------
 
-    def cached(self, valid: ValidRequest, use_cache: bool) -> list[Run] | None:
-        if not use_cache:
+    def cached(self, valid: ValidRequest) -> list[Run] | None:
+        """The stored answer to this request, unless its client opted out of the cache."""
+        if not valid.sagemaker.use_cache:
             return None
-        runs = self.cache.get(cache_key(valid.request, valid.input_ids, valid.max_new_tokens))
+        runs = self.cache.get(self._key(valid))
         if runs is not None:
             self.metrics.count_cache_hit()
         return runs
 
     def _store(self, valid: ValidRequest, runs: list[Run]) -> None:
-        self.cache.put(cache_key(valid.request, valid.input_ids, valid.max_new_tokens), runs)
+        self.cache.put(self._key(valid), runs)
+
+    @staticmethod
+    def _key(valid: ValidRequest) -> tuple:
+        """What decides the tokens: the request and what its SageMaker headers select."""
+        return cache_key(valid.request, valid.input_ids, valid.max_new_tokens) + valid.sagemaker.cache_scope()
 
     # --- generation -----------------------------------------------------------------------------
 
-    def complete_all(self, valids: list[ValidRequest], client_gone: Callable[[], bool],
-                     use_cache: bool = True) -> list[Outcome]:
+    def complete_all(self, valids: list[ValidRequest], client_gone: Callable[[], bool]) -> list[Outcome]:
         """Every prompt of a non-streaming request; several are submitted together, so the engine
         batches them instead of running one after another."""
         if len(valids) == 1:
-            return [self.complete(valids[0], client_gone, use_cache)]
-        return run_side_by_side([lambda v=v: self.complete(v, client_gone, use_cache) for v in valids])
+            return [self.complete(valids[0], client_gone)]
+        return run_side_by_side([lambda v=v: self.complete(v, client_gone) for v in valids])
 
-    def complete(self, valid: ValidRequest, client_gone: Callable[[], bool], use_cache: bool = True) -> Outcome:
+    def complete(self, valid: ValidRequest, client_gone: Callable[[], bool]) -> Outcome:
         """All sequences of one prompt (best first), and whether they came from cache."""
-        runs = self.cached(valid, use_cache)
+        runs = self.cached(valid)
         if runs is not None:
             return Outcome(runs, True)
         runs = self._collect_best_of(valid, client_gone)

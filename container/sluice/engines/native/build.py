@@ -1,0 +1,58 @@
+"""Wiring for ``SLUICE_ENGINE=sluice``: config -> loaded model -> runner, budget, prefix cache ->
+a started ``NativeEngine``. What every engine shares (validator, grammars, service) is wired once,
+in ``sluice.bootstrap``."""
+
+from __future__ import annotations
+
+import logging
+
+from ...config import Config
+from ...model.facts import KV_MEMORY_FRACTION, eos_token_ids, free_memory_bytes, kv_bytes_per_token
+from ...model.loading import LoadedModel, configure_threads, load_model
+from ..base import EngineBuild
+from .engine import NativeEngine
+from .model_runner import ModelRunner
+from .prefix_cache import PrefixCache
+from .scheduler import SchedulerBudget
+
+log = logging.getLogger("sluice.bootstrap")
+
+PREFIX_CACHE_SHARE = 8  # the prefix cache holds up to 1/8 of the KV budget's tokens, on top of it
+
+
+def scheduler_budget(config: Config, loaded: LoadedModel, max_input: int, max_total: int) -> SchedulerBudget:
+    total = config.max_batch_total_tokens
+    if total is None:
+        kv_bytes = kv_bytes_per_token(loaded.model.config, loaded.dtype.itemsize)
+        affordable = int(free_memory_bytes(loaded.device.type) * KV_MEMORY_FRACTION) // kv_bytes
+        total = max(max_total, min(affordable, 1 << 20))
+    prefill = config.max_batch_prefill_tokens or max_input + 50
+    return SchedulerBudget(max_batch_total_tokens=total, max_batch_prefill_tokens=prefill,
+                           max_batch_size=config.max_batch_size)
+
+
+def logits_width(model) -> int:
+    """The vocabulary the logits cover (often padded past the tokenizer's)."""
+    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if embeddings is not None and getattr(embeddings, "weight", None) is not None:
+        return int(embeddings.weight.shape[0])
+    if embeddings is not None and getattr(embeddings, "out_features", None):
+        return int(embeddings.out_features)  # a packed output layer (model/packed_linear) has no weight
+    return int(model.config.vocab_size)
+
+
+def build(config: Config) -> EngineBuild:
+    """Load the model in this worker and start the native engine on it."""
+    threads = configure_threads(config)
+    loaded = load_model(config)
+    limits = config.token_limits(loaded.max_position_embeddings)
+    budget = scheduler_budget(config, loaded, limits.max_input_tokens, limits.max_total_tokens)
+    tokenizer = loaded.tokenizer
+    runner = ModelRunner(loaded.model, loaded.device, tokenizer.pad_token_id, loaded.dtype_reason,
+                         loaded.linear_kernels, fuse=config.fused_prefill)
+    log.info("fused prefill: %s", runner.fused_pass)  # checked on the loaded model, before serving
+    eos_ids = eos_token_ids(getattr(loaded.model, "generation_config", None), tokenizer)
+    engine = NativeEngine(runner, tokenizer, budget, eos_ids, frozenset(tokenizer.all_special_ids),
+                          PrefixCache(budget.max_batch_total_tokens // PREFIX_CACHE_SHARE)).start()
+    log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
+    return EngineBuild(engine, tokenizer, limits, logits_width(loaded.model), eos_ids, loaded.device.type)

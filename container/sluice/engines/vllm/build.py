@@ -1,0 +1,158 @@
+"""Wiring for ``SLUICE_ENGINE=vllm``: config -> vLLM engine arguments -> a started ``VllmEngine``.
+
+Imported only when the vLLM engine is selected, so the native engine never pays vLLM's import
+(or needs it installed). TGI's settings map onto vLLM's: ``SM_NUM_GPUS`` -> tensor parallel,
+``MAX_TOTAL_TOKENS`` -> max model length, ``MAX_BATCH_TOTAL_TOKENS`` -> KV cache size (bytes on
+CUDA, ``VLLM_CPU_KVCACHE_SPACE`` GiB on CPU), ``MAX_BATCH_PREFILL_TOKENS`` -> tokens per step,
+``MAX_BATCH_SIZE`` -> sequences per step, ``HF_MODEL_QUANTIZE`` -> vLLM's in-flight bitsandbytes.
+The engine core runs in this worker process (no second process, no second HTTP hop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+from ...config import Config, ConfigError, TokenLimits
+from ...model.facts import KV_MEMORY_FRACTION, eos_token_ids, free_memory_bytes, kv_bytes_per_token, text_config
+from ..base import EngineBuild
+from .engine import VllmEngine
+
+log = logging.getLogger("sluice.vllm_bootstrap")
+
+GIB = 1 << 30
+# vLLM quantizes in flight to 4-bit NF4 only; 8-bit and FP4 need a pre-quantized checkpoint.
+VLLM_QUANTIZATION = {"bitsandbytes-nf4": "bitsandbytes"}
+
+
+def vllm_dtype(config: Config, cuda: bool) -> str:
+    """bf16 on CUDA (fp16 without bf16 support) and on CPU (vLLM's CPU kernels' own choice)."""
+    if config.dtype != "auto":
+        return config.dtype
+    if cuda and not torch.cuda.is_bf16_supported():
+        return "float16"
+    return "bfloat16"
+
+
+def vllm_quantization(config: Config, cuda: bool) -> str | None:
+    if config.quantize is None:
+        return None
+    if not cuda:
+        raise ConfigError(f"HF_MODEL_QUANTIZE={config.quantize} needs a CUDA device")
+    if config.quantize not in VLLM_QUANTIZATION:
+        raise ConfigError(f"HF_MODEL_QUANTIZE={config.quantize} has no equivalent in the vllm engine; "
+                          f"supported: {', '.join(VLLM_QUANTIZATION)} (or a pre-quantized checkpoint)")
+    return VLLM_QUANTIZATION[config.quantize]
+
+
+def cpu_kv_cache_gib(config: Config, limits: TokenLimits, kv_bytes: int) -> int:
+    """The KV cache on CPU, in whole GiB: ``MAX_BATCH_TOTAL_TOKENS`` if set, else what a full
+    batch of max-length sequences needs, capped like the embedded engine at 30 % of free memory
+    (vLLM's own CPU default reserves 92 % of the machine and refuses to start on a busy one)."""
+    if config.max_batch_total_tokens:
+        wanted = config.max_batch_total_tokens * kv_bytes
+    else:
+        full_batch = (config.max_batch_size or 128) * limits.max_total_tokens * kv_bytes
+        wanted = min(full_batch, int(free_memory_bytes("cpu") * KV_MEMORY_FRACTION))
+    return max(1, math.ceil(wanted / GIB))
+
+
+def prepare_environment(config: Config, cuda: bool, kv_bytes: int, limits: TokenLimits) -> None:
+    """vLLM reads these at import/start; values already in the environment win."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core in this process
+    if cuda:
+        return
+    threads = config.torch_threads or max(1, (os.cpu_count() or 1) // config.workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    # No core reserved for an API front end this process does not run, and no pinning (which
+    # spin-waits badly on a shared machine).
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_cache_gib(config, limits, kv_bytes)))
+
+
+def engine_args(config: Config, limits: TokenLimits, cuda: bool, dtype: str, kv_bytes: int):
+    from vllm.config import StructuredOutputsConfig
+    from vllm.engine.arg_utils import EngineArgs
+
+    gpus = (config.num_gpus or torch.cuda.device_count()) if cuda else 1
+    kv_memory = config.max_batch_total_tokens * kv_bytes if cuda and config.max_batch_total_tokens else None
+    eager = config.vllm_enforce_eager if config.vllm_enforce_eager is not None else not cuda
+    return EngineArgs(
+        model=config.model_id, tokenizer=config.model_id, revision=config.revision,
+        tokenizer_revision=config.revision, trust_remote_code=config.trust_remote_code, dtype=dtype,
+        quantization=vllm_quantization(config, cuda), tensor_parallel_size=max(1, gpus),
+        max_model_len=limits.max_total_tokens, max_num_batched_tokens=config.max_batch_prefill_tokens,
+        max_num_seqs=config.max_batch_size, kv_cache_memory_bytes=kv_memory, enforce_eager=eager,
+        max_logprobs=max(1, config.max_top_n_tokens), logprobs_mode="processed_logprobs", seed=0,
+        # llguidance, the library Sluice's own engine constrains with: the same grammar text
+        # compiles to the same constraint on both engines.
+        structured_outputs_config=StructuredOutputsConfig(backend="guidance"))
+
+
+def load_tokenizer(config: Config):
+    tokenizer = AutoTokenizer.from_pretrained(config.model_id, revision=config.revision,
+                                              trust_remote_code=config.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def generation_config(config: Config) -> GenerationConfig | None:
+    """The model's generation config (its EOS ids), None where the model ships none."""
+    try:
+        return GenerationConfig.from_pretrained(config.model_id, revision=config.revision)
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def flask_proxies_resolvable():
+    """vLLM 0.32 registers its CPU kernels by scanning every loaded module's globals with
+    ``hasattr(value, "__dict__")``, which raises on Flask's ``request``/``current_app`` proxies
+    outside a request ("Working outside of application context"). A throwaway request context
+    in this (loader) thread makes them resolve while vLLM starts."""
+    flask = sys.modules.get("flask")
+    if flask is None:
+        yield
+        return
+    with flask.Flask("sluice-vllm-start").test_request_context():
+        yield
+
+
+def build(config: Config) -> EngineBuild:
+    """Start vLLM's engine on the model, in this worker process."""
+    cuda = config.device != "cpu" and torch.cuda.is_available()
+    if config.device == "cuda" and not cuda:
+        raise ConfigError("SLUICE_DEVICE=cuda but no CUDA device is visible")
+    model_config = AutoConfig.from_pretrained(config.model_id, revision=config.revision,
+                                              trust_remote_code=config.trust_remote_code)
+    limits = config.token_limits(getattr(text_config(model_config), "max_position_embeddings", None))
+    dtype = vllm_dtype(config, cuda)
+    kv_bytes = kv_bytes_per_token(model_config, 4 if dtype == "float32" else 2)
+    prepare_environment(config, cuda, kv_bytes, limits)
+    with flask_proxies_resolvable():
+        from vllm.v1.engine.llm_engine import LLMEngine
+
+        args = engine_args(config, limits, cuda, dtype, kv_bytes)
+        llm = LLMEngine.from_engine_args(args)
+    tokenizer = load_tokenizer(config)
+    device = "cuda" if cuda else "cpu"
+    cache = llm.vllm_config.cache_config
+    kv_tokens = cache.num_gpu_blocks * cache.block_size if cache.num_gpu_blocks else config.max_batch_total_tokens
+    description = {"model_dtype": dtype, "model_device_type": device, "max_batch_total_tokens": kv_tokens,
+                   "max_batch_prefill_tokens": llm.vllm_config.scheduler_config.max_num_batched_tokens,
+                   "max_batch_size": llm.vllm_config.scheduler_config.max_num_seqs,
+                   # SLUICE_FUSED_PREFILL is the own engine's: vLLM's scheduler mixes both itself.
+                   "fused_prefill": "vllm (its scheduler puts prefill chunks and decode tokens in one step)"}
+    eos_ids = eos_token_ids(generation_config(config), tokenizer)
+    engine = VllmEngine(llm, tokenizer, eos_ids, frozenset(tokenizer.all_special_ids), description,
+                        vocab_size=llm.vllm_config.model_config.get_vocab_size()).start()
+    log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, limits %s", dtype, device,
+             args.tensor_parallel_size, args.enforce_eager, limits)
+    return EngineBuild(engine, tokenizer, limits, engine.vocab_size, eos_ids, device)

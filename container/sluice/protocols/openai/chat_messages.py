@@ -1,0 +1,67 @@
+"""The messages of an OpenAI chat body, checked as serde reads them and with text parts joined.
+
+A wrong type anywhere is a 422 naming the client's field (``messages[0].content[0].text``), never
+a TypeError inside the template or the tokenizer.
+"""
+
+from __future__ import annotations
+
+from ...errors import DeserializeError
+from ..fields import describe as _describe
+
+
+def chat_messages(body) -> list[dict]:
+    """The messages to render with the chat template, checked and with text parts joined.
+
+    A wrong type anywhere is a 422 naming the client's field (``messages[0].content[0].text``),
+    as serde would, never a TypeError inside the template or the tokenizer.
+    """
+    if not isinstance(body, dict):
+        raise DeserializeError("expected a map with `messages`")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DeserializeError("missing field `messages`" if messages is None
+                               else "messages: expected a non-empty sequence")
+    for index, message in enumerate(messages):
+        field = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise DeserializeError(f"{field}: invalid type: {_describe(message)}, expected a map")
+        _check_string(message, "role", field, required=True)
+        _check_string(message, "name", field, required=False)
+        if "content" in message:
+            message["content"] = _message_content(message["content"], f"{field}.content")
+    return messages
+
+
+def _check_string(mapping: dict, key: str, field: str, required: bool) -> None:
+    """``mapping[key]`` must be a string (or absent/null when optional), as serde reads a String."""
+    value = mapping.get(key)
+    if isinstance(value, str) or (value is None and not required):
+        return
+    if key not in mapping:
+        raise DeserializeError(f"{field}: missing field `{key}`")
+    raise DeserializeError(f"{field}.{key}: invalid type: {_describe(value)}, expected a string")
+
+
+def _message_content(content, field: str) -> str | None:
+    """A message's text: a string, or OpenAI content parts whose text parts are joined (this
+    server reads no images, so ``image_url`` parts are accepted and left out)."""
+    if content is None or isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise DeserializeError(f"{field}: invalid type: {_describe(content)}, "
+                               "expected a string or a sequence of content parts")
+    return "".join(_part_text(part, f"{field}[{index}]") for index, part in enumerate(content))
+
+
+def _part_text(part, field: str) -> str:
+    if not isinstance(part, dict):
+        raise DeserializeError(f"{field}: invalid type: {_describe(part)}, expected a map")
+    _check_string(part, "type", field, required=True)
+    kind = part["type"]
+    if kind == "text":
+        _check_string(part, "text", field, required=True)
+        return part["text"]
+    if kind == "image_url":
+        return ""
+    raise DeserializeError(f"{field}.type: unknown variant `{kind}`, expected `text` or `image_url`")

@@ -1,0 +1,111 @@
+"""The real Flask app, driver, protocols and service over a fake engine and a character tokenizer,
+so protocol behaviour is checked in milliseconds, without a model (the unit tier).
+
+The real-process contract tests (gunicorn, real clients, real models) stay the authority on the
+wire; these pin what every dialect must share, fault by fault.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from types import SimpleNamespace
+
+from sluice.config import Config, TokenLimits
+from sluice.http.app import create_app
+from sluice.request import RequestLimits
+from sluice.serving.metrics import Metrics
+from sluice.serving.response_cache import ResponseCache
+from sluice.serving.service import GenerationService
+from sluice.serving.validation import Validator
+from sluice.text.events import ErrorEvent, Finish, Token, TokenEvent
+
+MAX_TOTAL_TOKENS = 128
+
+
+class CharTokenizer:
+    """One token per character (id = code point); its chat template joins the messages."""
+
+    chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    all_special_ids = [0]
+
+    def __call__(self, text, add_special_tokens=True, return_offsets_mapping=False):
+        ids = [ord(c) for c in text]
+        return {"input_ids": ids, "offset_mapping": [(i, i + 1) for i in range(len(ids))]}
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True, **extra):
+        return "".join(m.get("content") or "" for m in messages) + "\n"
+
+
+class FakeEngine:
+    """Answers each sequence with ``max_new_tokens`` tokens ``t1 t2 ...``.
+
+    ``release_at=n`` holds every answer until n sequences are waiting at once: a request whose
+    prompts are not submitted together never finishes. ``fail`` makes each sequence fail after
+    its first token, as a failed model step would.
+    """
+
+    def __init__(self, release_at: int = 1, fail: Exception | None = None):
+        self.release_at, self.fail = release_at, fail
+        self.pending: list = []
+        self.submitted: list = []  # every validated request, in submission order
+        self.cancelled: list = []
+        self.lock = threading.Lock()
+        self.stats = SimpleNamespace(queue_size=0, batch_size=0, batch_tokens=0)
+
+    def submit(self, valid, seed=None):
+        sequence = SimpleNamespace(valid=valid, events=queue.Queue(), queued_at=time.monotonic())
+        with self.lock:
+            self.submitted.append(valid)
+            self.pending.append(sequence)
+            if len(self.pending) >= self.release_at:
+                for waiting in self.pending:
+                    self._answer(waiting)
+                self.pending = []
+        return sequence
+
+    def _answer(self, sequence) -> None:
+        count = sequence.valid.max_new_tokens
+        for index in range(1, count + 1):
+            if self.fail is not None and index == 2:
+                sequence.events.put(ErrorEvent(self.fail))
+                return
+            finish = None
+            if index == count:
+                finish = Finish("".join(f" t{i}" for i in range(1, count + 1)), "length", count, None,
+                                sequence.valid.input_length, (), 0.0, 0.0)
+            sequence.events.put(TokenEvent(index, Token(index, f" t{index}", -0.5, False), (), finish))
+
+    def cancel(self, sequence) -> None:
+        self.cancelled.append(sequence)
+
+    def healthy(self) -> bool:
+        return True
+
+    def describe(self) -> dict:
+        return {"engine": "fake", "model_dtype": "float32", "model_device_type": "cpu",
+                "max_batch_total_tokens": 1024, "max_batch_prefill_tokens": 512, "max_batch_size": None}
+
+    @staticmethod
+    def check_request(request) -> None:
+        pass
+
+
+def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
+                 chat_template: str | None = CharTokenizer.chat_template,
+                 cache: ResponseCache | None = None) -> GenerationService:
+    """The real generation service over ``engine`` (a plain FakeEngine by default)."""
+    tokenizer = CharTokenizer()
+    tokenizer.chat_template = chat_template
+    validator = Validator(tokenizer, TokenLimits(max_input_tokens=64, max_total_tokens=MAX_TOTAL_TOKENS), 4)
+    return GenerationService(engine or FakeEngine(), validator, RequestLimits(), slots, request_timeout,
+                             cache=cache, metrics=Metrics(), model_name="fake-model")
+
+
+def in_process_client(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
+                      chat_template: str | None = CharTokenizer.chat_template):
+    """A Flask test client over the real app, serving ``engine`` (a plain FakeEngine by default)."""
+    service = fake_service(engine, slots, request_timeout, chat_template)
+    host = SimpleNamespace(service=service, error=None, compute_type="cpu")
+    return create_app(host, Config(model_id="fake-model")).test_client()

@@ -1,0 +1,48 @@
+"""The native engine on the loaded tiny model, as the in-process tests drive it: built but not
+started (so a test can arrange its sequences first), requests validated as serving does, and a
+sequence's events drained to its token ids and the error that ended it."""
+
+from __future__ import annotations
+
+from sluice.config import TokenLimits
+from sluice.engines.native.engine import NativeEngine
+from sluice.engines.native.model_runner import ModelRunner
+from sluice.engines.native.scheduler import SchedulerBudget
+from sluice.model.facts import eos_token_ids
+from sluice.protocols.tgi.body import parse_generate_body
+from sluice.request import RequestLimits
+from sluice.serving.validation import Validator
+from sluice.text.events import ErrorEvent
+
+EVENT_TIMEOUT = 60
+
+
+def runner_of(loaded, fuse: bool = True) -> ModelRunner:
+    return ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, fuse=fuse)
+
+
+def make_engine(loaded, runner: ModelRunner | None = None, chunk: int = 4096,
+                kv_tokens: int = 100_000) -> NativeEngine:
+    """An engine over ``runner`` (a plain one by default), prefilling ``chunk`` tokens a pass."""
+    return NativeEngine(runner or runner_of(loaded), loaded.tokenizer, SchedulerBudget(kv_tokens, chunk),
+                        eos_token_ids(loaded.model.generation_config, loaded.tokenizer),
+                        frozenset(loaded.tokenizer.all_special_ids))
+
+
+def request(loaded, prompt: str, **parameters):
+    """``prompt`` as a validated request (24 new tokens unless ``max_new_tokens`` is given)."""
+    validator = Validator(loaded.tokenizer, TokenLimits(max_input_tokens=512, max_total_tokens=1024), 20)
+    parameters.setdefault("max_new_tokens", 24)
+    return validator.validate(parse_generate_body({"inputs": prompt, "parameters": parameters}, RequestLimits()))
+
+
+def drain(sequence) -> tuple[list[int], Exception | None]:
+    """The token ids a sequence published and the error that ended it, if any."""
+    ids = []
+    while True:
+        event = sequence.events.get(timeout=EVENT_TIMEOUT)
+        if isinstance(event, ErrorEvent):
+            return ids, event.error
+        ids.append(event.token.id)
+        if event.finish is not None:
+            return ids, None
