@@ -41,7 +41,7 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.t
 	@touch $@
 	@echo "make: $(VENV) is ready"
 
-# The SageMaker SDK v2 beside .venv's v3, for tests/test_real_sdk.py (the suite runs it there when present).
+# The SageMaker SDK v2 beside .venv's v3, for tests/client/test_real_sdk.py (the suite runs it there when present).
 SDK2_VENV := .venv-sdk2
 SDK2_PY := $(SDK2_VENV)/bin/python
 SDK2_STAMP := $(SDK2_VENV)/.installed
