@@ -79,9 +79,9 @@ def send_raw(url: str, path: str, body: dict) -> socket.socket:
     return sock
 
 
-def open_stream_and_hang_up(url: str) -> None:
+def open_stream_and_hang_up(url: str, max_new_tokens: int = 1500) -> None:
     """Start a long stream, read until its first event, then close the connection."""
-    body = {"inputs": "Tell me a long story", "stream": True, "parameters": {"max_new_tokens": 1500}}
+    body = {"inputs": "Tell me a long story", "stream": True, "parameters": {"max_new_tokens": max_new_tokens}}
     with send_raw(url, "/invocations", body) as sock:
         received = b""
         while b"data: " not in received:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_short_soak_reports_rss_and_cache_sizes_for_every_sample(tmp_path, tiny_model_dir):
