@@ -24,7 +24,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 SERVE_VENV := $(if $(filter vllm,$(ENGINE)),$(VLLM_VENV),$(VENV))
 SERVE_NEEDS := install $(if $(filter vllm,$(ENGINE)),install-vllm)
 
-.PHONY: install install-vllm model serve local test test-fast bench bench-quick docker-test check-model-dir
+.PHONY: install install-vllm install-sdk2 model serve local test test-fast bench bench-quick docker-test check-model-dir
 
 install: $(STAMP)
 
@@ -40,6 +40,20 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt requirements/torch-cpu.t
 	@$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 	@echo "make: $(VENV) is ready"
+
+# The SageMaker SDK v2 beside .venv's v3, for tests/client/test_real_sdk.py (the suite runs it there when present).
+SDK2_VENV := .venv-sdk2
+SDK2_PY := $(SDK2_VENV)/bin/python
+SDK2_STAMP := $(SDK2_VENV)/.installed
+
+install-sdk2: $(SDK2_STAMP)
+
+$(SDK2_STAMP): requirements/sdk2.txt
+	@test -x $(SDK2_PY) || { echo "make: creating $(SDK2_VENV) with $(PYTHON) ..."; $(PYTHON) -m venv $(SDK2_VENV); } || { echo "make: cannot create $(SDK2_VENV): on Debian/Ubuntu, apt-get install python3-venv" >&2; exit 1; }
+	@echo "make: installing the SageMaker SDK v2 into $(SDK2_VENV) (the first time: about a minute) ..."
+	@$(SDK2_PY) -m pip install -q -r requirements/sdk2.txt
+	@touch $@
+	@echo "make: $(SDK2_VENV) is ready"
 
 install-vllm: $(VLLM_STAMP)
 
@@ -76,7 +90,8 @@ local: check-model-dir install
 	@$(PY) -m deploy local --model-dir $(MODEL_DIR) --port $(PORT) $(if $(CONTAINER_PORT),--container-port $(CONTAINER_PORT))
 
 # Every tier (tests/unit, inprocess, server, vllm, client, packaging); tests/vllm runs when
-# .venv-vllm exists (`make install-vllm`), else it skips.
+# .venv-vllm exists (`make install-vllm`), else it skips; the real SDK v2's tests run in .venv-sdk2
+# when it exists (`make install-sdk2`), else they skip.
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q

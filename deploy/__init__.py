@@ -5,11 +5,17 @@ Streaming: `TokenIterator` / `EventIterator` parse ``invoke_endpoint_with_respon
 (``deploy.stream``); `LocalEndpoint` runs the container (from a Sluice checkout, or an image) plus a
 local sagemaker-runtime API for the real boto3 client (``deploy.local``); typed exceptions live in
 ``deploy.errors``.
-Deploying: `JumpStartModel(model_id).deploy()` (boto3 only) returns a `Predictor`; the catalog is
-queried with `list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.filters``).
+Deploying: `JumpStartModel(model_id).deploy()` (boto3 only, the SDK v2 shape) returns a `Predictor`;
+`ModelBuilder.from_jumpstart_config(JumpStartConfig(model_id), compute=Compute(...))` (the SDK v3
+shape, ``deploy.builder``) builds and deploys an `Endpoint`; the catalog is queried with
+`list_jumpstart_models(filter=And("task == llm", ...))` (``deploy.filters``).
+SDK v3 users stream with `stream_tokens(endpoint, body)` and open sessions with `open_session`
+(``deploy.endpoint_stream``): sagemaker-core's own ``invoke_with_response_stream`` cannot stream.
 """
 
 from deploy.artifacts import upload_model_dir
+from deploy.builder import Compute, Endpoint, JumpStartConfig, ModelBuilder
+from deploy.endpoint_stream import close_session, open_session, stream_tokens
 from deploy.errors import (
     ContainerError,
     GenerationError,
@@ -33,5 +39,6 @@ __all__ = [
     "InternalStreamFailure", "LocalEndpoint", "ModelStreamError", "NotStreamedWarning", "OverloadedError",
     "SluiceError", "StreamError", "StreamFormatError", "TokenIterator", "ValidationError",
     "run_local_endpoint", "And", "Not", "Or", "list_jumpstart_models", "JumpStartModel", "Predictor",
-    "upload_model_dir",
+    "upload_model_dir", "close_session", "open_session", "stream_tokens", "Compute", "Endpoint", "JumpStartConfig",
+    "ModelBuilder",
 ]

@@ -194,13 +194,27 @@ class JumpStartModel:
         if initial_instance_count < 1:
             raise ValueError("initial_instance_count must be >= 1")
         self._check_instance_type(instance_type)
-        base = self.model_id.replace("huggingface-", "hf-", 1)
-        model_name = self.name or name_from_base(base)
-        endpoint_name = endpoint_name or name_from_base(base)
-        client = self.sagemaker_client
-        client.create_model(
+        model_name = self.create_model(instance_type)
+        return self.create_endpoint(model_name, instance_type, initial_instance_count, endpoint_name, wait,
+                                    poll_interval, wait_timeout)
+
+    def base_name(self) -> str:
+        return self.model_id.replace("huggingface-", "hf-", 1)
+
+    def create_model(self, instance_type: str) -> str:
+        """CreateModel for ``instance_type`` (its catalog env); returns the model's name."""
+        model_name = self.name or name_from_base(self.base_name())
+        self.sagemaker_client.create_model(
             ModelName=model_name, ExecutionRoleArn=self.resolved_role(), Tags=self.tags(),
             PrimaryContainer=self.container_definition(instance_type, self.resolved_image_uri()))
+        return model_name
+
+    def create_endpoint(self, model_name: str, instance_type: str, initial_instance_count: int = 1,
+                        endpoint_name: str | None = None, wait: bool = True, poll_interval: float = 15.0,
+                        wait_timeout: float | None = None) -> Predictor:
+        """CreateEndpointConfig and CreateEndpoint serving ``model_name``; waits unless ``wait=False``."""
+        endpoint_name = endpoint_name or name_from_base(self.base_name())
+        client = self.sagemaker_client
         client.create_endpoint_config(
             EndpointConfigName=endpoint_name, Tags=self.tags(),
             ProductionVariants=[self.production_variant(model_name, instance_type,

@@ -1,6 +1,8 @@
 """A SageMaker endpoint on this machine: the container (``container``: a process run from a Sluice
 checkout, see ``checkout``; or ``endpoint``'s docker mode), a sagemaker-runtime API speaking the
-real event-stream framing (``runtime``), the one readiness wait everything local shares
+real event-stream framing (``runtime``) with, on the same port, the ``sagemaker`` operations moto
+lacks (``control_plane``: inference components, adapters, endpoints whose models start here), the
+one readiness wait everything local shares
 (``health.wait_until_healthy``), the guard that stops a container whose owner died
 (``orphan_guard``), and the CLI's foreground serving (``foreground``)."""
 

@@ -113,7 +113,7 @@ class LocalEndpoint:
         self.ready_timeout = ready_timeout
         self.container = (DockerContainer(model_dir, image, port=container_port, env=env) if use_docker
                           else ContainerProcess(model_dir, port=container_port, env=env, checkout=checkout))
-        self.runtime = LocalRuntime(port=runtime_port)
+        self.runtime = LocalRuntime(port=runtime_port, region=region)
 
     @property
     def container_url(self) -> str:
@@ -139,8 +139,15 @@ class LocalEndpoint:
         self.runtime.stop()
         self.container.stop()
 
-    def client(self, **config):
-        """A real boto3 ``sagemaker-runtime`` client pointed at this endpoint (dummy credentials).
+    def client_environment(self) -> dict[str, str]:
+        """What a process exports to reach this endpoint with unmodified boto3 or SDK code: both
+        endpoint URLs (runtime and control plane), dummy credentials and the region."""
+        return {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url, "AWS_ENDPOINT_URL_SAGEMAKER": self.runtime_url,
+                **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": self.region}
+
+    def client(self, service: str = "sagemaker-runtime", **config):
+        """A real boto3 client pointed at this endpoint (dummy credentials): ``sagemaker-runtime``,
+        or ``"sagemaker"`` for its control plane (inference components).
 
         ``config`` goes to ``botocore.config.Config`` (e.g. ``read_timeout``).
         """
@@ -148,7 +155,7 @@ class LocalEndpoint:
         from botocore.config import Config
 
         settings = {"retries": {"total_max_attempts": 1}, "read_timeout": 120, **config}
-        return boto3.client("sagemaker-runtime", endpoint_url=self.runtime_url,
+        return boto3.client(service, endpoint_url=self.runtime_url,
                             region_name=self.region,
                             aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],

@@ -42,7 +42,8 @@ def banner(endpoint: LocalEndpoint) -> str:
     return (f"Endpoint {endpoint.endpoint_name!r} ready: runtime API {endpoint.runtime_url} "
             f"-> container {endpoint.container_url}\n"
             "In another shell (dummy credentials: the local endpoint checks no signature):\n"
-            f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.runtime_url}\n"
+            f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.runtime_url} "
+            f"AWS_ENDPOINT_URL_SAGEMAKER={endpoint.runtime_url}\n"
             f"  export {exports} AWS_DEFAULT_REGION={endpoint.region}\n"
             f"  {cli_command()} invoke {shlex.quote(endpoint.endpoint_name)} --stream 'How do I make cheese?'\n"
             "Press Ctrl-C to stop.")

@@ -7,6 +7,13 @@ the way SageMaker does (headers mapped, container errors wrapped in ``ModelError
 chunk re-framed as one event-stream ``PayloadPart``, a broken container connection reported as a
 ``ModelStreamError`` exception event). Point boto3 at it with ``endpoint_url=runtime.url`` or
 ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``; signatures are not checked.
+
+Inference components and sessions pass as SageMaker passes them: ``InferenceComponentName``
+selects the component's container (an adapter component adds
+``X-Amzn-SageMaker-Adapter-Identifier``), ``SessionId`` goes to the container as
+``X-Amzn-SageMaker-Session-Id``, and the container's new or closed session id comes back in the
+headers boto3 reads as ``NewSessionId`` and ``ClosedSessionId``. The same port serves the
+``sagemaker`` control plane for those components (``control_plane``; ``AWS_ENDPOINT_URL_SAGEMAKER``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 from deploy.eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
 from deploy.eventstream import encode_exception, encode_payload_part
+from deploy.local import aws_json
+from deploy.local.backend import Backend
+from deploy.local.control_plane import ControlPlane, Route
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +43,14 @@ READ_SIZE = 64 * 1024
 _ROUTE = re.compile(r"^/endpoints/([^/]+)/(invocations|invocations-response-stream)$")
 # Request headers SageMaker forwards to the container; everything else is stripped.
 _FORWARDED = ("Content-Type", "X-Amzn-SageMaker-Custom-Attributes",
-              "X-Amzn-SageMaker-Inference-Id", "X-Amzn-SageMaker-Target-Variant")
+              "X-Amzn-SageMaker-Inference-Id", "X-Amzn-SageMaker-Target-Variant",
+              "X-Amzn-SageMaker-Session-Id")
+COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
+SESSION_HEADER = "X-Amzn-SageMaker-Session-Id"
+# What boto3 reads as InvokeEndpoint's NewSessionId and ClosedSessionId.
+NEW_SESSION_HEADER = "X-Amzn-SageMaker-New-Session-Id"
+CLOSED_SESSION_HEADER = "X-Amzn-SageMaker-Closed-Session-Id"
+NEW_SESSION = "NEW_SESSION"  # the SessionId a client sends to open a session
 
 
 class _ContainerFailed(Exception):
@@ -55,22 +72,25 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        operation = aws_json.operation_of(self.headers.get(aws_json.TARGET_HEADER))
+        if operation is not None:
+            return self._control_plane(operation, body)
         match = _ROUTE.match(urlsplit(self.path).path)
         if not match:
             return self._send_error(404, "UnknownOperationException",
                                     f"Unknown operation {self.path}")
         name, operation = unquote(match.group(1)), match.group(2)
-        container_url = self.server.endpoints.get(name)
-        if container_url is None:
-            return self._send_error(400, "ValidationError",
-                                    f"Endpoint {name} of account 000000000000 not found.")
+        try:
+            route = self.server.control_plane.route(name, self.headers.get(COMPONENT_HEADER))
+        except aws_json.ApiError as error:
+            return self._send_error(error.status, error.code, error.message)
         if len(body) > MAX_PAYLOAD_BYTES:
             return self._send_error(400, "ValidationError",
                                     f"Request payload exceeds {MAX_PAYLOAD_BYTES} bytes.")
         streaming = operation == "invocations-response-stream"
         accept = self.headers.get("X-Amzn-SageMaker-Accept" if streaming else "Accept")
         try:
-            conn, response = self._call_container(container_url, body, accept)
+            conn, response = self._call_container(route, body, accept)
         except _ContainerFailed as failure:
             return self._send_model_error(failure.status, failure.body)
         try:
@@ -81,11 +101,34 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         finally:
             conn.close()
 
-    def _call_container(self, container_url: str, body: bytes, accept: str | None):
-        parts = urlsplit(container_url)
+    def _control_plane(self, operation: str, body: bytes) -> None:
+        """A ``sagemaker`` operation (AWS JSON 1.1), answered by the control plane."""
+        try:
+            result = self.server.control_plane.handle(operation, aws_json.decode_request(body))
+        except aws_json.ApiError as error:
+            return self._send_json(error.status, error.body(), {"x-amzn-ErrorType": error.code})
+        except Exception as error:  # noqa: BLE001 - answer like the service, log the cause
+            log.exception("local control plane failed on %s", operation)
+            failure = aws_json.ApiError("InternalFailure", f"{type(error).__name__}: {error}", 500)
+            return self._send_json(500, failure.body(), {"x-amzn-ErrorType": failure.code})
+        self._send_json(200, aws_json.encode_response(result))
+
+    def _send_json(self, status: int, data: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", aws_json.CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _call_container(self, route: Route, body: bytes, accept: str | None):
+        parts = urlsplit(route.container_url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port,
                                           timeout=self.server.container_timeout)
         headers = {key: self.headers[key] for key in _FORWARDED if self.headers.get(key)}
+        headers.update(route.headers)
         if accept:
             headers["Accept"] = accept
         try:
@@ -108,6 +151,7 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
                                           .encode())
         self.send_response(200)
         self._send_common_headers(response)
+        self._send_session_headers(response)
         self.send_header("Content-Type", response.getheader("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -150,6 +194,19 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         if attributes:
             self.send_header("X-Amzn-SageMaker-Custom-Attributes", attributes)
 
+    def _send_session_headers(self, response: http.client.HTTPResponse) -> None:
+        """The container's session answer in InvokeEndpoint's fields: a session it opened (its
+        ``X-Amzn-SageMaker-New-Session-Id``, or a ``X-Amzn-SageMaker-Session-Id`` answering a
+        request that named none or ``NEW_SESSION``) and one it closed; values pass verbatim (``<id>; Expires=...``)."""
+        opened = response.getheader(NEW_SESSION_HEADER)
+        if opened is None and self.headers.get(SESSION_HEADER, NEW_SESSION) == NEW_SESSION:
+            opened = response.getheader(SESSION_HEADER)
+        if opened:
+            self.send_header(NEW_SESSION_HEADER, opened)
+        closed = response.getheader(CLOSED_SESSION_HEADER)
+        if closed:
+            self.send_header(CLOSED_SESSION_HEADER, closed)
+
     def _send_model_error(self, status: int, body: bytes) -> None:
         """A container 4xx/5xx becomes ``ModelError`` (424), with SageMaker's message wording."""
         original = body.decode("utf-8", errors="replace")
@@ -173,9 +230,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
 class LocalRuntimeServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, endpoints: dict[str, str], container_timeout: float):
+    def __init__(self, address, control_plane: ControlPlane, container_timeout: float):
         super().__init__(address, RuntimeRequestHandler)
-        self.endpoints = endpoints
+        self.control_plane = control_plane
         self.container_timeout = container_timeout
 
     def handle_error(self, request, client_address) -> None:
@@ -192,11 +249,19 @@ class LocalRuntime:
 
     ``endpoints`` maps endpoint names to container base URLs (``http://127.0.0.1:PORT``).
     ``container_timeout`` bounds each read from the container, like SageMaker's invocation limit.
+    ``backend``: a boto3 session whose account answers the ``sagemaker`` operations the control
+    plane does not serve itself (moto's, in the tests); ``checkout``: the Sluice checkout whose
+    container runs the models of endpoints and components created through the control plane.
     """
 
     def __init__(self, endpoints: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 port: int = 0, container_timeout: float = 300.0):
-        self.server = LocalRuntimeServer((host, port), dict(endpoints or {}), container_timeout)
+                 port: int = 0, container_timeout: float = 300.0, region: str = "us-east-1",
+                 backend=None, checkout=None):
+        backend = Backend(backend) if backend is not None else None
+        self.control_plane = ControlPlane(backend.region if backend else region, backend, checkout)
+        for name, url in (endpoints or {}).items():
+            self.control_plane.add_local_endpoint(name, url)
+        self.server = LocalRuntimeServer((host, port), self.control_plane, container_timeout)
         self._thread: threading.Thread | None = None
 
     @property
@@ -205,7 +270,7 @@ class LocalRuntime:
         return f"http://{host}:{port}"
 
     def add_endpoint(self, name: str, container_url: str) -> None:
-        self.server.endpoints[name] = container_url.rstrip("/")
+        self.control_plane.add_local_endpoint(name, container_url)
 
     def start(self) -> "LocalRuntime":
         self._thread = threading.Thread(target=self.server.serve_forever, name="local-runtime",
@@ -214,11 +279,13 @@ class LocalRuntime:
         return self
 
     def stop(self) -> None:
+        """Stop serving, and every container the control plane started."""
         if self._thread is not None:
             self.server.shutdown()
             self._thread.join()
             self._thread = None
         self.server.server_close()
+        self.control_plane.shutdown()
 
     def __enter__(self) -> "LocalRuntime":
         return self.start()

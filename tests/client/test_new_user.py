@@ -170,7 +170,7 @@ def test_local_endpoint_needs_no_aws_setup_and_sigterm_stops_its_container(tiny_
             f"Endpoint 'sluice-local' ready: runtime API {runtime} -> container "
             f"http://127.0.0.1:{container_port}",
             "In another shell (dummy credentials: the local endpoint checks no signature):",
-            f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={runtime}",
+            f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={runtime} AWS_ENDPOINT_URL_SAGEMAKER={runtime}",
             "  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1",
             banner[4],
             "Press Ctrl-C to stop."]

@@ -26,8 +26,8 @@ CELL_TIMEOUT = 300
 # Runs after the notebook even when a cell failed, so no container outlives the test.
 CLEANUP = """
 try:
-    if "predictor" in globals() and predictor.local_endpoint is not None:
-        predictor.local_endpoint.stop()
+    if "endpoint" in globals() and getattr(endpoint, "predictor", None) and endpoint.predictor.local_endpoint:
+        endpoint.predictor.local_endpoint.stop()
 except Exception as error:
     print("cleanup failed:", error)
 """
