@@ -26,7 +26,7 @@ from bench.load import percentile
 from bench.processes import process_tree
 
 GRID = {"streams": [16, 64, 256, 512], "step_ms": [10, 20], "new_tokens": 256, "rounds": 2,
-        "shortest": 16, "longest": 64, "contenders": list(sim.CONTENDERS)}
+        "shortest": 8, "longest": 32, "contenders": list(sim.CONTENDERS)}
 QUICK = {"streams": [4, 16], "step_ms": [20], "new_tokens": 32, "rounds": 1, "shortest": 16, "longest": 32,
          "contenders": ["sluice-standin"]}
 SETTLE_S = 2.0  # vLLM's mp executor busy-polls its queue for 1 s after its last step
@@ -93,14 +93,27 @@ def medians(rounds: list[dict]) -> dict:
 
 def run(model_dir: Path, tokenizer, spec: dict, keys: list[str], port_base: int | None = None) -> dict:
     """The whole grid; returns ``{"spec", "points": {S: {N: {key: {"rounds", "median"}}}}, ...}``."""
-    from bench.prompts import Corpus
+    from bench.prompts import Corpus, target_lengths
 
     corpus = Corpus(tokenizer)
+
+    def prompts(count: int) -> list:
+        out = []
+        for length in target_lengths(count, spec["shortest"], spec["longest"]):
+            while True:
+                try:
+                    out.append(corpus.prompt(length))
+                    break
+                except ValueError as error:  # no exact cut here (re-encoding merges): move on
+                    if "used up" in str(error):
+                        raise
+                    corpus.position += 1
+        return out
+
     # The same prompts for every contender of a round; fresh ones per round and stream count.
     # Each step time restarts the servers, so the set is reused across step times.
-    prompt_sets = {(n, r): corpus.prompts(n, spec["shortest"], spec["longest"])
-                   for n in spec["streams"] for r in range(spec["rounds"])}
-    warmup = corpus.prompts(4, spec["shortest"], spec["longest"])
+    prompt_sets = {(n, r): prompts(n) for n in spec["streams"] for r in range(spec["rounds"])}
+    warmup = prompts(4)
     limits = sim.limits_for(model_dir)
     results: dict = {"spec": {**spec, "contenders": keys, "limits": limits}, "points": {}, "contenders": {},
                      "loadavg_at_start": os.getloadavg()}
