@@ -222,8 +222,9 @@ def machine() -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"GPU check on {results['machine'].get('gpu') or 'CPU (dry run)'}: the `{Path(results['model']).name}` demo model through "
-             f"the real server, {results['new_tokens']} new tokens per stream, prompts of about "
+    where = results["machine"].get("gpu") or "CPU (dry run)"
+    lines = [f"GPU check on {where}: the `{Path(results['model']).name}` demo model through the real server, "
+             f"{results['new_tokens']} new tokens per stream, prompts of about "
              f"{results['prompt_tokens']} tokens; the stand-in runs the same host path with the step time the GPU "
              "run measured:", "",
              "| streams | engine tok/s | step (ms) | TTFT p50 / p95 (ms) | ITL p50 / p95 (ms) | server CPU (cores) | "

@@ -2,8 +2,8 @@
 
 A meta-path finder wraps the loader of each module named in the patch tables: the real module
 is executed, then its patch runs, before anything else can use it. Which tables apply: vLLM's
-model runner and CPU platform always (they are only imported where vLLM runs), Sluice's wiring
-only with ``SLUICE_GPU_SIM_STANDIN=1`` (the cost-free stand-in engine).
+model runner and CPU platform always (they are only imported where vLLM runs), Sluice's engine
+registry only with ``SLUICE_GPU_SIM_STANDIN=1`` (the cost-free stand-in engine).
 """
 
 from __future__ import annotations
@@ -57,5 +57,5 @@ def install() -> None:
     patches = {"vllm.v1.worker.gpu_model_runner": _lazy("bench.gpu_sim.vllm_hook", "patch_model_runner"),
                "vllm.platforms.cpu": _lazy("bench.gpu_sim.vllm_hook", "patch_cpu_platform")}
     if os.environ.get(STANDIN) == "1":
-        patches["sluice.bootstrap"] = _lazy("bench.gpu_sim.standin", "patch_bootstrap")
+        patches["sluice.engines.registry"] = _lazy("bench.gpu_sim.standin", "patch_registry")
     sys.meta_path.insert(0, PatchOnImport(patches))

@@ -4,8 +4,9 @@ At 256 streams and 10 ms steps the servers should deliver 25,600 events a second
 machine that also runs the client. A thread per stream (``bench.clients``) spends a large share
 of a core in ``http.client``'s line reader and in GIL hand-offs; here one ``epoll`` loop reads
 every socket as data arrives, undoes HTTP/1.1 chunked framing, splits SSE events on their blank
-line and parses each event's JSON once. Every event read in one ``recv`` gets that ``recv``'s
-time: events a server writes together arrive together, and the client sees them so.
+line, and parses only the JSON that carries something to read (the last event's token count, an
+error). Every event read in one ``recv`` gets that ``recv``'s time: events a server writes
+together arrive together, and the client sees them so.
 
 One request per connection (``Connection: close``); the stream ends at the last chunk.
 """
@@ -54,6 +55,13 @@ def _request_bytes(host: str, port: int, request: StreamRequest) -> bytes:
 def _on_event(stream: _Stream, payload: bytes, now: float) -> None:
     if payload == b"[DONE]":
         return
+    if b'"error"' not in payload:  # a key: a quote inside a JSON string is escaped
+        if stream.request.protocol == "tgi" and b'"generated_text":null' in payload:
+            stream.timing.event_times.append(now)  # a token event, not the last: nothing to read
+            return
+        if stream.request.protocol == "openai" and b'"usage":{' not in payload:
+            stream.timing.event_times.append(now)
+            return
     event = json.loads(payload)
     timing = stream.timing
     if "error" in event:
@@ -213,3 +221,10 @@ def openai_request(input_ids, new_tokens: int) -> StreamRequest:
     return StreamRequest("/v1/completions", {"prompt": list(input_ids), "max_tokens": new_tokens, "temperature": 0,
                                              "ignore_eos": True, "stream": True,
                                              "stream_options": {"include_usage": True}}, "openai")
+
+
+def sluice_openai_request(prompt_text: str, new_tokens: int) -> StreamRequest:
+    """Sluice's ``/v1/completions``: what vLLM's server is asked, as text (Sluice tokenizes it to
+    the same ids); its last chunk carries ``usage``."""
+    return StreamRequest("/v1/completions", {"prompt": prompt_text, "max_tokens": new_tokens, "temperature": 0,
+                                             "stream": True}, "openai")

@@ -4,7 +4,12 @@ Every contender runs the same tiny model in bf16 with one OpenMP/torch thread (t
 forward computes nothing; the 2 cores are left to the host work being measured), the same KV
 cache (1 GiB), the same context and per-step token budget, and room for 512 sequences in a step:
 
-- ``sluice-vllm``: Sluice (``container/serve``) on the vLLM engine, from ``.venv-vllm``;
+- ``sluice-vllm``: Sluice (``container/serve``) on the vLLM engine, from ``.venv-vllm``, in the
+  layout Sluice uses on a GPU: vLLM's engine core in its own process, the model in it; TGI's
+  ``/generate_stream``, whose every event carries the token's log-probability (vLLM's engine
+  core computes and sends them for it);
+- ``sluice-vllm-openai``: the same server asked what vLLM's server is asked: ``/v1/completions``
+  streaming, no log-probabilities;
 - ``vllm-server``: vLLM's OpenAI server as its CPU build starts by default (API server, engine
   core, and a worker process that holds the model);
 - ``vllm-server-uni``: the same with the model in the engine-core process, as on one GPU;
@@ -23,7 +28,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.gpu_sim.client import openai_request, tgi_request
+from bench.gpu_sim.client import openai_request, sluice_openai_request, tgi_request
 from bench.processes import PeerServer
 from deploy.local import ContainerProcess, free_port
 
@@ -42,6 +47,7 @@ class SimContender:
     engine: str = ""  # sluice: vllm | standin
     executor: str = ""  # vllm-server: "" (its CPU default, mp) | uni
     api_servers: int = 1
+    protocol: str = "tgi"  # sluice: tgi (/generate_stream) | openai (/v1/completions, vLLM's request)
 
     @property
     def is_vllm_server(self) -> bool:
@@ -49,7 +55,9 @@ class SimContender:
 
 
 CONTENDERS = {c.key: c for c in [
-    SimContender("sluice-vllm", "Sluice on vLLM", "sluice", engine="vllm"),
+    SimContender("sluice-vllm", "Sluice on vLLM, TGI stream", "sluice", engine="vllm"),
+    SimContender("sluice-vllm-openai", "Sluice on vLLM, OpenAI completions", "sluice", engine="vllm",
+                 protocol="openai"),
     SimContender("vllm-server", "vLLM server (API + engine core + worker)", "vllm-server"),
     SimContender("vllm-server-uni", "vLLM server, model in its engine core", "vllm-server", executor="uni"),
     SimContender("vllm-server-uni-2api", "vLLM server, model in its engine core, 2 API servers", "vllm-server",
@@ -71,6 +79,8 @@ class SimRunning:
     def request(self, prompt, new_tokens: int):
         if self.contender.is_vllm_server:
             return openai_request(prompt.input_ids, new_tokens)
+        if self.contender.protocol == "openai":
+            return sluice_openai_request(prompt.text, new_tokens)
         return tgi_request(prompt.text, new_tokens)
 
     def stop(self):
@@ -97,7 +107,9 @@ def start(contender: SimContender, model_dir: Path, step_ms: float, limits: dict
             env.update(SLUICE_GPU_SIM_STANDIN="1", SLUICE_ENGINE="sluice")
             server = ContainerProcess(model_dir, port=port, env=env).start()
         else:
-            env.update(SLUICE_ENGINE="vllm")
+            # As on one GPU: vLLM's engine core in its own process (Sluice's default on CUDA),
+            # the model in that process (vLLM's layout on one GPU).
+            env.update(SLUICE_ENGINE="vllm", VLLM_ENABLE_V1_MULTIPROCESSING="1", SLUICE_GPU_SIM_EXECUTOR="uni")
             server = ContainerProcess(model_dir, port=port, env=env, bin_dir=VLLM_BIN).start()
         return SimRunning(contender, "127.0.0.1", port, server.proc.pid, step_log, server, env)
     argv = [str(VLLM_BIN / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),

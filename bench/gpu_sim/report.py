@@ -35,7 +35,8 @@ def tables(results: dict) -> list[str]:
                 lines.append(
                     f"| {streams} | {CONTENDERS[key].label} | {m['tokens_per_s']:.0f} ({rates}) | {ideal:.0f} | "
                     f"{m['vs_ideal']:.2f} | {'–' if vs is None else f'{vs:.2f}×'}{best} | "
-                    f"{_ms(m['ttft_p50_s'])} / {_ms(m['ttft_p95_s'])} | {_ms(m['itl_p50_s'])} / {_ms(m['itl_p95_s'])} | "
+                    f"{_ms(m['ttft_p50_s'])} / {_ms(m['ttft_p95_s'])} | "
+                    f"{_ms(m['itl_p50_s'])} / {_ms(m['itl_p95_s'])} | "
                     f"{m['gap_ms_p50']:.1f} / {m['gap_ms_p95']:.1f} | {m['server_cpu_cores']:.2f} | "
                     f"{m['client_cpu_cores']:.2f} | {m['errors']} |")
         lines.append("")

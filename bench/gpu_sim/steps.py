@@ -47,7 +47,7 @@ def read_steps(path: str | Path, since: float, until: float) -> list[tuple[float
 
 def summarize_steps(steps: list[tuple[float, float, int]], percentile) -> dict:
     """Step count, mean rows per step, and the gaps between consecutive steps (ms)."""
-    gaps = [(b[0] - a[1]) * 1000 for a, b in zip(steps, steps[1:])]
+    gaps = [(b[0] - a[1]) * 1000 for a, b in zip(steps, steps[1:], strict=False)]
     waits = [(end - start) * 1000 for start, end, _ in steps]
     return {"steps": len(steps),
             "rows_mean": statistics.fmean(r for _, _, r in steps) if steps else 0.0,
