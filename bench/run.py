@@ -3,7 +3,7 @@
 Also sequential `generate` and the ideal schedule, in process.
 
     python bench/run.py [--out bench/results/latest.json] [--quick] [--device cpu|cuda]
-                        [--contenders KEY,...] [--scenarios throughput,head-to-head,chat,arrivals]
+                        [--contenders KEY,...] [--scenarios throughput,head-to-head,chat,arrivals,gpu-sim]
                         [--skip-transformers-serve] [--skip-vllm] [--threads N] [--model-dir DIR]
 
 One run, one model. Contenders (bench/contenders.py): ``sluice-fp32``, ``sluice-bf16`` (the own
@@ -19,7 +19,10 @@ thread count, unpinned. They run one after another, so no two share the cores wh
    ``arrivals`` (ITL of 8 running streams while 8 1,500-token prompts arrive vs without);
 3. ``head-to-head``: the own engine (bf16), Sluice on vLLM and vLLM's server all up, alternating
    rounds of 16 streams (medians: the acceptance ratios, robust to a neighbour's load drifting
-   between contenders).
+   between contenders);
+4. ``gpu-sim`` (``bench/gpu_sim``): Sluice on vLLM, vLLM's server in three layouts and Sluice
+   with a cost-free stand-in engine, each with the model's step replaced by a fixed wait of S ms
+   (a simulated GPU), alternating rounds of N streams x 256 tokens over N x S (``--sim-*``).
 Every request gets fresh corpus text (vLLM's prefix cache must not replay a prefill the own engine
 has to do). Prints markdown tables and writes every figure and ratio as JSON. ``--quick`` is a
 smoke run on the tiny model (own engine only). Everything binds to 127.0.0.1, and every process

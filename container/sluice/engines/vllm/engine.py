@@ -189,12 +189,15 @@ class VllmEngine:
             log.exception("vLLM refused request %d", sequence.id)
             sequence.fail(GenerationError(str(error) or type(error).__name__))
             return sequence
+        refused = None
         with self._wakeup:
             if self._in_process:
                 self._incoming.append((sequence, request))
                 self._wakeup.notify()
             else:
-                self._add(sequence, request)
+                refused = self._add(sequence, request)
+        if refused is not None:  # outside the lock: the sink may call back into this engine
+            sequence.fail(refused)
         return sequence
 
     def cancel(self, sequence: Sequence) -> None:
@@ -223,10 +226,11 @@ class VllmEngine:
         inputs.assign_request_id(request)
         return request
 
-    def _add(self, sequence: Sequence, request) -> None:
-        """Under the lock: hand vLLM the request (not if it was cancelled meanwhile)."""
+    def _add(self, sequence: Sequence, request) -> GenerationError | None:
+        """Under the lock: hand vLLM the request (not if it was cancelled meanwhile); the error
+        to fail it with, once the lock is released, if vLLM refused it."""
         if sequence.stopped:
-            return
+            return None
         rid = request.request_id
         if sequence.valid.request.decoder_input_details:
             self._prompt_logprobs[rid] = PromptLogprobs(sequence.valid.input_length)
@@ -238,7 +242,8 @@ class VllmEngine:
         except Exception as error:
             self._forget(rid, sequence)
             log.exception("vLLM refused request %s", rid)
-            sequence.fail(GenerationError(str(error) or type(error).__name__))
+            return GenerationError(str(error) or type(error).__name__)
+        return None
 
     def _abort(self, sequence: Sequence) -> bool:
         """vLLM's request of a stopped sequence is aborted; False if it had none running."""
@@ -283,8 +288,9 @@ class VllmEngine:
         stopped."""
         if not self._in_process:
             return None if self._stopped else self._core.get_output()
-        with self._wakeup:
-            while True:
+        while True:
+            refused = []
+            with self._wakeup:
                 while not self._stopped and not self._incoming and not self._live:
                     self._wakeup.wait()
                 if self._stopped:
@@ -294,11 +300,13 @@ class VllmEngine:
                 if aborts:
                     self._core.abort_requests(aborts)
                 for sequence, request in pending:
-                    if request is not None:
-                        self._add(sequence, request)
-                if self._live:
-                    break
-        return self._core.get_output()
+                    if request is not None and (error := self._add(sequence, request)) is not None:
+                        refused.append((sequence, error))
+                running = bool(self._live)
+            for sequence, error in refused:  # outside the lock: the sink may call back in
+                sequence.fail(error)
+            if running:
+                return self._core.get_output()
 
     def _publish(self, outputs) -> None:
         """One step of vLLM's: every live sequence's new tokens to the sink in one call."""
