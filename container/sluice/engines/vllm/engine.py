@@ -120,6 +120,7 @@ class VllmEngine:
         self.special_ids = special_ids
         self._description = dict(description, engine=self.name)
         self._stats = EngineStats()
+        self._running = 0  # requests vLLM's scheduler ran at its last step
         self._tasks = llm.get_supported_tasks()
         self._live: dict[str, Sequence] = {}  # vLLM's request id -> its sequence
         self._request_ids: dict[int, str] = {}  # sequence id -> vLLM's request id
@@ -172,11 +173,12 @@ class VllmEngine:
 
     @property
     def stats(self) -> EngineStats:
-        """TGI's gauges at scrape time, from vLLM's scheduler as of its last step."""
+        """TGI's gauges at scrape time: of the live requests, those vLLM's scheduler ran at its
+        last step are the batch, the others (not yet reported on) wait."""
         with self._lock:
             live = list(self._live.values())
-        if not live:
-            self._stats.queue_size = self._stats.batch_size = 0
+        self._stats.batch_size = min(len(live), self._running)
+        self._stats.queue_size = len(live) - self._stats.batch_size
         self._stats.batch_tokens = sum(s.valid.input_length + len(s.generated_ids) for s in live)
         return self._stats
 
@@ -331,7 +333,7 @@ class VllmEngine:
                 ended.append((rid, sequence, output.finish_reason))
         stats = outputs.scheduler_stats
         if stats is not None:
-            self._stats.queue_size, self._stats.batch_size = stats.num_waiting_reqs, stats.num_running_reqs
+            self._running = stats.num_running_reqs
         if step:
             self._sequences.sink.publish(step)
         for rid, sequence, reason in ended:
