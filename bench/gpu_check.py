@@ -2,9 +2,8 @@
 
 For a session that is lent a GPU (one H200, minutes of device time): one run under 8 minutes on
 a machine with torch+CUDA, transformers, tokenizers, numpy, safetensors, psutil and
-prometheus-client but no vLLM and nothing to download. Flask and gunicorn are carried as wheels
-(``bench/gpu_wheels.sh`` fetches them here into ``.whl/``; the device command installs them with
-``pip --no-index``). What it does:
+prometheus-client but no vLLM and nothing to download; Flask, gunicorn and the transformers
+Sluice pins are carried as wheels. What it does:
 
 1. builds the ``small`` demo model (78.6 M parameters, untrained, offline);
 2. starts the real server (``container/serve``: gunicorn, the embedded engine) on CUDA in bf16
@@ -18,11 +17,19 @@ prometheus-client but no vLLM and nothing to download. Flask and gunicorn are ca
 
 Writes ``gpu-check.json`` and ``gpu-check.md`` to ``--out`` and prints the table last.
 
-    python3 bench/gpu_check.py --out $OUT                  # on the GPU machine
-    python3 bench/gpu_check.py --device cpu --quick --out /tmp/gpu-check   # a dry run on a CPU
+Here, once: ``bench/gpu_wheels.sh`` (the wheels, into ``.whl/``). Then one device call, carrying
+``.whl``, within its 10 minutes (timeout_s 600):
 
-Imports only the standard library, ``demo`` (the model build) and ``bench.gpu_sim.client``, so
-it runs where boto3, moto or vLLM are missing.
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site && \
+        PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT
+
+A dry run of the script on a CPU (the tiny model, a few tokens; no wheels needed here):
+
+    .venv/bin/python bench/gpu_check.py --device cpu --quick --out /tmp/gpu-check
+
+Imports only the standard library, ``demo`` (the model build) and the bench's client and
+process helpers, so it runs where boto3, moto or vLLM are missing.
 """
 
 from __future__ import annotations
@@ -31,11 +38,8 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -45,8 +49,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.gpu_sim.client import run_streams, tgi_request  # noqa: E402
+from bench.load import percentile  # noqa: E402
+from bench.processes import PeerServer, tree_cpu_seconds  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVE = REPO / "container" / "serve"
 HOOK = REPO / "bench" / "gpu_sim" / "hook"
 
@@ -55,74 +60,18 @@ def _log(message: str) -> None:
     print(f"[gpu-check] {message}", file=sys.stderr, flush=True)
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def server(model_dir: Path, port: int, env: dict) -> PeerServer:
+    """``container/serve`` on 127.0.0.1, ready when ``/ping`` says 200."""
+    started = PeerServer([sys.executable, str(SERVE)], port, health_path="/ping",
+                         env=dict(env, HF_MODEL_ID=str(model_dir), SAGEMAKER_BIND_TO_PORT=str(port),
+                                  RESPONSE_CACHE_SIZE="0"))
+    started.name = "the server"
+    return started.start()
 
 
-class Server:
-    """``container/serve`` on 127.0.0.1 in its own session; ready when ``/ping`` says 200."""
-
-    def __init__(self, model_dir: Path, port: int, env: dict):
-        self.url = f"http://127.0.0.1:{port}"
-        self.port = port
-        self.log_path = Path(tempfile.mkstemp(prefix="gpu-check-", suffix=".log")[1])
-        full = dict(os.environ, HF_MODEL_ID=str(model_dir), SAGEMAKER_BIND_TO_PORT=str(port), HF_HUB_OFFLINE="1",
-                    RESPONSE_CACHE_SIZE="0", **env)
-        full["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full.get('PATH', '')}"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, str(SERVE)], cwd=str(REPO), env=full, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the server was not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def info(self) -> dict:
-        with urllib.request.urlopen(self.url + "/info", timeout=5) as response:
-            return json.loads(response.read())
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def cpu_seconds(self) -> float:
-        total, pending = 0, [self.proc.pid]
-        while pending:
-            pid = pending.pop()
-            try:
-                with open(f"/proc/{pid}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    with open(f"/proc/{pid}/task/{task}/children") as handle:
-                        pending += [int(c) for c in handle.read().split()]
-            except (OSError, IndexError, ValueError):
-                pass
-        return total / CLK_TCK
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+def info(url: str) -> dict:
+    with urllib.request.urlopen(url + "/info", timeout=5) as response:
+        return json.loads(response.read())
 
 
 def prompts(tokenizer, count: int, length: int) -> list[str]:
@@ -136,10 +85,10 @@ def prompts(tokenizer, count: int, length: int) -> list[str]:
     return [tokenizer.decode(stream[i * step:i * step + length]) for i in range(count)]
 
 
-def measure(server: Server, texts: list[str], new_tokens: int) -> dict:
-    cpu = server.cpu_seconds()
+def measure(running: PeerServer, texts: list[str], new_tokens: int) -> dict:
+    cpu = tree_cpu_seconds(running.proc.pid)
     began = time.perf_counter()
-    timings = run_streams("127.0.0.1", server.port, [tgi_request(t, new_tokens) for t in texts])
+    timings = run_streams("127.0.0.1", int(running.url.rsplit(":", 1)[1]), [tgi_request(t, new_tokens) for t in texts])
     wall = time.perf_counter() - began
     good = [t for t in timings if not t.error and t.event_times]
     generated = sum(t.generated_tokens for t in good)
@@ -151,7 +100,7 @@ def measure(server: Server, texts: list[str], new_tokens: int) -> dict:
             "ttft_p50_s": percentile([t.ttft for t in good], 50), "ttft_p95_s": percentile([t.ttft for t in good], 95),
             "itl_p50_s": percentile(gaps, 50), "itl_p95_s": percentile(gaps, 95),
             "tpot_median_s": statistics.median(tpot) if tpot else 0.0,
-            "server_cpu_cores": (server.cpu_seconds() - cpu) / wall if wall else 0.0}
+            "server_cpu_cores": (tree_cpu_seconds(running.proc.pid) - cpu) / wall if wall else 0.0}
 
 
 def engine_env(device: str, most: int) -> dict:
@@ -179,23 +128,24 @@ def run(args) -> dict:
     results: dict = {"machine": machine(), "model": str(model_dir), "new_tokens": args.tokens,
                      "prompt_tokens": args.prompt_tokens, "engine": {}, "standin": {}}
     began = time.monotonic()
-    server = Server(model_dir, args.port, engine_env(args.device, most))
+    engine = server(model_dir, args.port, engine_env(args.device, most))
     try:
-        server.wait_ready(args.start_timeout)
-        results["info"] = {k: server.info().get(k) for k in ("model_dtype", "model_device_type", "max_batch_size",
-                                                             "max_batch_total_tokens", "fused_prefill")}
+        engine.wait_ready(args.start_timeout)
+        results["info"] = {k: info(engine.url).get(k) for k in ("model_dtype", "model_device_type",
+                                                               "max_batch_size", "max_batch_total_tokens",
+                                                               "fused_prefill")}
         _log(f"server ready in {time.monotonic() - began:.0f} s: {results['info']}")
-        measure(server, texts[streams[0]][:2], 16)  # warm-up: first-call allocations, kernels
+        measure(engine, texts[streams[0]][:2], 16)  # warm-up: first-call allocations, kernels
         for n in streams:
-            figures = results["engine"][str(n)] = measure(server, texts[n], args.tokens)
+            figures = results["engine"][str(n)] = measure(engine, texts[n], args.tokens)
             _log(f"engine N={n}: {figures['tokens_per_s']:.0f} tok/s, step {figures['tpot_median_s'] * 1000:.2f} ms, "
                  f"ITL p95 {figures['itl_p95_s'] * 1000:.1f} ms, server {figures['server_cpu_cores']:.2f} cores, "
                  f"errors {figures['errors']}")
     finally:
-        server.stop()
+        engine.stop()
     for n in streams:
         step_ms = max(0.5, results["engine"][str(n)]["tpot_median_s"] * 1000)
-        standin = Server(model_dir, args.port + 1, standin_env(step_ms, most))
+        standin = server(model_dir, args.port + 1, standin_env(step_ms, most))
         try:
             standin.wait_ready(args.start_timeout)
             measure(standin, texts[n][:2], 16)

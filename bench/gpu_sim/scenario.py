@@ -23,31 +23,17 @@ from bench.gpu_sim import contenders as sim
 from bench.gpu_sim.client import run_streams
 from bench.gpu_sim.steps import read_steps, summarize_steps
 from bench.load import percentile
-from bench.processes import process_tree
+from bench.processes import tree_cpu_seconds
 
 GRID = {"streams": [16, 64, 256, 512], "step_ms": [10, 20], "new_tokens": 256, "rounds": 2,
         "shortest": 8, "longest": 32, "contenders": list(sim.CONTENDERS)}
 QUICK = {"streams": [4, 16], "step_ms": [20], "new_tokens": 32, "rounds": 1, "shortest": 16, "longest": 32,
          "contenders": ["sluice-standin"]}
 SETTLE_S = 2.0  # vLLM's mp executor busy-polls its queue for 1 s after its last step
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _log(message: str) -> None:
     print(f"[bench gpu-sim] {message}", file=sys.stderr, flush=True)
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of every process in the tree (children that ended not counted)."""
-    total = 0
-    for pid in process_tree(root):
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / CLK_TCK
 
 
 def measure_round(running: sim.SimRunning, prompts, new_tokens: int, step_ms: float) -> dict:
