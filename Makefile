@@ -1,6 +1,7 @@
 # Sluice: the public entry points. Keep target names and arguments stable (users and outside
 # checks call them): install, install-vllm, model SIZE=... MODEL_DIR=..., serve [ENGINE=vllm], test, test-fast, bench.
 SHELL := /bin/bash
+comma := ,
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -106,11 +107,13 @@ docker-test: install
 	$(PY) -m pytest -q -m docker
 
 # The side-by-side table includes Sluice on the vLLM engine and vLLM's own OpenAI server, both
-# from .venv-vllm (bench/contenders.py); `bench/run.py --help` selects contenders and scenarios.
+# from .venv-vllm (bench/contenders.py), and the simulated-GPU grid (bench/gpu_sim);
+# `make bench SCENARIOS=gpu-sim` runs one scenario; `bench/run.py --help` selects contenders.
+SCENARIOS ?= throughput,head-to-head,chat,arrivals,gpu-sim
 bench: install install-vllm
 	$(PY) -m pip install -q -r requirements/bench.txt
-	$(PY) bench/run.py --out bench/results/latest.json
-	$(PY) bench/grammar_cost.py --size small --rounds 4
+	$(PY) bench/run.py --scenarios $(SCENARIOS) --out bench/results/latest.json
+	$(if $(filter throughput,$(subst $(comma), ,$(SCENARIOS))),$(PY) bench/grammar_cost.py --size small --rounds 4)
 
 bench-quick: install
 	$(PY) bench/run.py --quick --skip-transformers-serve --out bench/results/quick.json

@@ -40,6 +40,22 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of every process in the tree (children that ended not counted)."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLK_TCK
+
+
 def _status_kib(pid: int, field: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as handle:

@@ -3,7 +3,7 @@
 Also sequential `generate` and the ideal schedule, in process.
 
     python bench/run.py [--out bench/results/latest.json] [--quick] [--device cpu|cuda]
-                        [--contenders KEY,...] [--scenarios throughput,head-to-head,chat,arrivals]
+                        [--contenders KEY,...] [--scenarios throughput,head-to-head,chat,arrivals,gpu-sim]
                         [--skip-transformers-serve] [--skip-vllm] [--threads N] [--model-dir DIR]
 
 One run, one model. Contenders (bench/contenders.py): ``sluice-fp32``, ``sluice-bf16`` (the own
@@ -19,7 +19,10 @@ thread count, unpinned. They run one after another, so no two share the cores wh
    ``arrivals`` (ITL of 8 running streams while 8 1,500-token prompts arrive vs without);
 3. ``head-to-head``: the own engine (bf16), Sluice on vLLM and vLLM's server all up, alternating
    rounds of 16 streams (medians: the acceptance ratios, robust to a neighbour's load drifting
-   between contenders).
+   between contenders);
+4. ``gpu-sim`` (``bench/gpu_sim``): Sluice on vLLM, vLLM's server in three layouts and Sluice
+   with a cost-free stand-in engine, each with the model's step replaced by a fixed wait of S ms
+   (a simulated GPU), alternating rounds of N streams x 256 tokens over N x S (``--sim-*``).
 Every request gets fresh corpus text (vLLM's prefix cache must not replay a prefill the own engine
 has to do). Prints markdown tables and writes every figure and ratio as JSON. ``--quick`` is a
 smoke run on the tiny model (own engine only). Everything binds to 127.0.0.1, and every process
@@ -48,13 +51,18 @@ import transformers  # noqa: E402
 from bench import contenders as peers  # noqa: E402
 from bench import inprocess, scenarios  # noqa: E402
 from bench.clients import get_text  # noqa: E402
+from bench.gpu_sim import contenders as sim_contenders  # noqa: E402
+from bench.gpu_sim import report as sim_report  # noqa: E402
+from bench.gpu_sim import scenario as gpu_sim  # noqa: E402
 from bench.load import run_load  # noqa: E402
 from bench.processes import peak_rss_mib, reset_peak_rss  # noqa: E402
 from bench.prompts import Corpus, chat_prompts, chat_sessions  # noqa: E402
 from bench.report import compute_ratios, markdown_table  # noqa: E402
 from demo.build_model import build  # noqa: E402
 
-ALL_SCENARIOS = ["throughput", "head-to-head", "chat", "arrivals"]
+ALL_SCENARIOS = ["throughput", "head-to-head", "chat", "arrivals", "gpu-sim"]
+# Scenarios of the contenders above; ``gpu-sim`` has its own servers (bench/gpu_sim).
+SERVER_SCENARIOS = ALL_SCENARIOS[:4]
 FULL = {"size": "small", "requests": 16, "new_tokens": 64, "shortest": 16, "longest": 256,
         "levels": [1, 4, 16, 32], "fp32_levels": [1, 16], "peer_levels": [16, 32], "chunk_levels": [16],
         "head_to_head": {"streams": 16, "rounds": 3},
@@ -338,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", help="use this model directory instead of building the demo model")
     parser.add_argument("--threads", type=int, help="threads for every contender (default: all cores, "
                         "unpinned); 1 is steadier on a machine others are loading")
+    parser.add_argument("--sim-contenders", help="gpu-sim: comma-separated, from "
+                        f"{', '.join(sim_contenders.CONTENDERS)} (default: all; --quick: sluice-standin)")
+    parser.add_argument("--sim-streams", help="gpu-sim: comma-separated stream counts (default: 16,64,256,512)")
+    parser.add_argument("--sim-steps", help="gpu-sim: comma-separated step times in ms (default: 10,20)")
+    parser.add_argument("--sim-rounds", type=int, help="gpu-sim: alternating rounds per point (default: 2)")
+    parser.add_argument("--port-base", type=int, help="gpu-sim: listen on consecutive ports from this one "
+                        "(default: free ports)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # run the finally blocks on kill too
     spec = dict(QUICK if args.quick else FULL)
@@ -366,17 +381,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: no CUDA device is visible")
 
     began = time.perf_counter()
+    results: dict = {"machine": _machine(args.device), "contenders": {}, "scenarios": {}}
+    servers = any(s in SERVER_SCENARIOS for s in args.scenarios)
+    if servers:
+        run_servers(args, spec, device, threads, results)
+    if "gpu-sim" in args.scenarios:
+        results["gpu_sim"] = run_gpu_sim(args)
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    results["total_s"] = time.perf_counter() - began
+    tables = ([markdown_table(results)] if servers else []) + \
+        ([sim_report.markdown(results["gpu_sim"])] if "gpu_sim" in results else [])
+    table = "\n\n".join(tables)
+    results["table_markdown"] = table
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table)
+    _log(f"wrote {out} in {results['total_s']:.0f} s")
+    return 0
+
+
+def run_servers(args, spec: dict, device: torch.device, threads: int, results: dict) -> None:
+    """The in-process baselines, then each contender group's throughput, head-to-head, chat and arrivals."""
     model_dir = (Path(args.model_dir) if args.model_dir
                  else build(spec["size"], REPO / ".cache" / "models" / spec["size"]))
     from transformers import AutoTokenizer
     sets = PromptSets(AutoTokenizer.from_pretrained(model_dir), spec)
-    results: dict = {
-        "machine": _machine(args.device),
-        "config": {**spec, "model_dir": str(model_dir), "quick": args.quick, "contenders": args.contenders,
-                   "scenarios": args.scenarios, "prompt_tokens": [p.length for p in sets.base], "greedy": True,
-                   "threads": threads, "corpus_tokens_used": sets.corpus_tokens_used},
-        "contenders": {}, "scenarios": {},
-    }
+    results["config"] = {**spec, "model_dir": str(model_dir), "quick": args.quick, "contenders": args.contenders,
+                         "scenarios": args.scenarios, "prompt_tokens": [p.length for p in sets.base], "greedy": True,
+                         "threads": threads, "corpus_tokens_used": sets.corpus_tokens_used}
     _log(f"model {model_dir}, {len(sets.base)} prompts, {sum(p.length for p in sets.base)} prompt tokens; "
          f"contenders {', '.join(args.contenders)}; scenarios {', '.join(args.scenarios)}")
     dtypes = sorted({peers.CONTENDERS[k].dtype for k in args.contenders} | {"float32"},
@@ -388,16 +421,29 @@ def main(argv: list[str] | None = None) -> int:
     for keys in groups(args.contenders):
         run_group(keys, model_dir, sets, spec, args, results, threads)
     results["ratios"] = compute_ratios(results)
-    results["machine"]["loadavg_at_end"] = os.getloadavg()
-    results["total_s"] = time.perf_counter() - began
-    table = markdown_table(results)
-    results["table_markdown"] = table
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table)
-    _log(f"wrote {out} in {results['total_s']:.0f} s")
-    return 0
+
+
+def run_gpu_sim(args) -> dict:
+    """The simulated-GPU grid (bench/gpu_sim), on the untrained tiny model (its forward is a wait)."""
+    spec = dict(gpu_sim.QUICK if args.quick else gpu_sim.GRID)
+    if args.sim_streams:
+        spec["streams"] = [int(n) for n in args.sim_streams.split(",")]
+    if args.sim_steps:
+        spec["step_ms"] = [float(s) for s in args.sim_steps.split(",")]
+    if args.sim_rounds:
+        spec["rounds"] = args.sim_rounds
+    keys = args.sim_contenders.split(",") if args.sim_contenders else spec["contenders"]
+    unknown = [k for k in keys if k not in sim_contenders.CONTENDERS]
+    if unknown:
+        raise SystemExit(f"unknown gpu-sim contender: {', '.join(unknown)}")
+    if not (sim_contenders.VLLM_BIN / "python").exists():
+        _log("gpu-sim: the vLLM contenders are skipped, .venv-vllm is missing (make install-vllm)")
+        keys = [k for k in keys if sim_contenders.CONTENDERS[k].engine == "standin"]
+    model_dir = build("tiny-random", REPO / ".cache" / "models" / "tiny-random")
+    from transformers import AutoTokenizer
+    _log(f"gpu-sim: contenders {', '.join(keys)}; streams {spec['streams']}, steps {spec['step_ms']} ms, "
+         f"{spec['rounds']} rounds")
+    return gpu_sim.run(model_dir, AutoTokenizer.from_pretrained(model_dir), spec, keys, args.port_base)
 
 
 if __name__ == "__main__":

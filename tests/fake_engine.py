@@ -7,19 +7,20 @@ wire; these pin what every dialect must share, fault by fault.
 
 from __future__ import annotations
 
-import queue
+import itertools
 import threading
 import time
 from types import SimpleNamespace
 
 from sluice.config import Config, TokenLimits
+from sluice.engines.base import Choice
 from sluice.http.app import create_app
 from sluice.request import RequestLimits
 from sluice.serving.metrics import Metrics
 from sluice.serving.response_cache import ResponseCache
 from sluice.serving.service import GenerationService
 from sluice.serving.validation import Validator
-from sluice.text.events import ErrorEvent, Finish, Token, TokenEvent
+from sluice.text.events import Finish, Token, TokenEvent
 
 MAX_TOTAL_TOKENS = 128
 
@@ -38,13 +39,32 @@ class CharTokenizer:
         return "".join(m.get("content") or "" for m in messages) + "\n"
 
 
+class FakeText:
+    """The fake engine's text stage: token i reads `` t{i}``; the last one carries the finish."""
+
+    def __init__(self, count: int):
+        self.count, self.seen, self.finished, self.closed = count, 0, False, False
+
+    def add(self, sequence, choice, now=None) -> TokenEvent:
+        self.seen += 1
+        index, finish = self.seen, None
+        if index == self.count:
+            self.finished = True
+            finish = Finish("".join(f" t{i}" for i in range(1, self.count + 1)), "length", self.count, None,
+                            sequence.valid.input_length, (), 0.0, 0.0)
+        return TokenEvent(index, Token(index, f" t{index}", choice.logprob, False), (), finish)
+
+
 class FakeEngine:
-    """Answers each sequence with ``max_new_tokens`` tokens ``t1 t2 ...``.
+    """Answers each sequence with ``max_new_tokens`` tokens ``t1 t2 ...``, one step of its sink
+    per token, as an engine hands over its steps.
 
     ``release_at=n`` holds every answer until n sequences are waiting at once: a request whose
     prompts are not submitted together never finishes. ``fail`` makes each sequence fail after
     its first token, as a failed model step would.
     """
+
+    steps_on_this_cpu = False
 
     def __init__(self, release_at: int = 1, fail: Exception | None = None):
         self.release_at, self.fail = release_at, fail
@@ -53,9 +73,16 @@ class FakeEngine:
         self.cancelled: list = []
         self.lock = threading.Lock()
         self.stats = SimpleNamespace(queue_size=0, batch_size=0, batch_tokens=0)
+        self.sink = None
+        self._ids = itertools.count(1)
+
+    def deliver_to(self, sink) -> None:
+        self.sink = sink
 
     def submit(self, valid, seed=None):
-        sequence = SimpleNamespace(valid=valid, events=queue.Queue(), queued_at=time.monotonic())
+        now = time.monotonic()
+        sequence = SimpleNamespace(valid=valid, text=FakeText(valid.max_new_tokens), queued_at=now, started_at=now,
+                                   prefill=(), seed=None, id=next(self._ids))
         with self.lock:
             self.submitted.append(valid)
             self.pending.append(sequence)
@@ -66,19 +93,17 @@ class FakeEngine:
         return sequence
 
     def _answer(self, sequence) -> None:
-        count = sequence.valid.max_new_tokens
-        for index in range(1, count + 1):
+        for index in range(1, sequence.valid.max_new_tokens + 1):
             if self.fail is not None and index == 2:
-                sequence.events.put(ErrorEvent(self.fail))
+                self.sink.fail([sequence], self.fail)
                 return
-            finish = None
-            if index == count:
-                finish = Finish("".join(f" t{i}" for i in range(1, count + 1)), "length", count, None,
-                                sequence.valid.input_length, (), 0.0, 0.0)
-            sequence.events.put(TokenEvent(index, Token(index, f" t{index}", -0.5, False), (), finish))
+            self.sink.publish([(sequence, [Choice(index, -0.5)])])
 
     def cancel(self, sequence) -> None:
         self.cancelled.append(sequence)
+
+    def release(self, sequence) -> None:
+        pass
 
     def healthy(self) -> bool:
         return True

@@ -207,7 +207,9 @@ def test_both_engines_offer_the_interface_serving_drives():
     from sluice.engines.native.engine import NativeEngine
     from sluice.engines.vllm.engine import VllmEngine
 
-    wanted = {name for name in vars(GenerationEngine) if not name.startswith("_")} - {"stats"}
-    assert wanted == {"submit", "cancel", "healthy", "close", "describe", "check_request"}
+    properties = {"stats", "steps_on_this_cpu"}
+    wanted = {name for name in vars(GenerationEngine) if not name.startswith("_")} - properties
+    assert wanted == {"submit", "deliver_to", "cancel", "release", "healthy", "close", "describe", "check_request"}
     for engine in (NativeEngine, VllmEngine):
         assert all(callable(getattr(engine, name, None)) for name in wanted), engine
+        assert isinstance(getattr(engine, "steps_on_this_cpu", None), property), engine

@@ -62,7 +62,7 @@ def test_the_response_cache_keys_on_what_the_headers_select():
     service = fake_service(cache=ResponseCache(8))
     request = parse_generate_body({"inputs": "hi"}, service.limits)
     blue = service.validate(request, sagemaker=AdapterHeaders(custom_attributes=(("adapter", "blue"),)))
-    service.complete(blue, lambda: False)
+    service.complete(blue)
     assert service.cached(blue) is not None
     green = service.validate(request, sagemaker=AdapterHeaders(custom_attributes=(("adapter", "green"),)))
     assert service.cached(green) is None

@@ -20,7 +20,8 @@ from ..serving.driver import ResponseDriver
 from ..serving.exchange import HttpContext, Reply
 from . import info_routes
 from .guards import register_guards
-from .json_io import client_gone_probe, json_response, read_json_body, register_error_handlers
+from .json_io import json_response, read_json_body, register_error_handlers
+from .raw_body import RAW_BODY
 from .sagemaker_headers import read_sagemaker_headers
 
 # The client-visible text after a failed load; the cause (paths, hub errors) is in the log only.
@@ -82,10 +83,11 @@ def create_app(host: ModelHost, config: Config) -> Flask:
 
 
 def http_context() -> HttpContext:
-    """What the driver reads of the HTTP request: the stream format, SageMaker's headers and a
-    probe telling whether the client hung up."""
+    """What the driver reads of the HTTP request: the stream format, SageMaker's headers, the
+    client's socket (watched for its closing) and, under gunicorn, the streamed body's writer."""
+    environ = request.environ
     return HttpContext(accept=request.headers.get("Accept"), sagemaker=read_sagemaker_headers(request.headers),
-                       client_gone=client_gone_probe(request.environ))
+                       client_socket=environ.get("gunicorn.socket"), raw_body=environ.get(RAW_BODY))
 
 
 def reply_response(reply: Reply) -> Response:

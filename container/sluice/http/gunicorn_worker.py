@@ -48,6 +48,7 @@ from ..errors import (
 )
 from ..serving.shutdown import CLOCK as SHUTDOWN
 from ..wire.framing import dump_json
+from .raw_body import with_raw_body
 from .worker_exit import WorkerExit
 
 CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client; gunicorn's own first-data wait
@@ -74,6 +75,11 @@ class SluiceThreadWorker(ThreadWorker):
         self.process_exit = WorkerExit(self.log, self.pid).start()
         self.quit_signals: set[int] = set()
         super().init_process()
+
+    def load_wsgi(self):
+        """The app, given each response's socket for a streamed body (``raw_body``)."""
+        super().load_wsgi()
+        self.wsgi = with_raw_body(self.wsgi)
 
     def run(self):
         """gunicorn's loop and drain, then the worker's own exit (see ``worker_exit``)."""

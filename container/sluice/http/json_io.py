@@ -6,8 +6,6 @@ import json
 import logging
 import math
 import re
-import select
-import socket
 from typing import Callable
 
 from flask import Response, request
@@ -110,26 +108,6 @@ def _has_lone_surrogate(value) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def client_gone_probe(environ) -> callable:
-    """A callable telling whether the client closed its connection (peeks at gunicorn's socket)."""
-    sock = environ.get("gunicorn.socket")
-    if sock is None:
-        return lambda: False
-
-    def gone() -> bool:
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return False
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-
-    return gone
 
 
 def register_error_handlers(app, payload_limit: int, body: Callable[[ServerError], dict] = ServerError.body) -> None:

@@ -50,6 +50,9 @@ class GenerateRequest:
     best_of: int = 1
     stream: bool = False
     grammar: GrammarSpec | None = None  # the output must match it
+    # Whether the answer shows each token's log-probability: TGI's always do, OpenAI's only when
+    # asked. An engine that pays per token for them (vLLM's) computes them only when needed.
+    token_logprobs: bool = True
 
 
 @dataclass(frozen=True)

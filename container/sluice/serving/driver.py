@@ -19,7 +19,8 @@ import logging
 import time
 
 from ..errors import ClientClosedError, DeserializeError, IncompleteGenerationError, ServerError, ValidationError
-from ..wire.framing import SSE_KEEPALIVE, StreamFormat, choose_stream_format
+from ..wire.framing import StreamFormat, choose_stream_format
+from .delivery import StreamEncoder
 from .exchange import Dialect, Exchange, HttpContext, ParseContext, Reply
 from .service import GenerationService
 
@@ -62,7 +63,7 @@ class ResponseDriver:
         with self.service.accounted(), self.service.slot():
             valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens, http.sagemaker)
                       for p in exchange.prompts]
-            outcomes = self.service.complete_all(valids, http.client_gone)
+            outcomes = self.service.complete_all(valids, http.client_socket)
         payload, headers = exchange.encode_final(outcomes, time.monotonic() - started)
         headers[CACHE_HEADER] = "hit" if all(o.cached for o in outcomes) else "miss"
         return Reply(payload=payload, headers=headers)
@@ -77,32 +78,30 @@ class ResponseDriver:
             self.service.reject(error)
             return self._error_stream(dialect, error, fmt)
         cached = self.service.cached(valid)
-        chunks = self._chunks(dialect, exchange, valid, cached, fmt, http.client_gone)
+        chunks = self._chunks(StreamEncoder(exchange, dialect, fmt), valid, cached, http)
         return self._stream_reply(chunks, fmt, {CACHE_HEADER: "hit" if cached else "miss"})
 
-    def _chunks(self, dialect: Dialect, exchange: Exchange, valid, cached, fmt: StreamFormat, client_gone):
-        """Each event encoded and yielded alone, so gunicorn writes it as its own chunk."""
+    def _chunks(self, encoder: StreamEncoder, valid, cached, http: HttpContext):
+        """The answer's bytes: replayed from the cache event by event, or live, written by the
+        delivery thread (``service.stream``); errors in-band, ``[DONE]`` last."""
         try:
             with self.service.accounted(), self.service.slot():
-                for event in self.service.stream(valid, client_gone, cached, heartbeat=fmt.is_sse):
-                    if event is None:
-                        yield SSE_KEEPALIVE
-                        continue
-                    for payload in exchange.encode_event(event):
-                        yield fmt.encode(payload)
-                for payload in exchange.encode_tail():
-                    yield fmt.encode(payload)
+                if cached is not None:
+                    for event in cached[0]:
+                        yield encoder.events([event])
+                    yield encoder.tail()
+                    return
+                yield from self.service.stream(valid, encoder, http.raw_body, http.client_socket)
         except ClientClosedError:
             return  # nobody is left to read an error event
         except ServerError as error:
-            yield fmt.encode(dialect.encode_error(error))
+            if not getattr(error, "delivered", False):
+                yield encoder.error(error)
         except GeneratorExit:
             raise
         except Exception:
             log.exception("stream failed")
-            yield fmt.encode(dialect.encode_error(IncompleteGenerationError()))
-        if self._trailer(dialect, fmt):
-            yield self._trailer(dialect, fmt)
+            yield encoder.error(IncompleteGenerationError())
 
     def _error_stream(self, dialect: Dialect, error: ServerError, fmt: StreamFormat) -> Reply:
         chunk = fmt.encode(dialect.encode_error(error)) + self._trailer(dialect, fmt)

@@ -11,7 +11,7 @@ serving).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Iterable, Protocol
 
 from ..errors import ServerError
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, SageMakerHeaders
@@ -78,12 +78,13 @@ class ParseContext:
 @dataclass(frozen=True)
 class HttpContext:
     """What the driver needs from the HTTP request, without knowing Flask: the stream format
-    asked for, SageMaker's headers (carried on to the service and the engine) and a probe
-    telling whether the client hung up."""
+    asked for, SageMaker's headers (carried on to the service and the engine), the client's
+    connection (watched for its closing) and, under gunicorn, the writer of a streamed body."""
 
     accept: str | None = None
     sagemaker: SageMakerHeaders = NO_HEADERS
-    client_gone: Callable[[], bool] = lambda: False
+    client_socket: object = None  # None: not known (the client's leaving is then not noticed)
+    raw_body: object = None  # ``http.raw_body.RawBody``, or None where the WSGI server writes
 
 
 @dataclass

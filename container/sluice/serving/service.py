@@ -2,42 +2,37 @@
 
 A request holds one of ``MAX_CONCURRENT_REQUESTS`` slots from admission to its last byte; with
 none free it is refused at once with 429 (TGI's ``try_acquire``: no hidden queue here, the
-engine's own queue is bounded by the slots). The handler checks that its client is still there
-on every token and while waiting for one, so an abandoned request frees its batch row within a
-step, streaming or not.
+engine's own queue is bounded by the slots). From the engine to the client the answer goes
+through the delivery thread (``delivery``): it makes the text, encodes and writes every stream
+once per step, and notices at every step a client that hung up, so an abandoned request frees
+its batch row within a step, streaming or not. The request thread only waits for the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import queue
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..engines.base import GenerationEngine
-from ..errors import (
-    ClientClosedError,
-    GenerationError,
-    IncompleteGenerationError,
-    OverloadedError,
-    ServerError,
-    ShuttingDownError,
-    ValidationError,
-)
+from ..errors import ClientClosedError, IncompleteGenerationError, OverloadedError, ServerError, ValidationError
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SageMakerHeaders, ValidRequest
-from ..text.events import ErrorEvent, TokenEvent
+from ..text.events import Finish
+from .delivery import Collector, StreamConsumer, StreamEncoder, StreamHub
 from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
-from .shutdown import CLOCK as SHUTDOWN
 from .validation import Validator
 
 if TYPE_CHECKING:
+    import socket
+
     from .grammar import GrammarCompiler
 
-POLL_SECONDS = 0.05
+log = logging.getLogger("sluice.service")
 
 
 class GenerationService:
@@ -57,6 +52,12 @@ class GenerationService:
         self.cache = cache or ResponseCache(0)
         self.metrics = metrics or Metrics()
         self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache)
+        # The delivery thread: the engine hands its steps there from now on. An engine whose
+        # steps are CPU work here has them delivered in its own thread, between steps.
+        inline = engine.steps_on_this_cpu
+        self.delivery = StreamHub(engine, self.metrics, inline=inline).start()
+        engine.deliver_to(self.delivery)
+        log.info("delivery: %s", "in the engine's thread, between its steps" if inline else "its own thread")
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -97,13 +98,14 @@ class GenerationService:
 
     def healthy(self) -> bool:
         """From cached state only, never a forward pass (SageMaker's 2 s ping budget)."""
-        return self.engine.healthy()
+        return self.engine.healthy() and self.delivery.alive
 
     def describe(self) -> dict:
         return self.engine.describe()
 
     def close(self, timeout: float) -> bool:
         """The worker is exiting: stop the engine (requests have had their in-band end)."""
+        self.delivery.stop()
         return self.engine.close(timeout)
 
     def reject(self, error: ServerError) -> None:
@@ -144,92 +146,52 @@ class GenerationService:
 
     # --- generation -----------------------------------------------------------------------------
 
-    def complete_all(self, valids: list[ValidRequest], client_gone: Callable[[], bool]) -> list[Outcome]:
+    def complete_all(self, valids: list[ValidRequest], client: "socket.socket | None" = None) -> list[Outcome]:
         """Every prompt of a non-streaming request; several are submitted together, so the engine
-        batches them instead of running one after another."""
+        batches them instead of running one after another. ``client``: the client's socket,
+        whose closing cancels them."""
         if len(valids) == 1:
-            return [self.complete(valids[0], client_gone)]
-        return run_side_by_side([lambda v=v: self.complete(v, client_gone) for v in valids])
+            return [self.complete(valids[0], client)]
+        return run_side_by_side([lambda v=v: self.complete(v, client) for v in valids])
 
-    def complete(self, valid: ValidRequest, client_gone: Callable[[], bool]) -> Outcome:
+    def complete(self, valid: ValidRequest, client: "socket.socket | None" = None) -> Outcome:
         """All sequences of one prompt (best first), and whether they came from cache."""
         runs = self.cached(valid)
         if runs is not None:
             return Outcome(runs, True)
-        runs = self._collect_best_of(valid, client_gone)
+        runs = self._collect_best_of(valid, client)
         self._store(valid, runs)
         return Outcome(runs, False)
 
-    def stream(self, valid: ValidRequest, client_gone: Callable[[], bool], cached: list[Run] | None,
-               heartbeat: bool = False) -> Iterator[TokenEvent | None]:
-        """Token events of a streaming request: replayed from cache, or live from the engine."""
-        if cached is not None:
-            yield from cached[0]
-            return
-        run: Run = []
-        for event in self.events(valid, client_gone, heartbeat=heartbeat):
-            if event is not None:
-                run.append(event)
-            yield event
-        if run and run[-1].finish is not None:  # only whole answers are worth replaying
-            self._store(valid, [run])
-
-    def events(self, valid: ValidRequest, client_gone: Callable[[], bool], seed: int | None = None,
-               heartbeat: bool = False) -> Iterator[TokenEvent | None]:
-        """Yield a sequence's token events until its last; cancel it if the consumer goes away.
-
-        With ``heartbeat``, ``None`` is yielded after ``keepalive_seconds`` without an event (TGI's
-        SSE keep-alive, 15 s). ``client_gone`` is polled while waiting and on every token but the
-        last: a non-streaming handler writes nothing until the end, and tokens can come faster than
-        the poll, so the probe (one select and peek) must not depend on a pause. A generator close
-        (the client hung up during a write) cancels too.
-        """
-        sequence = self.engine.submit(valid, seed=seed)
-        deadline = sequence.queued_at + self.request_timeout
-        last = sequence.queued_at
-        finished = False
+    def stream(self, valid: ValidRequest, encoder: StreamEncoder, raw_body=None,
+               client: "socket.socket | None" = None) -> Iterator[bytes]:
+        """A streamed answer's bytes for the WSGI server. With ``raw_body`` (gunicorn's socket)
+        only the headers go through the server: the delivery thread writes the body itself and
+        this generator waits for its end. Raises what the answer ended with (its error event
+        already written: ``delivered``), ClientClosedError if the client left."""
+        consumer = StreamConsumer(encoder, raw_body, self.keepalive_seconds, keep_run=self.cache.enabled)
+        if raw_body is not None:
+            yield b""  # the status line and headers, now
+        sequence = self.engine.submit(valid)
+        self.delivery.follow(sequence, consumer, self.request_timeout, client)
+        ended = False
         try:
-            while True:
-                event = self._next_event(sequence, client_gone, deadline)
-                if event is None:
-                    if heartbeat and time.monotonic() - last > self.keepalive_seconds:
-                        last = time.monotonic()
-                        yield None
-                    continue
-                if isinstance(event, ErrorEvent):
-                    finished = True
-                    error = event.error
-                    raise error if isinstance(error, ServerError) else IncompleteGenerationError()
-                if event.finish is None and client_gone():
-                    raise ClientClosedError()
-                now = time.monotonic()
-                (self.metrics.ttft if event.index == 1 else self.metrics.inter_token).observe(now - last)
-                last = now
-                yield event
-                if event.finish is not None:
-                    finished = True
-                    self._observe(event)
-                    return
+            yield from consumer.chunks(self._delivering)
+            ended = True
         finally:
-            if not finished:
+            if not ended:
                 self.engine.cancel(sequence)
+                self.delivery.forget(sequence)
+        self._observe(consumer.finish)
+        if consumer.run and consumer.run[-1].finish is not None:  # only whole answers are worth replaying
+            self._store(valid, [consumer.run])
 
-    def _next_event(self, sequence, client_gone: Callable[[], bool], deadline: float):
-        """The sequence's next event, or None after ``POLL_SECONDS`` without one (client still there)."""
-        if time.monotonic() > deadline:
-            raise GenerationError(f"the request exceeded the {self.request_timeout:g} s limit "
-                                  "(SAGEMAKER_MODEL_SERVER_TIMEOUT)")
-        if SHUTDOWN.expired():  # the worker is about to exit: say so rather than cut the stream
-            raise ShuttingDownError()
-        try:
-            return sequence.events.get(timeout=POLL_SECONDS)
-        except queue.Empty:
-            if client_gone():
-                raise ClientClosedError() from None
-            return None
+    def _delivering(self) -> bool:
+        return self.delivery.alive
 
-    def _observe(self, event: TokenEvent) -> None:
-        finish = event.finish
+    def _observe(self, finish: Finish | None) -> None:
+        if finish is None:
+            return
         m = self.metrics
         m.queue_duration.observe(finish.queued_seconds)
         m.inference_duration.observe(finish.inference_seconds)
@@ -237,18 +199,30 @@ class GenerationService:
         m.generated_tokens.observe(finish.generated_tokens)
         m.input_length.observe(finish.input_length)
 
-    def _collect(self, valid: ValidRequest, client_gone: Callable[[], bool]) -> Run:
-        events = [e for e in self.events(valid, client_gone) if e is not None]
+    def _collect(self, valid: ValidRequest, client) -> Run:
+        """One sequence's whole run, its thread woken once, at the end."""
+        collector = Collector()
+        sequence = self.engine.submit(valid)
+        self.delivery.follow(sequence, collector, self.request_timeout, client)
+        ended = False
+        try:
+            events = collector.wait(self._delivering)
+            ended = True
+        finally:
+            if not ended:
+                self.engine.cancel(sequence)
+                self.delivery.forget(sequence)
         if not events or events[-1].finish is None:
             raise IncompleteGenerationError()
+        self._observe(events[-1].finish)
         return events
 
-    def _collect_best_of(self, valid: ValidRequest, client_gone: Callable[[], bool]) -> list[Run]:
+    def _collect_best_of(self, valid: ValidRequest, client) -> list[Run]:
         """Run ``best_of`` sequences side by side; the most likely one comes first."""
         n = valid.request.best_of
         if n == 1:
-            return [self._collect(valid, client_gone)]
-        results = run_side_by_side([lambda: self._collect(valid, client_gone)] * n)
+            return [self._collect(valid, client)]
+        results = run_side_by_side([lambda: self._collect(valid, client)] * n)
         return sorted(results, key=lambda r: -sum(e.token.logprob or 0.0 for e in r))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _encode_string  # the C version where there is one
 
 SSE_CONTENT_TYPE = "text/event-stream"
 NDJSON_CONTENT_TYPE = "application/jsonlines"
@@ -23,7 +24,9 @@ SSE_DONE = b"data: [DONE]\n\n"
 SSE_KEEPALIVE = b":\n\n"
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# No circular-reference check: payloads are trees built fresh by the protocols, and the check
+# doubles the cost of the one-per-token encode.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
 
 
 def dump_json(payload) -> str:
@@ -55,6 +58,11 @@ def encode_ndjson(payload) -> bytes:
     return dump_json(payload).encode("utf-8") + b"\n"
 
 
+def json_string(text: str) -> str:
+    """``text`` as a JSON string literal, exactly as ``dump_json`` writes strings."""
+    return _encode_string(text)
+
+
 @dataclass(frozen=True)
 class StreamFormat:
     """How one streamed response is framed: SSE (the default) or strict NDJSON."""
@@ -64,6 +72,11 @@ class StreamFormat:
 
     def encode(self, payload) -> bytes:
         return encode_sse(payload) if self.is_sse else encode_ndjson(payload)
+
+    def frame(self, json_text: str) -> bytes:
+        """One event already written as JSON (``dump_json``'s bytes), framed."""
+        data = json_text.encode("utf-8")
+        return b"data: " + data + b"\n\n" if self.is_sse else data + b"\n"
 
     def done(self) -> bytes:
         """The ``[DONE]`` terminator of chat/completions streams; NDJSON has none."""

@@ -4,7 +4,7 @@ no engine library: serving imports this, never an engine folder."""
 
 from .interface import EngineBuild, EngineStats, GenerationEngine
 from .loop_thread import LoopThread
-from .sequence import Choice, Sequence, SequenceMaker, draw_seed
+from .sequence import Choice, QueueSink, Sequence, SequenceMaker, StepSink, draw_seed
 
-__all__ = ["Choice", "EngineBuild", "EngineStats", "GenerationEngine", "LoopThread", "Sequence", "SequenceMaker",
-           "draw_seed"]
+__all__ = ["Choice", "EngineBuild", "EngineStats", "GenerationEngine", "LoopThread", "QueueSink", "Sequence",
+           "SequenceMaker", "StepSink", "draw_seed"]

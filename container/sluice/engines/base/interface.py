@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ...config import TokenLimits
     from ...request import GenerateRequest, ValidRequest
-    from .sequence import Sequence
+    from .sequence import Sequence, StepSink
 
 
 @dataclass
@@ -35,10 +35,22 @@ class EngineStats:
 
 class GenerationEngine(Protocol):
     def submit(self, valid: "ValidRequest", seed: int | None = None) -> "Sequence":
-        """Queue one sequence; its events arrive on ``sequence.events``."""
+        """Queue one sequence; its tokens go to the sink, one ``publish`` per step."""
+
+    def deliver_to(self, sink: "StepSink") -> None:
+        """Where the steps go from now on (the serving's delivery thread; until then each
+        sequence's own ``events`` queue)."""
+
+    @property
+    def steps_on_this_cpu(self) -> bool:
+        """Whether a step is CPU work in this process (its threads would share the cores with a
+        delivery thread running beside it: deliver between steps instead)."""
 
     def cancel(self, sequence: "Sequence") -> None:
         """Stop a sequence nobody reads any more; its batch row is freed within a step."""
+
+    def release(self, sequence: "Sequence") -> None:
+        """Stop a sequence whose text finished before the engine saw it end (a stop sequence)."""
 
     def healthy(self) -> bool:
         """Whether the engine's thread still runs (from cached state: no forward pass)."""

@@ -41,6 +41,10 @@ class LoopThread:
         """False once the loop has ended: the health check must then stop saying 200."""
         return self._thread.is_alive()
 
+    def release(self, sequence) -> None:
+        """``engines.base.interface``: a sequence whose text finished first; dropped at the next step."""
+        sequence.release()
+
     def wake(self) -> None:
         """Let the loop notice a cancellation now rather than after its current step."""
         with self._wakeup:

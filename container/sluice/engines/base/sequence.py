@@ -1,10 +1,14 @@
-"""One request's life inside an engine, the events its handler reads, and the one way an engine
-makes it.
+"""One request's life inside an engine, where its tokens go, and the one way an engine makes it.
 
-The engine thread is the only writer of a ``Sequence``; the request thread only reads its
-``events`` queue and may call ``cancel()``. Events carry plain data, never tensors. Every engine
-makes its sequences with a ``SequenceMaker``, so the seed a sampled request reports, the text
-and the stop rules are the same whichever engine chose the tokens.
+An engine hands each step's chosen tokens to a ``StepSink`` in one call (``publish``): the
+serving's delivery thread (``serving.delivery``), or, for an engine used on its own,
+``QueueSink``, which puts each sequence's events on its ``events`` queue at once. The engine
+thread is the only writer of a ``Sequence``'s engine state (its ids, ``finished``); its ``text``
+(detokenizer, stop rules, the events: ``text.sequence_text``) belongs to whoever receives the
+steps. Request threads and the delivery only ``cancel()`` a sequence (its client went away) or
+``release()`` it (its text finished first: a stop sequence); the engine drops it at its next
+step. Every engine makes its sequences with a ``SequenceMaker``, so the seed a sampled request
+reports, the text and the stop rules are the same whichever engine chose the tokens.
 """
 
 from __future__ import annotations
@@ -15,81 +19,103 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Protocol, TypeVar
 
 from ...request import SamplingParams, ValidRequest
-from ...text.detokenizer import IncrementalDetokenizer
-from ...text.events import ErrorEvent, Finish, Token, TokenEvent
-from ...text.stopping import StoppingCriteria
+from ...text.events import ErrorEvent, Token
+from ...text.sequence_text import SequenceText
+from ...text.stopping import STOP_SEQUENCE, StoppingCriteria
 from ...text.token_text import TokenText
 
 
 @dataclass(frozen=True)
 class Choice:
-    """One chosen token as an engine reports it: its log-probability and the most likely tokens."""
+    """One chosen token as an engine reports it: its log-probability (None where the engine was
+    not asked for it: nothing shows it) and the most likely tokens."""
 
     token_id: int
-    logprob: float
+    logprob: float | None
     top_tokens: tuple[tuple[int, float], ...] = ()
+
+
+class StepSink(Protocol):
+    """Where an engine hands its steps: every running sequence's new tokens in one call."""
+
+    def publish(self, step: list[tuple["Sequence", list[Choice]]]) -> None: ...
+
+    def fail(self, sequences: list["Sequence"], error: Exception) -> None: ...
 
 
 @dataclass
 class Sequence:
     valid: ValidRequest
     seed: int | None  # what a sampled request draws with (``details`` report it); see draw_seed
-    detokenizer: IncrementalDetokenizer
-    stopping: StoppingCriteria
-    special_ids: frozenset[int]
-    token_text: Callable[[int], str]  # id -> the token's own text (for special tokens)
+    text: SequenceText  # the sink's, never the engine's
+    sink: StepSink
     id: int = 0
-    events: queue.Queue = field(default_factory=queue.Queue)
+    events: queue.Queue = field(default_factory=queue.Queue)  # ``QueueSink``'s
     generated_ids: list[int] = field(default_factory=list)
     queued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
-    finished: bool = False
+    finished: bool = False  # the engine is done with it: EOS, its token budget, or a failure
     prefill: tuple[Token, ...] = ()
     _cancelled: threading.Event = field(default_factory=threading.Event)
+    _released: bool = False
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    @property
+    def stopped(self) -> bool:
+        """Cancelled or released: the engine steps it no more."""
+        return self._released or self._cancelled.is_set()
+
     def cancel(self) -> None:
-        """Called from the request thread when its client has gone away."""
+        """Its client has gone away (or its time ran out)."""
         self._cancelled.set()
+
+    def release(self) -> None:
+        """Its text finished before the engine saw it end (a stop sequence)."""
+        self._released = True
 
     @property
     def history(self) -> list[int]:
         return list(self.valid.input_ids) + self.generated_ids
 
-    def add(self, choice: Choice) -> None:
-        """Account for one chosen token and publish it; marks the sequence finished when done."""
-        now = time.monotonic()
-        token_id = choice.token_id
-        self.generated_ids.append(token_id)
-        special = token_id in self.special_ids
-        text = self.token_text(token_id) if special else self.detokenizer.push(token_id)
-        reason = self.stopping(token_id, "" if special else text)
-        finish = None
-        if reason is not None:
-            rest = self.detokenizer.finish()
-            if not special:
-                text += rest
+    def take(self, choice: Choice) -> bool:
+        """The engine's bookkeeping of one chosen token; True once the engine is done with the
+        sequence: EOS or ``max_new_tokens``, the rules its text's stopping applies too."""
+        self.generated_ids.append(choice.token_id)
+        if choice.token_id in self.text.stopping.eos_token_ids or len(self.generated_ids) >= self.valid.max_new_tokens:
             self.finished = True
-            sampled = self.valid.request.sampling.do_sample
-            finish = Finish(
-                generated_text=self.detokenizer.emitted, finish_reason=reason,
-                generated_tokens=len(self.generated_ids), seed=self.seed if sampled else None,
-                input_length=self.valid.input_length, prefill=self.prefill,
-                queued_seconds=(self.started_at or now) - self.queued_at,
-                inference_seconds=now - (self.started_at or now))
-        token = Token(token_id, text, choice.logprob, special)
-        tops = tuple(Token(i, self.token_text(i), lp, i in self.special_ids) for i, lp in choice.top_tokens)
-        self.events.put(TokenEvent(len(self.generated_ids), token, tops, finish))
+        return self.finished
 
     def fail(self, error: Exception) -> None:
         self.finished = True
-        self.events.put(ErrorEvent(error))
+        self.sink.fail([self], error)
+
+
+class QueueSink:
+    """An engine on its own (tests, in-process benchmarks): each step's text made at once, in
+    the engine's thread, every event put on its sequence's ``events`` queue."""
+
+    def publish(self, step: list[tuple[Sequence, list[Choice]]]) -> None:
+        for sequence, choices in step:
+            text = sequence.text
+            for choice in choices:
+                if text.finished:
+                    break
+                event = text.add(sequence, choice)
+                sequence.events.put(event)
+                if event.finish is not None and event.finish.finish_reason == STOP_SEQUENCE:
+                    sequence.release()
+
+    def fail(self, sequences: list[Sequence], error: Exception) -> None:
+        for sequence in sequences:
+            if not sequence.text.finished:
+                sequence.text.finished = True
+                sequence.events.put(ErrorEvent(error))
 
 
 def draw_seed(sampling: SamplingParams, seed: int | None = None) -> int | None:
@@ -106,18 +132,22 @@ S = TypeVar("S", bound=Sequence)
 
 class SequenceMaker:
     """What an engine knows that every new sequence needs: its tokenizer's text, its EOS ids and
-    special ids, and the next sequence id. ``new`` is the only way engines make a sequence."""
+    special ids, where its steps go, and the next sequence id. ``new`` is the only way engines
+    make a sequence."""
 
-    def __init__(self, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int]):
+    def __init__(self, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int],
+                 sink: StepSink | None = None):
         self.text = TokenText(tokenizer)
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
+        self.sink: StepSink = sink or QueueSink()
         self._ids = itertools.count(1)
 
     def new(self, valid: ValidRequest, seed: int | None = None, kind: type[S] = Sequence, **engine_state) -> S:
         """A sequence of ``kind`` for ``valid``, its seed drawn; ``engine_state`` fills the fields
         a subclass adds (the native engine's sampler and grammar state)."""
-        return kind(valid=valid, seed=draw_seed(valid.request.sampling, seed),
-                    detokenizer=IncrementalDetokenizer(self.text.decode, valid.input_ids),
-                    stopping=StoppingCriteria(self.eos_token_ids, valid.request.stop, valid.max_new_tokens),
-                    special_ids=self.special_ids, token_text=self.text.token, id=next(self._ids), **engine_state)
+        text = SequenceText(self.text.detokenizer(valid.input_ids),
+                            StoppingCriteria(self.eos_token_ids, valid.request.stop, valid.max_new_tokens),
+                            self.special_ids, self.text.token)
+        return kind(valid=valid, seed=draw_seed(valid.request.sampling, seed), text=text, sink=self.sink,
+                    id=next(self._ids), **engine_state)

@@ -26,7 +26,7 @@ import torch
 from ...errors import GenerationError
 from ...request import ValidRequest
 from ...text.events import Token
-from ..base import EngineStats, LoopThread, Sequence, SequenceMaker, draw_seed
+from ..base import EngineStats, LoopThread, Sequence, SequenceMaker, StepSink, draw_seed
 from .constraint import MaskBuilder, RowConstraint
 from .kv_batch import KVBatch, cache_from_columns, concatenate, row_columns
 from .model_runner import ModelRunner, PrefillJob
@@ -74,7 +74,7 @@ class NativeEngine(LoopThread):
         self._masks: MaskBuilder | None = None  # built on the first constrained request
 
     def submit(self, valid: ValidRequest, seed: int | None = None) -> NativeSequence:
-        """Queue a validated request; its events appear on the returned sequence's queue."""
+        """Queue a validated request; its tokens go to the sink, one step at a time."""
         sampling = valid.request.sampling
         seed = draw_seed(sampling, seed)
         sequence = self._sequences.new(
@@ -85,6 +85,15 @@ class NativeEngine(LoopThread):
             self.stats.queue_size = len(self._waiting)
             self._wakeup.notify()
         return sequence
+
+    def deliver_to(self, sink: StepSink) -> None:
+        """``GenerationEngine``: where every later step goes."""
+        self._sequences.sink = sink
+
+    @property
+    def steps_on_this_cpu(self) -> bool:
+        """``GenerationEngine``: on the CPU a step is this process's OpenMP work."""
+        return self.runner.device.type == "cpu"
 
     def describe(self) -> dict:
         """What /info reports of the engine, so routes never reach into the runner."""
@@ -139,11 +148,11 @@ class NativeEngine(LoopThread):
     def _drop_cancelled(self) -> None:
         # Read each flag once: a request thread may cancel between two reads, and a row noted as
         # cancelled but kept would be stepped, and noted, again.
-        cancelled = [s.cancelled for s in self._running]
+        cancelled = [s.stopped for s in self._running]  # cancelled, or released by its text
         if not any(cancelled):
             return
         for sequence, gone in zip(self._running, cancelled, strict=True):
-            if gone:
+            if gone and sequence.cancelled:
                 self._note_cancelled(sequence)
         self._retain([i for i, gone in enumerate(cancelled) if not gone])
 
@@ -292,21 +301,25 @@ class NativeEngine(LoopThread):
             self._update_batch_stats()
 
     def _publish(self, sequences: list[NativeSequence], selection: Selection) -> None:
-        """Hand every row its token; a row whose sampling or bookkeeping failed fails alone."""
+        """Hand the sink every row's token in one step; a row whose sampling or grammar failed
+        fails alone."""
+        step = []
         for row, sequence in enumerate(sequences):
             error = selection.failures.get(row)
             if error is None:
                 try:
                     error = self._follow_grammar(sequence, selection.choices[row].token_id)
-                    if error is None:
-                        sequence.add(selection.choices[row])
-                except Exception as failure:  # e.g. the detokenizer: still this row only
+                except Exception as failure:  # still this row only
                     error = failure
             if error is not None:
                 log.error("sequence %d failed; the other rows continue", sequence.id, exc_info=error)
                 self._fail([sequence], ROW_FAILED)
-            elif sequence.finished:
+                continue
+            step.append((sequence, [selection.choices[row]]))
+            if sequence.take(selection.choices[row]):
                 self.stats.finished_total += 1
+        if step:
+            self._sequences.sink.publish(step)
 
     def _follow_grammar(self, sequence: NativeSequence, token_id: int) -> Exception | None:
         """Advance a constrained row's matcher; the error if the grammar refuses the token."""

@@ -5,7 +5,7 @@ Imported only when the vLLM engine is selected, so the native engine never pays 
 ``MAX_TOTAL_TOKENS`` -> max model length, ``MAX_BATCH_TOTAL_TOKENS`` -> KV cache size (bytes on
 CUDA, ``VLLM_CPU_KVCACHE_SPACE`` GiB on CPU), ``MAX_BATCH_PREFILL_TOKENS`` -> tokens per step,
 ``MAX_BATCH_SIZE`` -> sequences per step, ``HF_MODEL_QUANTIZE`` -> vLLM's in-flight bitsandbytes.
-The engine core runs in this worker process (no second process, no second HTTP hop).
+vLLM's engine core runs in its own process on CUDA, in this worker process on CPU.
 """
 
 from __future__ import annotations
@@ -64,8 +64,14 @@ def cpu_kv_cache_gib(config: Config, limits: TokenLimits, kv_bytes: int) -> int:
 
 
 def prepare_environment(config: Config, cuda: bool, kv_bytes: int, limits: TokenLimits) -> None:
-    """vLLM reads these at import/start; values already in the environment win."""
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core in this process
+    """vLLM reads these at import/start; values already in the environment win.
+
+    On CUDA vLLM's engine core runs in its own process (vLLM's multiprocess client), started by
+    spawning (this worker has threads, whose locks a fork would copy): the GPU's next step then
+    overlaps Sluice's delivery of the last one. On CPU it stays in this process: there the
+    forward pass is CPU work itself, and a second process would compete for the same cores."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "1" if cuda else "0")
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     if cuda:
         return
     threads = config.torch_threads or max(1, (os.cpu_count() or 1) // config.workers)
@@ -126,7 +132,8 @@ def flask_proxies_resolvable():
 
 
 def build(config: Config) -> EngineBuild:
-    """Start vLLM's engine on the model, in this worker process."""
+    """Start vLLM's engine on the model: its engine core in its own process on CUDA, in this
+    worker process on CPU (``prepare_environment``)."""
     cuda = config.device != "cpu" and torch.cuda.is_available()
     if config.device == "cuda" and not cuda:
         raise ConfigError("SLUICE_DEVICE=cuda but no CUDA device is visible")
@@ -151,8 +158,11 @@ def build(config: Config) -> EngineBuild:
                    # SLUICE_FUSED_PREFILL is the own engine's: vLLM's scheduler mixes both itself.
                    "fused_prefill": "vllm (its scheduler puts prefill chunks and decode tokens in one step)"}
     eos_ids = eos_token_ids(generation_config(config), tokenizer)
+    from vllm.v1.engine.core_client import InprocClient
+
     engine = VllmEngine(llm, tokenizer, eos_ids, frozenset(tokenizer.all_special_ids), description,
-                        vocab_size=llm.vllm_config.model_config.get_vocab_size()).start()
+                        vocab_size=llm.vllm_config.model_config.get_vocab_size(),
+                        in_process=isinstance(llm.engine_core, InprocClient)).start()
     log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, limits %s", dtype, device,
              args.tensor_parallel_size, args.enforce_eager, limits)
     return EngineBuild(engine, tokenizer, limits, engine.vocab_size, eos_ids, device)

@@ -1,13 +1,26 @@
 """The vLLM engine behind Sluice's protocol: vLLM schedules and samples, Sluice speaks TGI.
 
 The same contract as the native engine for the service: ``submit`` returns a ``Sequence`` whose
-queue receives the same ``TokenEvent``s. Only token ids and log-probabilities come back from
-vLLM (``detokenize=False``); Sluice's own detokenizer and stopping criteria turn them into text
-and finish reasons, so streamed text equals non-streamed text byte for byte and ``details`` have
-the embedded engine's shape. vLLM's ``LLMEngine`` is not thread-safe, so one thread owns it: it
-adds submitted requests, aborts cancelled ones and those Sluice's stopping finished (a stop
-sequence), and steps. vLLM itself is imported by ``build`` and inside this module's functions,
-so nothing imports it unless the engine is selected.
+tokens reach the sink one step at a time. Only token ids and log-probabilities come back from
+vLLM (``detokenize=False``); Sluice's own text stage (``text.sequence_text``, run by the
+serving's delivery) turns them into text and finish reasons, so streamed text equals
+non-streamed text byte for byte and ``details`` have the native engine's shape.
+
+Sluice talks to vLLM's engine core through its client (``LLMEngine.engine_core``) and reads its
+raw per-step outputs (``outputs``) rather than ``LLMEngine.step()``'s, whose output processor
+builds a ``RequestOutput`` (and a ``Logprob`` dict per token) for every request at every step
+only for Sluice to take the ids back out. Two layouts, as vLLM's
+``VLLM_ENABLE_V1_MULTIPROCESSING`` says (``build`` chooses):
+
+- the engine core in its own process, vLLM's multiprocess client (the layout on CUDA): it steps
+  on its own, so the GPU's next step overlaps everything Sluice does with the last one. Requests
+  and aborts are sent from the calling thread (under a lock: the client's socket is not
+  thread-safe); this engine's thread receives each step's outputs and publishes them;
+- the engine core in this process: this engine's thread owns it and steps it while requests run;
+  requests and aborts are queued for that thread.
+
+vLLM itself is imported by ``build`` and inside this module's functions, so nothing imports it
+unless the engine is selected.
 """
 
 from __future__ import annotations
@@ -15,12 +28,14 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import threading
 import time
 
 from ...errors import GenerationError, ValidationError
 from ...request import COMPACT_JSON, JSON, LARK, REGEX, GenerateRequest, GrammarSpec, ValidRequest
 from ...text.events import Token
-from ..base import Choice, EngineStats, LoopThread, Sequence, SequenceMaker
+from ..base import EngineStats, Sequence, SequenceMaker, StepSink
+from .outputs import PromptLogprobs, choices_from
 
 log = logging.getLogger("sluice.vllm_engine")
 
@@ -59,6 +74,13 @@ def structured_output(spec: GrammarSpec) -> dict:
     raise ValueError(f"unknown grammar kind {spec.kind!r}")
 
 
+def needs_logprobs(request: GenerateRequest) -> bool:
+    """Whether the answer needs vLLM's per-token log-probabilities: shown (TGI's events; OpenAI's
+    when asked), top tokens, or ranking ``best_of`` runs. vLLM's engine core gathers and sends
+    them per request per step, a cost its step pays (gpu-sim: about 40 % at 512 streams)."""
+    return request.token_logprobs or request.top_n_tokens > 0 or request.best_of > 1
+
+
 def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: frozenset[int]):
     """TGI parameters -> vLLM ``SamplingParams`` (greedy is temperature 0; stop strings stay
     with Sluice's stopping criteria, which see the text as the client will)."""
@@ -72,44 +94,24 @@ def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: froze
     return SamplingParams(
         **chosen, repetition_penalty=s.repetition_penalty, frequency_penalty=s.frequency_penalty,
         max_tokens=valid.max_new_tokens, stop_token_ids=sorted(stop_token_ids),
-        logprobs=request.top_n_tokens,  # 0: the chosen token's log-probability only
+        logprobs=request.top_n_tokens if needs_logprobs(request) else None,  # 0: the chosen token's only
         prompt_logprobs=0 if request.decoder_input_details else None,
         detokenize=False, skip_special_tokens=False, output_kind=RequestOutputKind.DELTA,
         structured_outputs=(StructuredOutputsParams(**structured_output(valid.grammar.spec))
                             if valid.grammar is not None else None))
 
 
-def choice_from(token_id: int, logprobs, index: int, top_n: int) -> Choice:
-    """One generated token as the embedded sampler reports it: its log-probability and the
-    ``top_n`` most likely tokens, by vLLM's rank."""
-    entry = logprobs[index] if logprobs and index < len(logprobs) else {}
-    chosen = entry.get(token_id)
-    ranked = sorted((lp.rank, tid, lp.logprob) for tid, lp in entry.items()
-                    if lp.rank is not None and lp.rank <= top_n)
-    return Choice(token_id, chosen.logprob if chosen is not None else 0.0,
-                  tuple((tid, logprob) for _, tid, logprob in ranked[:top_n]))
-
-
-def _vllm_gauge(name: str) -> int:
-    """One of vLLM's own Prometheus gauges (summed over labels); 0 if it is not there."""
-    try:
-        from vllm.v1.metrics.reader import Gauge, get_metrics_snapshot
-
-        return int(sum(m.value for m in get_metrics_snapshot() if m.name == name and isinstance(m, Gauge)))
-    except Exception:  # metrics are best effort: never fail a scrape
-        log.debug("reading vLLM's %s failed", name, exc_info=True)
-        return 0
-
-
-class VllmEngine(LoopThread):
+class VllmEngine:
     name = ENGINE_NAME
 
     def __init__(self, llm, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int],
-                 description: dict, vocab_size: int):
-        """``llm`` is a started ``vllm.v1.engine.llm_engine.LLMEngine``; ``vocab_size`` is the
-        width of its logits (grammar masks cover it)."""
-        super().__init__("sluice-vllm")
+                 description: dict, vocab_size: int, in_process: bool):
+        """``llm``: a started ``vllm.v1.engine.llm_engine.LLMEngine`` (its input processor and
+        engine-core client are used); ``in_process``: its engine core runs in this process;
+        ``vocab_size``: the width of its logits (grammar masks cover it)."""
         self._llm = llm
+        self._core = llm.engine_core
+        self._in_process = in_process
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
         self._sequences = SequenceMaker(tokenizer, eos_token_ids, special_ids)
@@ -118,8 +120,21 @@ class VllmEngine(LoopThread):
         self.special_ids = special_ids
         self._description = dict(description, engine=self.name)
         self._stats = EngineStats()
-        self._incoming: collections.deque[tuple[Sequence, object]] = collections.deque()
-        self._live: dict[str, Sequence] = {}
+        self._running = 0  # requests vLLM's scheduler ran at its last step
+        self._tasks = llm.get_supported_tasks()
+        self._live: dict[str, Sequence] = {}  # vLLM's request id -> its sequence
+        self._request_ids: dict[int, str] = {}  # sequence id -> vLLM's request id
+        self._prompt_logprobs: dict[str, PromptLogprobs] = {}
+        self._lock = threading.Lock()  # the engine-core client and the maps: one thread at a time
+        self._wakeup = threading.Condition(self._lock)  # in process: the loop waits for work
+        self._incoming: collections.deque = collections.deque()  # in process: adds and aborts
+        self._stopped = False
+        self._dead: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="sluice-vllm", daemon=True)
+
+    def start(self) -> "VllmEngine":
+        self._thread.start()
+        return self
 
     # --- the interface the service uses -------------------------------------------------------
 
@@ -129,129 +144,206 @@ class VllmEngine(LoopThread):
 
     check_request = staticmethod(check_request)
 
+    def deliver_to(self, sink: StepSink) -> None:
+        self._sequences.sink = sink
+
+    @property
+    def steps_on_this_cpu(self) -> bool:
+        """In this process on the CPU, vLLM's forward pass is OpenMP work here."""
+        return self._in_process and self._description.get("model_device_type") == "cpu"
+
+    def healthy(self) -> bool:
+        return self._thread.is_alive() and self._dead is None
+
+    def close(self, timeout: float) -> bool:
+        """The worker is exiting. An engine core of its own process is shut down (the worker ends
+        with ``os._exit``: nothing else would stop it). One in this process is not: its shutdown
+        takes over a second on CPU (gc, distributed teardown) and frees nothing the exit does not."""
+        with self._wakeup:
+            self._stopped = True
+            self._wakeup.notify()
+        if not self._in_process:
+            try:
+                self._core.shutdown(timeout=timeout)
+            except Exception:
+                log.exception("shutting vLLM's engine core down failed")
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     @property
     def stats(self) -> EngineStats:
-        """TGI's gauges at scrape time: vLLM's scheduler says which live requests still wait.
-
-        Only while requests are live: vLLM's gauges are written by ``step``, which stops with them.
-        """
-        live = len(self._live)
-        waiting = min(live, _vllm_gauge("vllm:num_requests_waiting")) if live else 0
-        self._stats.queue_size = len(self._incoming) + waiting
-        self._stats.batch_size = live - waiting
+        """TGI's gauges at scrape time: of the live requests, those vLLM's scheduler ran at its
+        last step are the batch, the others (not yet reported on) wait."""
+        with self._lock:
+            live = list(self._live.values())
+        self._stats.batch_size = min(len(live), self._running)
+        self._stats.queue_size = len(live) - self._stats.batch_size
+        self._stats.batch_tokens = sum(s.valid.input_length + len(s.generated_ids) for s in live)
         return self._stats
 
     def submit(self, valid: ValidRequest, seed: int | None = None) -> Sequence:
-        """Queue a validated request; its events appear on the returned sequence's queue."""
+        """Queue a validated request; its tokens reach the sink one step at a time."""
         sequence = self._sequences.new(valid, seed)
-        params = sampling_params(valid, sequence.seed, self.eos_token_ids)
+        try:
+            request = self._request(sequence)
+        except Exception as error:  # vLLM refused this one request
+            log.exception("vLLM refused request %d", sequence.id)
+            sequence.fail(GenerationError(str(error) or type(error).__name__))
+            return sequence
+        refused = None
         with self._wakeup:
-            self._incoming.append((sequence, params))
-            self._wakeup.notify()
+            if self._in_process:
+                self._incoming.append((sequence, request))
+                self._wakeup.notify()
+            else:
+                refused = self._add(sequence, request)
+        if refused is not None:  # outside the lock: the sink may call back into this engine
+            sequence.fail(refused)
         return sequence
 
-    # --- the loop -------------------------------------------------------------------------------
+    def cancel(self, sequence: Sequence) -> None:
+        """Its client left: vLLM's request is aborted now."""
+        sequence.cancel()
+        if self._abort(sequence):
+            log.info("sequence %d cancelled (client disconnected) after %d tokens; vLLM request aborted",
+                     sequence.id, len(sequence.generated_ids))
 
-    def _loop(self) -> None:
+    def release(self, sequence: Sequence) -> None:
+        """Its text finished first (a stop sequence): vLLM's request is aborted now."""
+        sequence.release()
+        self._abort(sequence)
+
+    # --- requests in -----------------------------------------------------------------------------
+
+    def _request(self, sequence: Sequence):
+        """The engine-core request of a sequence: its token ids and sampling parameters, under
+        vLLM's own request id (the sequence id and a random suffix)."""
+        from vllm.inputs import TokensPrompt
+
+        params = sampling_params(sequence.valid, sequence.seed, self.eos_token_ids)
+        inputs = self._llm.input_processor
+        prompt = TokensPrompt(prompt_token_ids=list(sequence.valid.input_ids))
+        request = inputs.process_inputs(str(sequence.id), prompt, params, supported_tasks=self._tasks)
+        inputs.assign_request_id(request)
+        return request
+
+    def _add(self, sequence: Sequence, request) -> GenerationError | None:
+        """Under the lock: hand vLLM the request (not if it was cancelled meanwhile); the error
+        to fail it with, once the lock is released, if vLLM refused it."""
+        if sequence.stopped:
+            return None
+        rid = request.request_id
+        if sequence.valid.request.decoder_input_details:
+            self._prompt_logprobs[rid] = PromptLogprobs(sequence.valid.input_length)
+        sequence.started_at = time.monotonic()
+        self._live[rid] = sequence
+        self._request_ids[sequence.id] = rid
+        try:
+            self._core.add_request(request)
+        except Exception as error:
+            self._forget(rid, sequence)
+            log.exception("vLLM refused request %s", rid)
+            return GenerationError(str(error) or type(error).__name__)
+        return None
+
+    def _abort(self, sequence: Sequence) -> bool:
+        """vLLM's request of a stopped sequence is aborted; False if it had none running."""
+        with self._wakeup:
+            rid = self._request_ids.get(sequence.id)
+            if rid is None:
+                return False
+            self._forget(rid, sequence)
+            if self._in_process:
+                self._incoming.append((rid, None))  # the loop thread aborts it
+                self._wakeup.notify()
+            else:
+                self._core.abort_requests([rid])
+        return True
+
+    def _forget(self, rid: str, sequence: Sequence) -> None:
+        self._live.pop(rid, None)
+        self._request_ids.pop(sequence.id, None)
+        self._prompt_logprobs.pop(rid, None)
+
+    # --- outputs out -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                outputs = self._next_outputs()
+                if outputs is None:
+                    return
+                self._publish(outputs)
+        except Exception as error:  # the engine core died or failed: every answer ends
+            if self._stopped:
+                return
+            log.exception("vLLM's engine core failed")
+            self._dead = error
+            with self._lock:
+                live, self._live = list(self._live.values()), {}
+                self._request_ids.clear()
+            self._sequences.sink.fail(live, GenerationError(str(error) or type(error).__name__))
+
+    def _next_outputs(self):
+        """One step's outputs: from the engine-core process, or by stepping it here; None once
+        stopped."""
+        if not self._in_process:
+            return None if self._stopped else self._core.get_output()
         while True:
+            refused = []
             with self._wakeup:
                 while not self._stopped and not self._incoming and not self._live:
                     self._wakeup.wait()
-                if self._stopped:  # the worker is exiting. vLLM's own engine-core shutdown is not
-                    # called: it takes over a second on CPU (gc, distributed teardown) and frees
-                    # nothing the exit does not; tensor-parallel workers end with this process.
-                    return
-                newcomers = list(self._incoming)
-                self._incoming.clear()
-            try:
-                self._add(newcomers)
-                self._abort_cancelled()
-                if self._live and not self._llm.has_unfinished_requests():
-                    self._fail_all(GenerationError("vLLM no longer knows the running requests"))
-                elif self._live:
-                    self._deliver(self._llm.step())
-                self._update_stats()
-            except Exception as error:  # a failed step fails its sequences, not the server
-                log.exception("vLLM step failed")
-                self._fail_all(error)
+                if self._stopped:
+                    return None
+                pending, self._incoming = list(self._incoming), collections.deque()
+                aborts = [rid for rid, request in pending if request is None]
+                if aborts:
+                    self._core.abort_requests(aborts)
+                for sequence, request in pending:
+                    if request is not None and (error := self._add(sequence, request)) is not None:
+                        refused.append((sequence, error))
+                running = bool(self._live)
+            for sequence, error in refused:  # outside the lock: the sink may call back in
+                sequence.fail(error)
+            if running:
+                return self._core.get_output()
 
-    def _add(self, newcomers: list[tuple[Sequence, object]]) -> None:
-        from vllm.inputs import TokensPrompt
-
-        for sequence, params in newcomers:
-            if sequence.cancelled:
-                self._note_cancelled(sequence)
-                continue
-            request_id = str(sequence.id)
-            try:
-                self._llm.add_request(request_id, TokensPrompt(prompt_token_ids=list(sequence.valid.input_ids)),
-                                      params)
-            except Exception as error:  # vLLM refused this one request
-                log.exception("vLLM refused request %s", request_id)
-                sequence.fail(GenerationError(str(error) or type(error).__name__))
-                continue
-            sequence.started_at = time.monotonic()
-            self._live[request_id] = sequence
-
-    def _abort_cancelled(self) -> None:
-        gone = [rid for rid, sequence in self._live.items() if sequence.cancelled]
-        if not gone:
-            return
-        self._llm.abort_request(gone)
-        for rid in gone:
-            self._note_cancelled(self._live.pop(rid))
-
-    def _note_cancelled(self, sequence: Sequence) -> None:
-        log.info("sequence %d cancelled (client disconnected) after %d tokens; vLLM request aborted",
-                 sequence.id, len(sequence.generated_ids))
-
-    def _deliver(self, outputs) -> None:
-        """Feed vLLM's new token ids through each sequence's own detokenizer and stopping."""
-        for output in outputs:
-            sequence = self._live.get(output.request_id)
+    def _publish(self, outputs) -> None:
+        """One step of vLLM's: every live sequence's new tokens to the sink in one call."""
+        step, ended = [], []
+        for output in outputs.outputs:
+            rid = output.request_id
+            sequence = self._live.get(rid)
             if sequence is None:
-                continue
-            if output.prompt_logprobs and not sequence.prefill:
-                sequence.prefill = self._prefill_tokens(sequence, output.prompt_logprobs)
-            completion = output.outputs[0]
-            top_n = sequence.valid.request.top_n_tokens
-            for index, token_id in enumerate(completion.token_ids):
-                if sequence.finished:
-                    break
-                sequence.add(choice_from(token_id, completion.logprobs, index, top_n))
-            self._settle(output, sequence, completion.finish_reason)
-
-    def _settle(self, output, sequence: Sequence, vllm_reason) -> None:
-        """Drop a finished sequence; abort vLLM's request if Sluice finished first."""
-        rid = output.request_id
-        if sequence.finished:
-            del self._live[rid]
+                continue  # aborted meanwhile
+            prompt = self._prompt_logprobs.get(rid)
+            if prompt is not None and output.new_prompt_logprobs_tensors is not None:
+                prompt.add(output.new_prompt_logprobs_tensors)
+            if output.new_token_ids:
+                if prompt is not None and not sequence.prefill:
+                    sequence.prefill = self._prefill_tokens(sequence, prompt.values)
+                choices = choices_from(output.new_token_ids, output.new_logprobs,
+                                       sequence.valid.request.top_n_tokens)
+                for choice in choices:
+                    sequence.take(choice)
+                step.append((sequence, choices))
+            if output.finish_reason is not None:
+                ended.append((rid, sequence, output.finish_reason))
+        stats = outputs.scheduler_stats
+        if stats is not None:
+            self._running = stats.num_running_reqs
+        if step:
+            self._sequences.sink.publish(step)
+        for rid, sequence, reason in ended:
+            with self._lock:
+                self._forget(rid, sequence)
             self._stats.finished_total += 1
-            if not output.finished:
-                self._llm.abort_request([rid])
-        elif output.finished:
-            del self._live[rid]
-            sequence.fail(GenerationError(f"vLLM ended the request early ({vllm_reason})"))
+            if not sequence.finished:  # Sluice's rules had not ended it: vLLM did (its context is full)
+                sequence.fail(GenerationError(f"vLLM ended the request early ({reason})"))
 
-    def _prefill_tokens(self, sequence: Sequence, prompt_logprobs) -> tuple[Token, ...]:
-        tokens = []
-        for position, token_id in enumerate(sequence.valid.input_ids):
-            entry = prompt_logprobs[position] if position < len(prompt_logprobs) else None
-            logprob = entry[token_id].logprob if entry and token_id in entry else None
-            tokens.append(Token(token_id, self._text.token(token_id), logprob, token_id in self.special_ids))
-        return tuple(tokens)
-
-    def _update_stats(self) -> None:
-        self._stats.batch_tokens = sum(s.valid.input_length + len(s.generated_ids) for s in self._live.values())
-
-    def _fail_all(self, error: Exception) -> None:
-        failure = GenerationError(str(error) or type(error).__name__)
-        try:
-            self._llm.abort_request(list(self._live))
-        except Exception:
-            log.exception("aborting vLLM requests after a failure")
-        for sequence in self._live.values():
-            if not sequence.finished:
-                sequence.fail(failure)
-        self._live.clear()
-        self._update_stats()
+    def _prefill_tokens(self, sequence: Sequence, logprobs: list[float | None]) -> tuple[Token, ...]:
+        return tuple(Token(token_id, self._text.token(token_id), logprobs[i] if i < len(logprobs) else None,
+                           token_id in self.special_ids)
+                     for i, token_id in enumerate(sequence.valid.input_ids))

@@ -144,6 +144,7 @@ class ChatDialect(OpenAIDialect):
         names = field_names(body, "messages")
         stream, usage_wanted = stream_flag(body), include_usage(body)
         request = build_request(prompt, read_parameters(body, names), context.limits, stream=stream, names=names)
+        request = replace(request, token_logprobs=body.get("logprobs") is True)
         grammar = plan.grammar if plan is not None else parse_response_format(body.get("response_format"))
         if grammar is not None:
             request = replace(request, grammar=grammar)

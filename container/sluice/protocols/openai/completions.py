@@ -71,6 +71,7 @@ class CompletionsDialect(OpenAIDialect):
         names = field_names(body, "prompt")
         stream = stream_flag(body)
         request = build_request(prompts[0], read_parameters(body, names), context.limits, stream=stream, names=names)
+        request = replace(request, token_logprobs=False)  # a completion's choices carry none
         grammar = parse_response_format(body.get("response_format"))
         if grammar is not None:
             request = replace(request, grammar=grammar)

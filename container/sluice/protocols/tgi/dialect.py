@@ -12,7 +12,7 @@ from ...serving.exchange import Outcome, ParseContext, Prompt
 from ...text.events import TokenEvent
 from .body import parse_generate_body
 from .errors import error_event
-from .responses import generate_response, stream_event, timing_headers
+from .responses import generate_response, stream_event, stream_event_json, timing_headers
 
 
 @dataclass
@@ -33,6 +33,11 @@ class TgiExchange:
     def encode_event(self, event: TokenEvent) -> list[dict]:
         req = self.request
         return [stream_event(event, req.inputs, req.return_full_text, req.details)]
+
+    def encode_event_json(self, event: TokenEvent) -> list[str]:
+        """``encode_event``'s payloads already written as JSON (the per-token fast path)."""
+        req = self.request
+        return [stream_event_json(event, req.inputs, req.return_full_text, req.details)]
 
     def encode_tail(self) -> list[dict]:
         return []

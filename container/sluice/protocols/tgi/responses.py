@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ...text.events import Finish, Token, TokenEvent
+from ...wire.framing import dump_json, json_string
 
 
 def _logprob(value: float | None) -> float | None:
@@ -39,6 +40,24 @@ def stream_event(event: TokenEvent, prompt: str, return_full_text: bool, details
         body["details"] = {"finish_reason": finish.finish_reason, "generated_tokens": finish.generated_tokens,
                            "seed": finish.seed, "input_length": finish.input_length}
     return body
+
+
+# A token event that is not the last and has no top tokens: a stream's common case, per token.
+_PLAIN_EVENT = ('{"index":%d,"token":{"id":%d,"text":%s,"logprob":%s,"special":%s},'
+                '"generated_text":null,"details":null}')
+
+
+def stream_event_json(event: TokenEvent, prompt: str, return_full_text: bool, details: bool) -> str:
+    """``dump_json(stream_event(...))``; the common case written from a template: the same text
+    at a third of the cost of building and encoding the dicts (tested equal)."""
+    token = event.token
+    logprob = token.logprob
+    if (event.finish is None and not event.top_tokens and type(token.id) is int and type(event.index) is int
+            and (logprob is None or (type(logprob) is float and math.isfinite(logprob)))):
+        return _PLAIN_EVENT % (event.index, token.id, json_string(token.text),
+                               "null" if logprob is None else float.__repr__(logprob),
+                               "true" if token.special else "false")
+    return dump_json(stream_event(event, prompt, return_full_text, details))
 
 
 def sequence_details(events: list[TokenEvent]) -> dict:
