@@ -20,6 +20,7 @@ import time
 
 from ..errors import ClientClosedError, DeserializeError, IncompleteGenerationError, ServerError, ValidationError
 from ..wire.framing import StreamFormat, choose_stream_format
+from .admission import GATE
 from .delivery import StreamEncoder
 from .exchange import Dialect, Exchange, HttpContext, ParseContext, Reply
 from .service import GenerationService
@@ -41,7 +42,8 @@ class ResponseDriver:
     def respond(self, dialect: Dialect, body, http: HttpContext) -> Reply:
         fmt = choose_stream_format(http.accept)
         try:
-            exchange = dialect.parse(body, self.context)
+            with GATE:  # admission work: a burst takes turns (``admission``)
+                exchange = dialect.parse(body, self.context)
         except ServerError as error:
             return self._refuse(dialect, body, error, fmt)
         if exchange.stream:

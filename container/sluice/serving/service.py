@@ -21,6 +21,7 @@ from ..engines.base import GenerationEngine
 from ..errors import ClientClosedError, IncompleteGenerationError, OverloadedError, ServerError, ValidationError
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SageMakerHeaders, ValidRequest
 from ..text.events import Finish
+from .admission import GATE
 from .delivery import Collector, StreamConsumer, StreamEncoder, StreamHub
 from .exchange import Outcome, Run
 from .metrics import Metrics
@@ -118,7 +119,9 @@ class GenerationService:
         """Token checks, then the grammar's compile: here, in the request thread (bounded, cached),
         so the engine only ever sees ready matchers. The valid request carries SageMaker's headers
         on to the cache and the engine."""
-        valid = dataclasses.replace(self.validator.validate(request, names, add_special_tokens), sagemaker=sagemaker)
+        with GATE:  # admission work: a burst takes turns (``admission``)
+            valid = self.validator.validate(request, names, add_special_tokens)
+        valid = dataclasses.replace(valid, sagemaker=sagemaker)
         if request.grammar is None:
             return valid
         if self.grammars is None:
@@ -172,8 +175,9 @@ class GenerationService:
         consumer = StreamConsumer(encoder, raw_body, self.keepalive_seconds, keep_run=self.cache.enabled)
         if raw_body is not None:
             yield b""  # the status line and headers, now
-        sequence = self.engine.submit(valid)
-        self.delivery.follow(sequence, consumer, self.request_timeout, client)
+        with GATE:
+            sequence = self.engine.submit(valid)
+            self.delivery.follow(sequence, consumer, self.request_timeout, client)
         ended = False
         try:
             yield from consumer.chunks(self._delivering)
@@ -202,8 +206,9 @@ class GenerationService:
     def _collect(self, valid: ValidRequest, client) -> Run:
         """One sequence's whole run, its thread woken once, at the end."""
         collector = Collector()
-        sequence = self.engine.submit(valid)
-        self.delivery.follow(sequence, collector, self.request_timeout, client)
+        with GATE:
+            sequence = self.engine.submit(valid)
+            self.delivery.follow(sequence, collector, self.request_timeout, client)
         ended = False
         try:
             events = collector.wait(self._delivering)
