@@ -56,6 +56,7 @@ LINGER_SECONDS = 2.0  # as gunicorn's close_graceful: let the peer read our answ
 LINGER_MAX_BYTES = 64 * 1024
 QUICK_EXIT_SECONDS = 1.0  # Ctrl-C: streams get their in-band end, then the worker goes (the
 # arbiter, stopped by SIGTERM first, allows 2 s after a Ctrl-C before its SIGKILL)
+ACCEPT_BURST = 64  # connections accepted in one turn of gunicorn's main loop, at most
 EXIT_MARGIN_SECONDS = 1.0  # SIGTERM: the worker starts its exit (at most 0.5 s) this long before the arbiter's SIGKILL
 
 # gunicorn's parse errors, most specific first, and the error each is answered with.
@@ -149,8 +150,17 @@ class SluiceThreadWorker(ThreadWorker):
             listener.close()
 
     def accept(self, listener):
-        if self.alive:  # a readiness event may still be queued for a listener closed at SIGTERM
-            super().accept(listener)
+        """Every connection waiting (up to ``ACCEPT_BURST``) in one turn of the main loop:
+        gunicorn takes one per turn, and each turn's calls (the arbiter's heartbeat, the poll)
+        must win the GIL back from the request threads already running, so a burst of 512
+        streams took ~1 s just to be accepted."""
+        for _ in range(ACCEPT_BURST):
+            if not self.alive:  # a readiness event may still be queued for a listener closed at SIGTERM
+                return
+            before = self.nr_conns
+            super().accept(listener)  # the listener does not block: none waiting ends the burst
+            if self.nr_conns == before or self.nr_conns >= self.worker_connections:
+                return
 
 
 def write_json_error(sock, error: ServerError) -> None:
