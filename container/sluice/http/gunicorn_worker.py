@@ -9,7 +9,8 @@ gunicorn's main loop, which accepts connections and must never wait on one clien
 the listening socket closes at once (new connections are refused instead of queueing until the
 worker exits) and requests on open connections get 503, while in-flight streams finish; one still
 running 2 s before the graceful window ends gets an in-band ``shutting_down`` error instead of
-being cut. Ctrl-C (SIGINT, which the terminal sends to every process of the server; the arbiter
+being cut. A burst of connections is accepted in one turn of gunicorn's main loop rather than
+one per turn. Ctrl-C (SIGINT, which the terminal sends to every process of the server; the arbiter
 passes its own on as SIGQUIT) does the same at once: running streams end with that event and the
 worker is gone within ``QUICK_EXIT_SECONDS``; a second Ctrl-C ends it immediately. The worker
 always exits by itself, before the arbiter's deadline (``worker_exit``).

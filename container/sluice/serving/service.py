@@ -6,6 +6,8 @@ engine's own queue is bounded by the slots). From the engine to the client the a
 through the delivery thread (``delivery``): it makes the text, encodes and writes every stream
 once per step, and notices at every step a client that hung up, so an abandoned request frees
 its batch row within a step, streaming or not. The request thread only waits for the end.
+Its admission work (validation, the hand-over to the engine and the delivery thread) takes
+turns with the rest of a burst (``admission``).
 """
 
 from __future__ import annotations
