@@ -11,6 +11,7 @@ from .config import Config
 from .engines.base import GenerationEngine
 from .engines.registry import build_engine
 from .request import RequestLimits
+from .serving.adapters import AdapterRegistry
 from .serving.grammar import GrammarCompiler, GrammarLimits
 from .serving.metrics import Metrics
 from .serving.response_cache import ResponseCache
@@ -56,7 +57,16 @@ def make_service(config: Config, engine: GenerationEngine, validator: Validator,
                              request_timeout=float(config.model_server_timeout),
                              cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
                              keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars,
-                             model_name=config.served_model_name)
+                             model_name=config.served_model_name,
+                             adapters=AdapterRegistry(engine, (config.served_model_name, config.model_id)))
+
+
+def register_startup_adapters(service: GenerationService, config: Config) -> None:
+    """TGI's ``LORA_ADAPTERS``, registered (and loaded, as far as slots allow) before the server
+    says it is ready; one that cannot be served stops the start with its 424 text."""
+    for name, path in config.lora_adapters:
+        record = service.adapters.register(name, path)
+        log.info("LORA_ADAPTERS: %s from %s, rank %s", name, path, record.facts.get("rank"))
 
 
 def build_serving(config: Config) -> Serving:
@@ -65,5 +75,6 @@ def build_serving(config: Config) -> Serving:
     validator = Validator(built.tokenizer, built.limits, config.default_max_new_tokens,
                           check=built.engine.check_request)
     grammars = grammar_compiler(config, built.tokenizer, built.vocab_size, built.eos_token_ids)
-    return Serving(make_service(config, built.engine, validator, grammars),
-                   config.compute_type or default_compute_type(built.device_type))
+    service = make_service(config, built.engine, validator, grammars)
+    register_startup_adapters(service, config)
+    return Serving(service, config.compute_type or default_compute_type(built.device_type))

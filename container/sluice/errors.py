@@ -32,6 +32,17 @@ class ValidationError(ServerError):
         super().__init__(f"Input validation error: {detail}")
 
 
+class AdapterNotFoundError(ValidationError):
+    """A request names a LoRA adapter that is not registered: 404 (vLLM's status for an unknown
+    model), never the base model's answer (TGI#2505). A validation error otherwise: in-band on a
+    stream, counted as one."""
+
+    status = 404
+
+    def __init__(self, name: str, field: str):
+        super().__init__(f"adapter `{name}` (named by {field}) is not registered; register it with POST /adapters")
+
+
 class DeserializeError(ServerError):
     """The JSON is well formed but is not a request (wrong types, missing ``inputs``)."""
 
@@ -69,6 +80,25 @@ class PayloadTooLargeError(ServerError):
 class NotFoundError(ServerError):
     status = 404
     error_type = "not_found"
+
+
+class ConflictError(ServerError):
+    """``POST /adapters`` with a name already registered (unregister it first) or a pin no slot can hold."""
+
+    status = 409
+    error_type = "conflict"
+
+
+class AdapterMisfitError(ServerError):
+    """An adapter directory the base model cannot serve: unreadable, unsupported (DoRA,
+    ``modules_to_save``, embedding LoRA, biases), a rank above ``MAX_LORA_RANK``, or shapes and
+    modules that do not match the model. 424, as SageMaker's adapter contract asks."""
+
+    status = 424
+    error_type = "adapter"
+
+    def __init__(self, name: str, detail: str):
+        super().__init__(f"Adapter {name} cannot be served: {detail}")
 
 
 class MethodNotAllowedError(ServerError):

@@ -19,6 +19,7 @@ from ..protocols.route import Route
 from ..serving.driver import ResponseDriver
 from ..serving.exchange import HttpContext, Reply
 from . import info_routes
+from .adapter_routes import register_adapter_routes
 from .guards import register_guards
 from .json_io import client_gone_probe, json_response, read_json_body, register_error_handlers
 from .sagemaker_headers import read_sagemaker_headers
@@ -66,18 +67,20 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     error_bodies = {route.name: route.error_body for route in ROUTES}
     register_error_handlers(app, config.payload_limit,
                             lambda error: error_bodies.get(request.endpoint, ServerError.body)(error))
-    register_guards(app, config.api_key, protected={route.path for route in ROUTES} | {"/tokenize"})
+    register_guards(app, config.api_key, protected={route.path for route in ROUTES} | {"/tokenize"},
+                    admin=("/adapters",))
     routes = Routes(host, config)
     for path, name in HEALTH_PATHS:
         app.add_url_rule(path, name, routes.health, methods=["GET"])
     for path, name, view, methods in (
             ("/info", "info", lambda: info_routes.info(routes.service(), config), ["GET"]),
-            ("/v1/models", "models", lambda: info_routes.models(config), ["GET"]),
+            ("/v1/models", "models", lambda: info_routes.models(config, host.service), ["GET"]),
             ("/metrics", "metrics", lambda: info_routes.metrics(host.service), ["GET"]),
             ("/tokenize", "tokenize", lambda: info_routes.tokenize(routes.service(), routes.body()), ["POST"])):
         app.add_url_rule(path, name, view, methods=methods)
     for route in ROUTES:
         app.add_url_rule(route.path, route.name, lambda route=route: routes.answer(route), methods=["POST"])
+    register_adapter_routes(app, routes.service, config.payload_limit)
     return app
 
 

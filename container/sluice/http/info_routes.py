@@ -34,10 +34,14 @@ def info(service: GenerationService, config: Config) -> Response:
     })
 
 
-def models(config: Config) -> Response:
-    """TGI's shape, under the name OpenAI answers carry (``/info`` keeps the full ``model_id``)."""
+def models(config: Config, service: GenerationService | None = None) -> Response:
+    """TGI's shape, under the name OpenAI answers carry (``/info`` keeps the full ``model_id``),
+    then each registered LoRA adapter with the base as its ``parent`` (as vLLM lists them)."""
     name = config.served_model_name
-    return json_response({"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": name}]})
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": name}]
+    for record in service.adapters.records() if service is not None else ():
+        data.append({"id": record.ref.name, "object": "model", "created": 0, "owned_by": name, "parent": name})
+    return json_response({"object": "list", "data": data})
 
 
 def tokenize(service: GenerationService, body) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .adapter import AdapterRef, AdapterSelection
 from .grammar import GrammarSpec
 from .sagemaker import NO_HEADERS, SageMakerHeaders
 
@@ -50,6 +51,7 @@ class GenerateRequest:
     best_of: int = 1
     stream: bool = False
     grammar: GrammarSpec | None = None  # the output must match it
+    adapter: AdapterSelection | None = None  # the LoRA adapter the body named (serving resolves it)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ValidRequest:
     max_new_tokens: int
     grammar: object | None = None  # the compiled grammar (request thread), never compiled by an engine
     sagemaker: SageMakerHeaders = NO_HEADERS  # what the client asked through SageMaker's headers
+    adapter: AdapterRef | None = None  # the LoRA adapter it runs with (None: the base model)
 
     @property
     def input_length(self) -> int:

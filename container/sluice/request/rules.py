@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ValidationError
+from .adapter import AdapterSelection
 from .grammar import GrammarSpec
 from .model import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SamplingParams
 
@@ -43,6 +44,7 @@ class Parameters:
     watermark: bool = False
     stop: tuple[str, ...] = ()
     grammar: GrammarSpec | None = None
+    adapter: AdapterSelection | None = None
 
     @property
     def sampling(self) -> bool:
@@ -70,7 +72,7 @@ def build_request(inputs: str, params: Parameters, limits: RequestLimits, *, str
         return_full_text=return_full_text_default if params.return_full_text is None else params.return_full_text,
         details=params.details or params.decoder_input_details, decoder_input_details=params.decoder_input_details,
         top_n_tokens=params.top_n_tokens or 0, best_of=1 if params.best_of is None else params.best_of,
-        stream=stream, grammar=params.grammar)
+        stream=stream, grammar=params.grammar, adapter=params.adapter)
 
 
 def _sampling(p: Parameters) -> SamplingParams:

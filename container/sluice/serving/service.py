@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SageMakerHeaders, ValidRequest
 from ..text.events import ErrorEvent, TokenEvent
+from .adapters import AdapterRegistry
 from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
@@ -44,7 +45,8 @@ class GenerationService:
     def __init__(self, engine: GenerationEngine, validator: Validator, limits: RequestLimits,
                  max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
                  metrics: Metrics | None = None, keepalive_seconds: float = 15.0,
-                 grammars: "GrammarCompiler | None" = None, model_name: str = ""):
+                 grammars: "GrammarCompiler | None" = None, model_name: str = "",
+                 adapters: AdapterRegistry | None = None):
         self.engine = engine
         self.validator = validator
         self.limits = limits
@@ -55,6 +57,7 @@ class GenerationService:
         self.grammars = grammars  # None: this tokenizer cannot be constrained (not a fast one)
         self.max_concurrent_requests = max_concurrent_requests
         self.cache = cache or ResponseCache(0)
+        self.adapters = adapters or AdapterRegistry(engine, (model_name,))  # the LoRA adapters by name
         self.metrics = metrics or Metrics()
         self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache)
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
@@ -115,8 +118,10 @@ class GenerationService:
                  sagemaker: SageMakerHeaders = NO_HEADERS) -> ValidRequest:
         """Token checks, then the grammar's compile: here, in the request thread (bounded, cached),
         so the engine only ever sees ready matchers. The valid request carries SageMaker's headers
-        on to the cache and the engine."""
-        valid = dataclasses.replace(self.validator.validate(request, names, add_special_tokens), sagemaker=sagemaker)
+        and the adapter they and the body select on to the cache and the engine."""
+        adapter = self.adapters.resolve(sagemaker, request.adapter)
+        valid = dataclasses.replace(self.validator.validate(request, names, add_special_tokens), sagemaker=sagemaker,
+                                    adapter=adapter)
         if request.grammar is None:
             return valid
         if self.grammars is None:
@@ -139,8 +144,10 @@ class GenerationService:
 
     @staticmethod
     def _key(valid: ValidRequest) -> tuple:
-        """What decides the tokens: the request and what its SageMaker headers select."""
-        return cache_key(valid.request, valid.input_ids, valid.max_new_tokens) + valid.sagemaker.cache_scope()
+        """What decides the tokens: the request, what its SageMaker headers select and its adapter
+        (one registration's: a name registered again never replays the old weights' answers)."""
+        adapter = valid.adapter.cache_scope() if valid.adapter is not None else ()
+        return cache_key(valid.request, valid.input_ids, valid.max_new_tokens) + valid.sagemaker.cache_scope() + adapter
 
     # --- generation -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ...config import TokenLimits
-    from ...request import GenerateRequest, ValidRequest
+    from ...request import AdapterRef, AdapterSpec, GenerateRequest, ValidRequest
     from .sequence import Sequence
 
 
@@ -55,6 +55,17 @@ class GenerationEngine(Protocol):
 
     def check_request(self, request: "GenerateRequest") -> None:
         """Raise a 422 for a parameter this engine cannot honour (nothing is silently dropped)."""
+
+    def add_adapter(self, spec: "AdapterSpec") -> dict:
+        """Check a LoRA adapter's directory against the model and serve it from now on: what its
+        files say (rank, target modules) and whether it is loaded; a 424 if it does not fit, a 409
+        if this engine serves no adapters. Called from a request thread."""
+
+    def remove_adapter(self, ref: "AdapterRef") -> None:
+        """Stop serving an adapter; requests already running with it may finish."""
+
+    def adapter_loaded(self, ref: "AdapterRef") -> bool:
+        """Whether the adapter's weights are loaded now (``GET /adapters``)."""
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...errors import GenerationError
-from ...request import ValidRequest
+from ...errors import ConflictError, GenerationError
+from ...request import AdapterRef, AdapterSpec, ValidRequest
 from ...text.events import Token
 from ..base import EngineStats, LoopThread, Sequence, SequenceMaker, draw_seed
+from .adapters import NativeAdapters
 from .constraint import MaskBuilder, RowConstraint
 from .kv_batch import KVBatch, cache_from_columns, concatenate, row_columns
+from .lora import LoadedLora
 from .model_runner import ModelRunner, PrefillJob
 from .prefix_cache import Hit, PrefixCache
 from .sampling import Selection, SequenceSampler, choose_tokens
@@ -47,6 +49,7 @@ class NativeSequence(Sequence):
 
     sampler: SequenceSampler = field(kw_only=True)
     constraint: RowConstraint | None = field(default=None, kw_only=True)
+    lora: LoadedLora | None = field(default=None, kw_only=True)  # its adapter's weights, once admitted
 
 
 class NativeEngine(LoopThread):
@@ -54,8 +57,9 @@ class NativeEngine(LoopThread):
 
     def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
                  eos_token_ids: frozenset[int], special_ids: frozenset[int],
-                 prefix_cache: PrefixCache | None = None):
+                 prefix_cache: PrefixCache | None = None, adapters: NativeAdapters | None = None):
         super().__init__("sluice-engine")
+        self._adapters = adapters  # None: no LoRA adapters (MAX_LORA_ADAPTERS=0)
         self.runner = runner
         self._prefixes = prefix_cache
         self.tokenizer = tokenizer
@@ -102,6 +106,22 @@ class NativeEngine(LoopThread):
     def check_request(request) -> None:
         """Every TGI parameter is implemented by this engine: nothing to refuse."""
 
+    # --- adapters (request threads) -------------------------------------------------------------
+
+    def add_adapter(self, spec: AdapterSpec) -> dict:
+        """Check a LoRA directory against the model and register it (a 424 if it does not fit)."""
+        if self._adapters is None:
+            raise ConflictError("LoRA adapters are off (MAX_LORA_ADAPTERS=0)")
+        return self._adapters.add(spec)
+
+    def remove_adapter(self, ref: AdapterRef) -> None:
+        """Forget an adapter; rows running with it finish first."""
+        if self._adapters is not None:
+            self._adapters.remove(ref)
+
+    def adapter_loaded(self, ref: AdapterRef) -> bool:
+        return self._adapters is not None and self._adapters.is_loaded(ref)
+
     # --- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -130,11 +150,19 @@ class NativeEngine(LoopThread):
 
     def _admit(self) -> list[NativeSequence]:
         """Waiting sequences that fit now, in arrival order; caller holds the lock."""
-        admitted, cancelled = self._scheduler.admit(self._running)
+        gate = self._adapters.admission_gate(self._running) if self._adapters is not None else None
+        admitted, cancelled = self._scheduler.admit(self._running, gate)
         for sequence in cancelled:
             self._note_cancelled(sequence)
         self.stats.queue_size = len(self._waiting)
         return admitted
+
+    def _row_adapters(self) -> list[LoadedLora | None] | None:
+        """The running rows' adapters, in batch order; None when every row runs the base model."""
+        if self._adapters is None:
+            return None
+        adapters = [s.lora for s in self._running]
+        return adapters if any(a is not None for a in adapters) else None
 
     def _drop_cancelled(self) -> None:
         # Read each flag once: a request thread may cancel between two reads, and a row noted as
@@ -164,7 +192,7 @@ class NativeEngine(LoopThread):
         """Queue the newcomers' prefill jobs: one per cached-prefix hit, one per group of
         similar lengths for the rest."""
         now, cold = time.monotonic(), []
-        for sequence in newcomers:
+        for sequence in newcomers if self._adapters is None else self._adapters.take(newcomers):
             sequence.started_at = now
             hit = self._prefix_hit(sequence)
             if hit is None:
@@ -178,14 +206,16 @@ class NativeEngine(LoopThread):
         # Prompt log-probabilities need every prompt position's logits: such requests prefill all.
         if self._prefixes is None or sequence.valid.request.decoder_input_details:
             return None
-        return self._prefixes.lookup(sequence.valid.input_ids)
+        return self._prefixes.lookup(sequence.valid.input_ids, sequence.valid.adapter)
 
     def _queue_prefill(self, group: list[NativeSequence], hit: Hit | None = None) -> None:
         try:
             wants_prompt = any(s.valid.request.decoder_input_details for s in group)
             cache = cache_from_columns(hit.entry.payload, hit.length) if hit else None
+            adapters = [s.lora for s in group] if any(s.lora is not None for s in group) else None
             self._prefilling.append((group, self.runner.begin_prefill(
-                [s.valid.input_ids for s in group], wants_prompt, cache=cache, done=hit.length if hit else 0)))
+                [s.valid.input_ids for s in group], wants_prompt, cache=cache, done=hit.length if hit else 0,
+                adapters=adapters)))
         except Exception:
             log.exception("prefill of %d sequences failed; the running batch continues", len(group))
             self._fail(group, STEP_FAILED)
@@ -199,11 +229,11 @@ class NativeEngine(LoopThread):
         if self._prefixes is None:
             return
         for row, sequence in enumerate(group):
-            prompt = sequence.valid.input_ids
-            length = self._prefixes.cacheable_length(prompt)
+            prompt, adapter = sequence.valid.input_ids, sequence.valid.adapter
+            length = self._prefixes.cacheable_length(prompt, adapter)
             if length:
                 columns = row_columns(job.cache, row, job.width - len(prompt), length)
-                self._prefixes.insert(prompt[:length], columns, sum(k.nbytes + v.nbytes for k, v in columns))
+                self._prefixes.insert(prompt[:length], columns, sum(k.nbytes + v.nbytes for k, v in columns), adapter)
         self.stats.prefix_cache_entries = self._prefixes.entries
         self.stats.prefix_cache_tokens = self._prefixes.cached_tokens
         self.stats.prefix_cache_bytes = self._prefixes.cached_bytes
@@ -231,8 +261,8 @@ class NativeEngine(LoopThread):
         """
         group, job = self._prefilling[0]
         try:
-            logits = self.runner.fused_step(self._batch, job,
-                                            self._scheduler.chunk_stop(job.done, job.width, job.rows))
+            logits = self.runner.fused_step(self._batch, job, self._scheduler.chunk_stop(job.done, job.width, job.rows),
+                                            self._row_adapters())
         except Exception:
             self._fail_prefill(group, job)
             return
@@ -277,7 +307,7 @@ class NativeEngine(LoopThread):
         return (result.batch.filter(keep), [group[i] for i in keep]) if keep else None
 
     def _decode_step(self) -> None:
-        self._after_decode(self.runner.decode(self._batch))
+        self._after_decode(self.runner.decode(self._batch, self._row_adapters()))
 
     def _after_decode(self, logits: torch.Tensor) -> None:
         """Choose, publish and retire the running rows' tokens from a decode step's logits."""

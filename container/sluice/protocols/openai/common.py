@@ -12,7 +12,7 @@ import time
 import uuid
 
 from ...errors import DeserializeError, ServerError
-from ...request import FieldNames, Parameters
+from ...request import AdapterSelection, FieldNames, Parameters
 from ...text.events import Finish
 from ..fields import describe, stop_sequences, typed, typed_integer
 from .errors import error_event
@@ -44,7 +44,17 @@ def read_parameters(body: dict, names: FieldNames) -> Parameters:
         frequency_penalty=number("frequency_penalty"), repetition_penalty=_repetition_penalty(number),
         max_new_tokens=typed_integer(body, max_tokens, "u32", max_tokens),
         top_n_tokens=typed_integer(body, "top_logprobs", "u32", "top_logprobs") if logprobs else None,
-        stop=_stop(body.get("stop")), details=True)
+        stop=_stop(body.get("stop")), details=True, adapter=model_adapter(body))
+
+
+def model_adapter(body: dict) -> AdapterSelection | None:
+    """OpenAI's ``model`` as TGI reads it: the name of a LoRA adapter, unless it is ``"tgi"`` (the
+    base). Serving decides what a name that is no adapter means (the served model's own name is
+    the base; see ``serving.adapters``)."""
+    model = body.get("model")
+    if not isinstance(model, str) or model in ("", "tgi"):
+        return None
+    return AdapterSelection(model, "model", strict=False)
 
 
 def _repetition_penalty(number) -> float | None:
