@@ -61,18 +61,18 @@ def build_adapter(base_dir, out_dir, seed: int = 0, style: str | None = None, ra
         tensors[f"base_model.model.{path}.lora_A.weight"] = a.contiguous()
         tensors[f"base_model.model.{path}.lora_B.weight"] = b.contiguous()
     save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
-    (out / "adapter_config.json").write_text(json.dumps(_peft_config(base, rank, style, seed), indent=2) + "\n")
+    (out / "adapter_config.json").write_text(json.dumps(_peft_config(base, rank), indent=2) + "\n")
     return out
 
 
-def _peft_config(base: Path, rank: int, style: str | None, seed: int) -> dict:
+def _peft_config(base: Path, rank: int) -> dict:
     """``LoraConfig`` as PEFT saves it (``LoraConfig.from_pretrained`` reads it back)."""
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base),
             "r": rank, "lora_alpha": ALPHA, "lora_dropout": 0.0, "target_modules": list(TARGETS),
             "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "use_dora": False,
             "modules_to_save": None, "inference_mode": True, "init_lora_weights": True,
             "layers_to_transform": None, "layers_pattern": None, "rank_pattern": {}, "alpha_pattern": {},
-            "revision": None, "sluice_demo": {"style": style, "seed": seed}}
+            "revision": None}
 
 
 def _load_base(base: Path, with_weights: bool):

@@ -39,7 +39,8 @@ class CharTokenizer:
 
 
 class FakeEngine:
-    """Answers each sequence with ``max_new_tokens`` tokens ``t1 t2 ...``.
+    """Answers each sequence with ``max_new_tokens`` tokens ``t1 t2 ...`` (``<adapter>-t1 ...``
+    for a request with a LoRA adapter, so a test sees which one answered).
 
     ``release_at=n`` holds every answer until n sequences are waiting at once: a request whose
     prompts are not submitted together never finishes. ``fail`` makes each sequence fail after
@@ -51,6 +52,7 @@ class FakeEngine:
         self.pending: list = []
         self.submitted: list = []  # every validated request, in submission order
         self.cancelled: list = []
+        self.adapters: dict = {}  # uid -> the AdapterSpec registered
         self.lock = threading.Lock()
         self.stats = SimpleNamespace(queue_size=0, batch_size=0, batch_tokens=0)
 
@@ -67,15 +69,17 @@ class FakeEngine:
 
     def _answer(self, sequence) -> None:
         count = sequence.valid.max_new_tokens
+        adapter = sequence.valid.adapter
+        word = f"{adapter.name}-t" if adapter is not None else "t"
         for index in range(1, count + 1):
             if self.fail is not None and index == 2:
                 sequence.events.put(ErrorEvent(self.fail))
                 return
             finish = None
             if index == count:
-                finish = Finish("".join(f" t{i}" for i in range(1, count + 1)), "length", count, None,
+                finish = Finish("".join(f" {word}{i}" for i in range(1, count + 1)), "length", count, None,
                                 sequence.valid.input_length, (), 0.0, 0.0)
-            sequence.events.put(TokenEvent(index, Token(index, f" t{index}", -0.5, False), (), finish))
+            sequence.events.put(TokenEvent(index, Token(index, f" {word}{index}", -0.5, False), (), finish))
 
     def cancel(self, sequence) -> None:
         self.cancelled.append(sequence)
@@ -91,6 +95,17 @@ class FakeEngine:
     def check_request(request) -> None:
         pass
 
+    def add_adapter(self, spec) -> dict:
+        self.adapters[spec.ref.uid] = spec
+        return {"rank": 8, "loaded": spec.preload or spec.pinned}
+
+    def remove_adapter(self, ref) -> None:
+        del self.adapters[ref.uid]
+
+    def adapter_loaded(self, ref) -> bool:
+        spec = self.adapters.get(ref.uid)
+        return spec is not None and (spec.preload or spec.pinned)
+
 
 def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
                  chat_template: str | None = CharTokenizer.chat_template,
@@ -104,8 +119,9 @@ def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeo
 
 
 def in_process_client(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
-                      chat_template: str | None = CharTokenizer.chat_template):
+                      chat_template: str | None = CharTokenizer.chat_template, cache: ResponseCache | None = None,
+                      api_key: str | None = None):
     """A Flask test client over the real app, serving ``engine`` (a plain FakeEngine by default)."""
-    service = fake_service(engine, slots, request_timeout, chat_template)
+    service = fake_service(engine, slots, request_timeout, chat_template, cache)
     host = SimpleNamespace(service=service, error=None, compute_type="cpu")
-    return create_app(host, Config(model_id="fake-model")).test_client()
+    return create_app(host, Config(model_id="fake-model", api_key=api_key)).test_client()

@@ -22,11 +22,11 @@ def runner_of(loaded, fuse: bool = True) -> ModelRunner:
 
 
 def make_engine(loaded, runner: ModelRunner | None = None, chunk: int = 4096,
-                kv_tokens: int = 100_000) -> NativeEngine:
+                kv_tokens: int = 100_000, prefix_cache=None, adapters=None) -> NativeEngine:
     """An engine over ``runner`` (a plain one by default), prefilling ``chunk`` tokens a pass."""
     return NativeEngine(runner or runner_of(loaded), loaded.tokenizer, SchedulerBudget(kv_tokens, chunk),
                         eos_token_ids(loaded.model.generation_config, loaded.tokenizer),
-                        frozenset(loaded.tokenizer.all_special_ids))
+                        frozenset(loaded.tokenizer.all_special_ids), prefix_cache, adapters)
 
 
 def request(loaded, prompt: str, **parameters):

@@ -25,6 +25,7 @@ def info(service: GenerationService, config: Config) -> Response:
         "max_input_length": limits.max_input_tokens, "max_total_tokens": limits.max_total_tokens,
         "max_batch_total_tokens": engine["max_batch_total_tokens"],
         "max_batch_prefill_tokens": engine["max_batch_prefill_tokens"], "max_batch_size": engine["max_batch_size"],
+        "max_lora_adapters": engine.get("max_lora_adapters", 0), "max_lora_rank": config.max_lora_rank,
         "validation_workers": 1, "max_client_batch_size": service.limits.max_client_batch_size,
         "router": "sluice", "engine": engine["engine"], "version": __version__, "sha": None,
         "docker_label": None,

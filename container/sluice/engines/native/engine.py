@@ -100,7 +100,8 @@ class NativeEngine(LoopThread):
                 "model_device_type": self.runner.device.type,
                 "max_batch_total_tokens": self.budget.max_batch_total_tokens,
                 "max_batch_prefill_tokens": self.budget.max_batch_prefill_tokens,
-                "max_batch_size": self.budget.max_batch_size}
+                "max_batch_size": self.budget.max_batch_size,
+                "max_lora_adapters": self._adapters.bank.capacity if self._adapters is not None else 0}
 
     @staticmethod
     def check_request(request) -> None:

@@ -135,7 +135,11 @@ class LoraLayers:
                 continue
             parent_path, _, name = path.rpartition(".")
             parent = self.model.get_submodule(parent_path) if parent_path else self.model
-            setattr(parent, name, LoraLinear(getattr(parent, name), path, self.state))
+            module = getattr(parent, name)
+            if isinstance(module, LoraLinear):  # wrapped for an earlier engine on this model
+                module.state = self.state
+            else:
+                setattr(parent, name, LoraLinear(module, path, self.state))
             self._wrapped.add(path)
 
     def _device_of(self, path: str) -> torch.device:

@@ -1,5 +1,7 @@
 """Which registered LoRA adapters the native engine holds in memory: at most ``capacity``
-(``MAX_LORA_ADAPTERS``), pinned ones always, the others least recently used first out.
+(``MAX_LORA_ADAPTERS``), pinned ones always (at most ``capacity - 1`` of them: one slot always
+turns over, or a request for an unpinned adapter would wait forever), the others least recently
+used first out.
 
 Registered is not loaded: an adapter stays registered (its name answers, its directory is
 remembered) until ``DELETE /adapters/<name>``; an evicted one has only dropped its weights and
@@ -46,9 +48,10 @@ class AdapterBank:
         freed. Whether it is loaded now; a pin no slot can hold is a 409."""
         with self._lock:
             uid = spec.ref.uid
-            if spec.pinned and self._pinned_count() >= self.capacity:
-                raise ConflictError(f"Adapter {spec.ref.name} cannot be pinned: all {self.capacity} slots "
-                                    "(MAX_LORA_ADAPTERS) hold pinned adapters")
+            if spec.pinned and self._pinned_count() >= self.capacity - 1:
+                raise ConflictError(f"Adapter {spec.ref.name} cannot be pinned: at most {self.capacity - 1} of the "
+                                    f"{self.capacity} slots (MAX_LORA_ADAPTERS) may hold pinned adapters, so that "
+                                    "the others can still be loaded")
             self._specs[uid] = spec
             if weights is None or not self._make_room(self._busy):
                 return False

@@ -16,15 +16,29 @@ import collections
 import json
 import logging
 import time
+from concurrent.futures import Future
+from typing import Callable
 
-from ...errors import GenerationError, ValidationError
-from ...request import COMPACT_JSON, JSON, LARK, REGEX, GenerateRequest, GrammarSpec, ValidRequest
+from ...errors import AdapterNotFoundError, ConflictError, GenerationError, ValidationError
+from ...request import (
+    COMPACT_JSON,
+    JSON,
+    LARK,
+    REGEX,
+    AdapterRef,
+    AdapterSpec,
+    GenerateRequest,
+    GrammarSpec,
+    ValidRequest,
+)
 from ...text.events import Token
 from ..base import Choice, EngineStats, LoopThread, Sequence, SequenceMaker
+from .adapters import VllmAdapters, batch_kind, refused_by_vllm
 
 log = logging.getLogger("sluice.vllm_engine")
 
 ENGINE_NAME = "vllm"
+CONTROL_SECONDS = 120  # how long a request thread waits for the engine thread to load an adapter
 
 
 def unsupported_parameter(request: GenerateRequest) -> tuple[str, object] | None:
@@ -105,11 +119,13 @@ class VllmEngine(LoopThread):
     name = ENGINE_NAME
 
     def __init__(self, llm, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int],
-                 description: dict, vocab_size: int):
+                 description: dict, vocab_size: int, adapters: VllmAdapters | None = None):
         """``llm`` is a started ``vllm.v1.engine.llm_engine.LLMEngine``; ``vocab_size`` is the
-        width of its logits (grammar masks cover it)."""
+        width of its logits (grammar masks cover it); ``adapters``: None when LoRA is off."""
         super().__init__("sluice-vllm")
         self._llm = llm
+        self._adapters = adapters
+        self._control: collections.deque[tuple[Callable, Future]] = collections.deque()  # calls on the LLMEngine
         self.vocab_size = vocab_size
         self.tokenizer = tokenizer
         self._sequences = SequenceMaker(tokenizer, eos_token_ids, special_ids)
@@ -150,12 +166,56 @@ class VllmEngine(LoopThread):
             self._wakeup.notify()
         return sequence
 
+    # --- adapters (request threads; vLLM's engine is only touched by the loop) ----------------
+
+    def add_adapter(self, spec: AdapterSpec) -> dict:
+        """Sluice's check, then vLLM's ``add_lora`` (and ``pin_lora``) when it is to be loaded now."""
+        if self._adapters is None:
+            raise ConflictError(f"LoRA adapters are off on the {ENGINE_NAME} engine: start it with "
+                                "MAX_LORA_ADAPTERS > 0 (or LORA_ADAPTERS)")
+        facts = self._adapters.check(spec)
+        self._adapters.remember(spec)
+        if not (spec.preload or spec.pinned):
+            return dict(facts, loaded=False)
+        request = self._adapters.lora_request(spec.ref)
+        try:
+            loaded = self._call(lambda llm: llm.add_lora(request) and (not spec.pinned or llm.pin_lora(spec.ref.uid)))
+        except Exception as error:
+            self._adapters.forget(spec.ref)
+            log.exception("vLLM refused adapter %s", spec.ref.name)
+            raise refused_by_vllm(spec.ref.name, error) from None
+        return dict(facts, loaded=bool(loaded))
+
+    def remove_adapter(self, ref: AdapterRef) -> None:
+        if self._adapters is not None:
+            self._adapters.forget(ref)
+            self._call(lambda llm: llm.remove_lora(ref.uid))
+
+    def adapter_loaded(self, ref: AdapterRef) -> bool:
+        return self._adapters is not None and ref.uid in self._call(lambda llm: llm.list_loras())
+
+    def _call(self, call: Callable, timeout: float = CONTROL_SECONDS):
+        """``call(llm)`` run by the loop thread between steps (vLLM's engine is not thread-safe)."""
+        future: Future = Future()
+        with self._wakeup:
+            self._control.append((call, future))
+            self._wakeup.notify()
+        return future.result(timeout)
+
+    def _run_calls(self) -> None:
+        while self._control:
+            call, future = self._control.popleft()
+            try:
+                future.set_result(call(self._llm))
+            except Exception as error:  # handed to the request thread that asked
+                future.set_exception(error)
+
     # --- the loop -------------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             with self._wakeup:
-                while not self._stopped and not self._incoming and not self._live:
+                while not self._stopped and not self._incoming and not self._live and not self._control:
                     self._wakeup.wait()
                 if self._stopped:  # the worker is exiting. vLLM's own engine-core shutdown is not
                     # called: it takes over a second on CPU (gc, distributed teardown) and frees
@@ -164,6 +224,7 @@ class VllmEngine(LoopThread):
                 newcomers = list(self._incoming)
                 self._incoming.clear()
             try:
+                self._run_calls()
                 self._add(newcomers)
                 self._abort_cancelled()
                 if self._live and not self._llm.has_unfinished_requests():
@@ -178,20 +239,36 @@ class VllmEngine(LoopThread):
     def _add(self, newcomers: list[tuple[Sequence, object]]) -> None:
         from vllm.inputs import TokensPrompt
 
-        for sequence, params in newcomers:
+        for index, (sequence, params) in enumerate(newcomers):
             if sequence.cancelled:
                 self._note_cancelled(sequence)
                 continue
+            if self._waits_for_its_turn(sequence):  # it and those after it, in arrival order
+                with self._wakeup:
+                    self._incoming.extendleft(reversed(newcomers[index:]))
+                return
             request_id = str(sequence.id)
             try:
+                lora = self._adapters.lora_request(sequence.valid.adapter) if self._adapters is not None else None
+            except KeyError:
+                sequence.fail(AdapterNotFoundError(sequence.valid.adapter.name, "the request (unregistered "
+                                                                                "while it waited)"))
+                continue
+            try:
                 self._llm.add_request(request_id, TokensPrompt(prompt_token_ids=list(sequence.valid.input_ids)),
-                                      params)
+                                      params, lora_request=lora)
             except Exception as error:  # vLLM refused this one request
                 log.exception("vLLM refused request %s", request_id)
                 sequence.fail(GenerationError(str(error) or type(error).__name__))
                 continue
             sequence.started_at = time.monotonic()
             self._live[request_id] = sequence
+
+    def _waits_for_its_turn(self, sequence: Sequence) -> bool:
+        """On vLLM's CPU build base and adapter requests never share a batch (``adapters``)."""
+        if self._adapters is None or not self._adapters.separate_base or not self._live:
+            return False
+        return batch_kind(next(iter(self._live.values()))) != batch_kind(sequence)
 
     def _abort_cancelled(self) -> None:
         gone = [rid for rid, sequence in self._live.items() if sequence.cancelled]
