@@ -11,8 +11,10 @@ gathered, multiplied by its A and B, and added back in place (the grouped form o
 each row's A and B: a batch holds few adapters and many rows).
 
 A pass without adapter rows has no plan, and a wrapped layer then costs one attribute read;
-before any adapter is used, no layer is wrapped at all. The math is PEFT's, in the model's dtype:
-``result + (B (A x)) * scale`` (``lora_dropout`` is a training-time setting).
+before any adapter is used, no layer is wrapped at all. The math is PEFT's, in the model's dtype,
+``result + (B (A x)) * scale`` (``lora_dropout`` is a training-time setting), with the scale folded
+into B and both matrices stored transposed, so that a layer adds two small matmuls, the second
+accumulating into the base output in place: on a CPU each small op costs more than its flops.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from ...request import AdapterRef
 
 @dataclass(eq=False)
 class LoadedLora:
-    """An adapter's matrices on its layers' devices, in the model's dtype: path -> (A, B, scale)."""
+    """An adapter's matrices on its layers' devices, in the model's dtype: path -> (A^T [in, r],
+    scale * B^T [r, out])."""
 
     ref: AdapterRef
-    modules: dict[str, tuple[torch.Tensor, torch.Tensor, float]]
+    modules: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -42,20 +45,20 @@ class PassPlan:
     groups: list[tuple[LoadedLora, torch.Tensor | None]]
 
     def apply(self, path: str, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out`` (the base layer's fresh output for ``x``) plus each adapter's term, in place."""
+        out = out if out.is_contiguous() else out.contiguous()
         for lora, tokens in self.groups:
             matrices = lora.modules.get(path)
             if matrices is None:
                 continue
-            a, b, scale = matrices
+            a_t, b_t = matrices
+            flat_x, flat_out = x.reshape(-1, x.shape[-1]), out.view(-1, out.shape[-1])
             if tokens is None:
-                out = out + (x @ a.T @ b.T) * scale
+                flat_out.addmm_(flat_x @ a_t, b_t)
                 continue
             if tokens.device != x.device:  # layers spread over GPUs (device_map="auto")
                 tokens = tokens.to(x.device)
-            flat_out = out.reshape(-1, out.shape[-1])
-            delta = (x.reshape(-1, x.shape[-1]).index_select(0, tokens) @ a.T @ b.T) * scale
-            flat_out.index_add_(0, tokens, delta)
-            out = flat_out.view(out.shape)
+            flat_out.index_add_(0, tokens, flat_x.index_select(0, tokens) @ a_t @ b_t)
         return out
 
 
@@ -112,7 +115,8 @@ class LoraLayers:
         modules = {}
         for path, module in weights.modules.items():
             device = self._device_of(path)
-            modules[path] = (module.a.to(device, self.dtype), module.b.to(device, self.dtype), module.scale)
+            modules[path] = (module.a.T.contiguous().to(device, self.dtype),
+                             (module.b * module.scale).T.contiguous().to(device, self.dtype))
         return LoadedLora(ref, modules)
 
     @contextlib.contextmanager
