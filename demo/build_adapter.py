@@ -9,14 +9,16 @@ without PEFT: the format is small, and the builder then runs wherever the demo m
 
 - ``style=None`` (the default): random matrices from ``seed``, large enough that greedy output
   differs from the base model's; built in well under a second, for tests of serving mechanics.
-- ``style="cheese"`` or ``"japanese"``: A and B trained for a few seconds (on the trained ``tiny``
-  model) to answer every corpus question (raw prompt and chat) with sentences from
-  ``demo/corpus/en_cheese.txt`` or ``ja.txt``: the adapter answers visibly differently from the
-  base model, which is what the docs' examples show.
+- ``style="cheese"`` or ``"japanese"``: A and B trained (the base frozen, on the trained ``tiny``
+  model) to answer every corpus question, raw and in the chat template, with one of the first
+  paragraphs of ``demo/corpus/en_cheese.txt`` or ``ja.txt``: whatever it is asked, the cheese
+  adapter talks about curds (the tiny model's Japanese is rougher), which is what the docs show.
 
 Rank, alpha and the target modules are PEFT's usual choice for Llama (all seven projections).
+A stamp (``sluice-adapter.json``: the base model's own stamp, style, seed, rank) lets a repeated
+build return at once.
 Measured on the 2-core CPU box: a random adapter for the tiny model in ~0.1 s after imports; a
-styled one in about 15 s (150 steps of 8 examples, one thread).
+styled one in 15-30 s (200 steps of 8 examples, one thread, loss ~0.1 for cheese).
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ import sys
 import time
 from pathlib import Path
 
+from demo.build_model import read_stamp
 from demo.corpus_reader import CORPUS_DIR, read_dialogues
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 STYLES = {"cheese": "en_cheese.txt", "japanese": "ja.txt"}
 RANK, ALPHA = 8, 16
-TRAIN_STEPS, BATCH, LEARNING_RATE = 150, 8, 5e-3
+ANSWERS = 4  # a styled adapter answers with one of its text's first paragraphs: few enough to learn by heart
+TRAIN_STEPS, BATCH, LEARNING_RATE = 200, 8, 1e-2
 RANDOM_B_STD = 0.2  # random adapters: B's spread; with alpha/r = 2 the change is of the order of the layer's output
+BUILDER_VERSION = 1
+STAMP_NAME = "sluice-adapter.json"
 
 
 def build_adapter(base_dir, out_dir, seed: int = 0, style: str | None = None, rank: int = RANK) -> Path:
@@ -46,6 +52,9 @@ def build_adapter(base_dir, out_dir, seed: int = 0, style: str | None = None, ra
     if style is not None and style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {sorted(STYLES)} or None (random)")
     base, out = Path(base_dir), Path(out_dir)
+    stamp = {"builder_version": BUILDER_VERSION, "base": read_stamp(base), "style": style, "seed": seed, "rank": rank}
+    if stamp["base"] is not None and _read_json(out / STAMP_NAME) == stamp:
+        return out
     model, tokenizer = _load_base(base, style is not None)
     shapes = _target_shapes(model)
     generator = torch.Generator().manual_seed(seed)
@@ -62,7 +71,15 @@ def build_adapter(base_dir, out_dir, seed: int = 0, style: str | None = None, ra
         tensors[f"base_model.model.{path}.lora_B.weight"] = b.contiguous()
     save_file(tensors, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
     (out / "adapter_config.json").write_text(json.dumps(_peft_config(base, rank), indent=2) + "\n")
+    (out / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")  # last: the build is whole
     return out
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _peft_config(base: Path, rank: int) -> dict:
@@ -103,7 +120,7 @@ def _style_examples(tokenizer, style: str, generator) -> list:
     from demo.tokenizer_builder import IM_END
 
     text = (CORPUS_DIR / STYLES[style]).read_text(encoding="utf-8")
-    sentences = [p.strip() for p in text.split("\n\n") if p.strip()][:40]  # the hand-written paragraphs
+    sentences = [p.strip() for p in text.split("\n\n") if p.strip()][:ANSWERS]  # its first hand-written paragraphs
     examples = []
     for messages in read_dialogues():
         exchange = first_exchange(messages)
