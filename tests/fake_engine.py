@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from sluice.config import Config, TokenLimits
 from sluice.http.app import create_app
 from sluice.request import RequestLimits
+from sluice.serving.adapters import AdapterRegistry
 from sluice.serving.metrics import Metrics
 from sluice.serving.response_cache import ResponseCache
 from sluice.serving.service import GenerationService
@@ -109,19 +110,22 @@ class FakeEngine:
 
 def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
                  chat_template: str | None = CharTokenizer.chat_template,
-                 cache: ResponseCache | None = None) -> GenerationService:
-    """The real generation service over ``engine`` (a plain FakeEngine by default)."""
+                 cache: ResponseCache | None = None, workers: int = 1) -> GenerationService:
+    """The real generation service over ``engine`` (a plain FakeEngine by default); ``workers``:
+    how many gunicorn workers its adapter registry believes there are."""
     tokenizer = CharTokenizer()
     tokenizer.chat_template = chat_template
     validator = Validator(tokenizer, TokenLimits(max_input_tokens=64, max_total_tokens=MAX_TOTAL_TOKENS), 4)
-    return GenerationService(engine or FakeEngine(), validator, RequestLimits(), slots, request_timeout,
-                             cache=cache, metrics=Metrics(), model_name="fake-model")
+    engine = engine or FakeEngine()
+    return GenerationService(engine, validator, RequestLimits(), slots, request_timeout, cache=cache,
+                             metrics=Metrics(), model_name="fake-model",
+                             adapters=AdapterRegistry(engine, ("fake-model",), workers=workers))
 
 
 def in_process_client(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
                       chat_template: str | None = CharTokenizer.chat_template, cache: ResponseCache | None = None,
-                      api_key: str | None = None):
+                      api_key: str | None = None, workers: int = 1):
     """A Flask test client over the real app, serving ``engine`` (a plain FakeEngine by default)."""
-    service = fake_service(engine, slots, request_timeout, chat_template, cache)
+    service = fake_service(engine, slots, request_timeout, chat_template, cache, workers)
     host = SimpleNamespace(service=service, error=None, compute_type="cpu")
     return create_app(host, Config(model_id="fake-model", api_key=api_key)).test_client()

@@ -58,14 +58,15 @@ def make_service(config: Config, engine: GenerationEngine, validator: Validator,
                              cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
                              keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars,
                              model_name=config.served_model_name,
-                             adapters=AdapterRegistry(engine, (config.served_model_name, config.model_id)))
+                             adapters=AdapterRegistry(engine, (config.served_model_name, config.model_id),
+                                                      workers=config.workers))
 
 
 def register_startup_adapters(service: GenerationService, config: Config) -> None:
     """TGI's ``LORA_ADAPTERS``, registered (and loaded, as far as slots allow) before the server
     says it is ready; one that cannot be served stops the start with its 424 text."""
     for name, path in config.lora_adapters:
-        record = service.adapters.register(name, path)
+        record = service.adapters.register(name, path, at_start=True)
         log.info("LORA_ADAPTERS: %s from %s, rank %s", name, path, record.facts.get("rank"))
 
 

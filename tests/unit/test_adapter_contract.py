@@ -167,6 +167,15 @@ def test_unregistering_an_unknown_adapter_is_a_404(client):
     assert response.status_code == 404 and response.get_json()["error"] == "The adapter nope was not found"
 
 
+def test_with_several_workers_registering_at_run_time_is_a_409_naming_lora_adapters(tmp_path):
+    """Each gunicorn worker is its own process: a registration would reach only one of them."""
+    (tmp_path / "a").mkdir()
+    client = in_process_client(FakeEngine(), workers=2)
+    refused = client.post("/adapters", json={"name": "a", "src": str(tmp_path / "a")})
+    assert refused.status_code == 409 and "LORA_ADAPTERS" in refused.get_json()["error"]
+    assert client.delete("/adapters/a").status_code == 409
+
+
 def test_the_api_key_guards_every_adapter_route(tmp_path):
     (tmp_path / "a").mkdir()
     client = in_process_client(FakeEngine(), api_key="secret")

@@ -17,6 +17,9 @@ Rules, each chosen so that a request never silently runs on weights it did not a
   registered it is a 404, as vLLM answers an unknown model, so a typo cannot reach the base.
   With the header present, a ``model`` that names no adapter is only a label.
 - Two selectors naming different adapters: a 422, not a guess.
+- Registering or unregistering at run time with several gunicorn workers: 409. Each worker is
+  its own process with its own engine; a registration would reach one of them, and requests
+  landing on the others would 404. ``LORA_ADAPTERS`` registers in every worker.
 - A name already registered: 409 (unregister first). Replacing in place would make requests in
   flight, and answers cached for the old weights, ambiguous; every registration gets its own
   ``uid``, which keys both caches, so a name registered again never replays the old answers.
@@ -61,9 +64,11 @@ class AdapterRecord:
 
 
 class AdapterRegistry:
-    def __init__(self, engine: GenerationEngine, base_names: tuple[str, ...] = ()):
-        """``base_names``: the names OpenAI's ``model`` may give the base model (the served name)."""
+    def __init__(self, engine: GenerationEngine, base_names: tuple[str, ...] = (), workers: int = 1):
+        """``base_names``: the names OpenAI's ``model`` may give the base model (the served name);
+        ``workers``: gunicorn's worker processes, each with its own registry."""
         self.engine = engine
+        self.workers = workers
         self.base_names = frozenset(name for name in base_names if name)
         self._records: dict[str, AdapterRecord] = {}
         self._uids = itertools.count(1)  # vLLM's LoRA ids start at 1
@@ -72,8 +77,11 @@ class AdapterRegistry:
     # --- registration -----------------------------------------------------------------------------
 
     def register(self, name: str, src: str, alias: str | None = None, preload: bool = True,
-                 pin: bool = False) -> AdapterRecord:
-        """Check and register an adapter: 400 malformed, 404 no such ``src``, 409 taken, 424 unfit."""
+                 pin: bool = False, at_start: bool = False) -> AdapterRecord:
+        """Check and register an adapter: 400 malformed, 404 no such ``src``, 409 taken, 424 unfit.
+        ``at_start``: ``LORA_ADAPTERS``, which every worker registers for itself."""
+        if not at_start:
+            self._check_one_worker()
         if not valid_adapter_name(name):
             raise BadRequestError(f"`name` {name!r} is not a valid adapter name: 1-256 letters, digits, "
                                   "`.`, `_`, `-` or inner `/`")
@@ -92,12 +100,19 @@ class AdapterRegistry:
 
     def unregister(self, name: str) -> AdapterRecord:
         """Forget an adapter (404 if unknown); requests running with it finish on its weights."""
+        self._check_one_worker()
         with self._registering:
             record = self._records.pop(name, None)
             if record is None:
                 raise NotFoundError(f"The adapter {name} was not found")
             self.engine.remove_adapter(record.ref)
         return record
+
+    def _check_one_worker(self) -> None:
+        if self.workers > 1:
+            raise ConflictError(f"Adapters are registered at run time only with one worker "
+                                f"(SAGEMAKER_MODEL_SERVER_WORKERS={self.workers}: each is its own process and would "
+                                "not hear of it); list them in LORA_ADAPTERS instead")
 
     def records(self) -> list[AdapterRecord]:
         return sorted(self._records.values(), key=lambda record: record.ref.uid)
