@@ -51,6 +51,7 @@ class FakeEngine:
         self.pending: list = []
         self.submitted: list = []  # every validated request, in submission order
         self.cancelled: list = []
+        self.ended_sessions: list = []
         self.lock = threading.Lock()
         self.stats = SimpleNamespace(queue_size=0, batch_size=0, batch_tokens=0)
 
@@ -90,6 +91,9 @@ class FakeEngine:
     @staticmethod
     def check_request(request) -> None:
         pass
+
+    def end_session(self, session_id: str) -> None:
+        self.ended_sessions.append(session_id)
 
 
 def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,

@@ -208,6 +208,6 @@ def test_both_engines_offer_the_interface_serving_drives():
     from sluice.engines.vllm.engine import VllmEngine
 
     wanted = {name for name in vars(GenerationEngine) if not name.startswith("_")} - {"stats"}
-    assert wanted == {"submit", "cancel", "healthy", "close", "describe", "check_request"}
+    assert wanted == {"submit", "cancel", "healthy", "close", "describe", "check_request", "end_session"}
     for engine in (NativeEngine, VllmEngine):
         assert all(callable(getattr(engine, name, None)) for name in wanted), engine

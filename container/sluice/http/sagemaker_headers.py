@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..request import SageMakerHeaders
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+SESSION_ID = "X-Amzn-SageMaker-Session-Id"
 OFF = ("0", "false", "no")
 
 
@@ -16,7 +17,7 @@ def read_sagemaker_headers(headers) -> SageMakerHeaders:
     """The typed value of a request's headers (any mapping with a case-insensitive ``get``)."""
     attributes = custom_attributes(headers.get(CUSTOM_ATTRIBUTES, ""))
     return SageMakerHeaders(use_cache=wants_cache(headers.get("x-use-cache", ""), attributes),
-                            custom_attributes=attributes)
+                            custom_attributes=attributes, session_id=headers.get(SESSION_ID))
 
 
 def custom_attributes(value: str) -> tuple[tuple[str, str], ...]:

@@ -4,7 +4,8 @@ from .grammar import ANY_OBJECT, COMPACT_JSON, JSON, LARK, REGEX, GrammarSpec
 from .model import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SamplingParams, ValidRequest
 from .rules import Parameters, build_request
 from .sagemaker import NO_HEADERS, SageMakerHeaders
+from .session import SessionPin
 
 __all__ = ["ANY_OBJECT", "COMPACT_JSON", "JSON", "LARK", "REGEX", "GrammarSpec", "TGI_NAMES", "FieldNames",
            "GenerateRequest", "RequestLimits", "SamplingParams", "ValidRequest", "Parameters", "build_request",
-           "NO_HEADERS", "SageMakerHeaders"]
+           "NO_HEADERS", "SageMakerHeaders", "SessionPin"]

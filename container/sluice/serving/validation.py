@@ -12,6 +12,8 @@ from typing import Callable
 from ..config import TokenLimits
 from ..errors import ValidationError
 from ..request import TGI_NAMES, FieldNames, GenerateRequest, ValidRequest
+from .session_store import Transcript
+from .transcripts import continue_transcript
 
 log = logging.getLogger("sluice.validation")
 
@@ -36,9 +38,10 @@ class Validator:
             raise ValidationError("tokenizer error: the input could not be tokenized") from None
 
     def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES,
-                 add_special_tokens: bool = True) -> ValidRequest:
+                 add_special_tokens: bool = True, transcript: Transcript | None = None) -> ValidRequest:
         """Tokenise, truncate and check the lengths; the 422s name the client's fields.
-        ``add_special_tokens=False`` for a rendered chat template, which holds BOS already."""
+        ``add_special_tokens=False`` for a rendered chat template, which holds BOS already.
+        In a session, a prompt that continues the session's ``transcript`` keeps its ids."""
         if self.check is not None:
             self.check(request)
         limits = self.limits
@@ -47,6 +50,8 @@ class Validator:
             raise ValidationError(f"`{names('truncate')}` must be strictly positive and less than "
                                   f"{limits.max_input_tokens}. Given: {truncate}")
         input_ids = self.tokenize(request.inputs, add_special_tokens)
+        if transcript is not None and truncate is None:
+            input_ids = continue_transcript(self.tokenizer, request.inputs, add_special_tokens, input_ids, transcript)
         if truncate is not None:
             input_ids = input_ids[-truncate:]  # keep the end of the prompt, as TGI does
         max_new = self._max_new_tokens(request, len(input_ids), names)

@@ -31,6 +31,7 @@ class EngineStats:
     prefix_cache_tokens: int = 0
     prefix_cache_bytes: int = 0
     prefix_cache_capacity_tokens: int = 0  # 0: no prefix cache of its own (vLLM's is in its KV cache)
+    prefix_cache_pinned_tokens: int = 0  # of prefix_cache_tokens, what stateful sessions keep
 
 
 class GenerationEngine(Protocol):
@@ -55,6 +56,9 @@ class GenerationEngine(Protocol):
 
     def check_request(self, request: "GenerateRequest") -> None:
         """Raise a 422 for a parameter this engine cannot honour (nothing is silently dropped)."""
+
+    def end_session(self, session_id: str) -> None:
+        """A stateful session closed: what the engine kept for it may go (called from any thread)."""
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,10 @@ class VllmEngine(LoopThread):
 
     check_request = staticmethod(check_request)
 
+    def end_session(self, session_id: str) -> None:
+        """Nothing to release: vLLM has no API to pin a session's blocks (its automatic prefix
+        caching keeps them while they are not needed for others; see docs/engines.md)."""
+
     @property
     def stats(self) -> EngineStats:
         """TGI's gauges at scrape time: vLLM's scheduler says which live requests still wait.
