@@ -26,7 +26,7 @@ COUNTERS = {
 # Counters the engine keeps (read at scrape time): metric name -> (stats field, help).
 ENGINE_COUNTERS = {
     "sluice_prefix_cache_hits": ("prefix_cache_hits", "Prefills that reused a cached prompt prefix "
-                                 "(embedded engine; vLLM keeps its own cache, not counted here)"),
+                                 "(the embedded engine's prefix cache, or vLLM's automatic prefix caching)"),
     "sluice_prefix_cache_hit_tokens": ("prefix_cache_hit_tokens", "Prompt tokens not prefilled thanks to it"),
 }
 

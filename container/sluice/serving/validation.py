@@ -44,6 +44,7 @@ class Validator:
         In a session, a prompt that continues the session's ``transcript`` keeps its ids."""
         if self.check is not None:
             self.check(request)
+        self._check_logit_bias(request)
         limits = self.limits
         truncate = request.truncate
         if truncate is not None and (truncate == 0 or truncate > limits.max_input_tokens):
@@ -56,6 +57,13 @@ class Validator:
             input_ids = input_ids[-truncate:]  # keep the end of the prompt, as TGI does
         max_new = self._max_new_tokens(request, len(input_ids), names)
         return ValidRequest(request=request, input_ids=tuple(input_ids), max_new_tokens=max_new)
+
+    def _check_logit_bias(self, request: GenerateRequest) -> None:
+        """A biased id must be one of the tokenizer's: past it the logits (if any) are padding."""
+        size = len(self.tokenizer) if hasattr(self.tokenizer, "__len__") else None
+        for token, _ in request.sampling.logit_bias:
+            if size is not None and token >= size:
+                raise ValidationError(f"`logit_bias` token {token} is not in the vocabulary (0..{size - 1})")
 
     def _max_new_tokens(self, request: GenerateRequest, input_len: int, names: FieldNames) -> int:
         """The tokens this request may generate, after TGI's length checks in TGI's order."""
