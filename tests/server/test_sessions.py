@@ -63,6 +63,15 @@ def chat(url: str, session_id: str | None, messages: list[dict], stream: bool = 
     return text, chunks[-1]["usage"]["prompt_tokens"], chunks[-1]["usage"]["completion_tokens"]
 
 
+def pinned_tokens(url: str, until=lambda value: True, timeout: float = 5.0) -> float:
+    """The pinned-tokens gauge once ``until`` holds (or at the timeout): the engine pins a turn's
+    conversation, or releases a closed session's, just after the answer leaves."""
+    deadline = time.monotonic() + timeout
+    while not until(value := metric(url, "sluice_prefix_cache_pinned_tokens")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
+
+
 def hit_tokens(url: str) -> float:
     return metric(url, "sluice_prefix_cache_hit_tokens")
 
@@ -94,6 +103,10 @@ def test_a_session_is_opened_with_the_id_and_expiry_in_both_headers(sessions_ser
     expires = time.mktime(time.strptime(match.group(3), "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
     assert abs(expires - (time.time() + 1200)) < 60  # SESSION_TTL_SECONDS' default
     assert metric(sessions_server.url, "sluice_sessions_open") >= 1
+    # SageMaker's placeholder names no session (as in the standards package): the request runs alone.
+    alone = post(sessions_server.url, {"inputs": "hi", "parameters": {"max_new_tokens": 1}},
+                 headers={SESSION: "NEW_SESSION"})
+    assert alone.status_code == 200
 
 
 def test_each_turn_in_a_session_reuses_the_whole_conversation_before_it_streamed_or_not(sessions_server):
@@ -101,7 +114,7 @@ def test_each_turn_in_a_session_reuses_the_whole_conversation_before_it_streamed
     session_id = open_session(url)
     messages = conversation("Alpha cheese shop.")
     answer, prompt, completion = chat(url, session_id, messages)
-    assert metric(url, "sluice_prefix_cache_pinned_tokens") == kept(prompt, completion)
+    assert pinned_tokens(url, until=lambda value: value == kept(prompt, completion)) == kept(prompt, completion)
     for turn, stream in ((2, True), (3, False)):
         messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": f"And turn {turn}?"}]
         before = hit_tokens(url)
@@ -132,15 +145,14 @@ def test_a_pinned_conversation_survives_traffic_that_flushes_the_rest_of_the_cac
 def test_a_closed_session_is_unpinned_and_then_unknown(sessions_server):
     url = sessions_server.url
     session_id = open_session(url)
+    before = pinned_tokens(url)
     chat(url, session_id, conversation("Delta cheese cave."))
-    pinned = metric(url, "sluice_prefix_cache_pinned_tokens")
+    pinned = pinned_tokens(url, until=lambda value: value != before)
+    assert pinned != before
     closed = post(url, {"requestType": "CLOSE"}, headers={SESSION: session_id})
     assert closed.status_code == 200 and closed.headers[CLOSED] == session_id
     assert closed.text == f"Session {session_id} closed"
-    deadline = time.monotonic() + 5  # the engine thread releases the pin
-    while metric(url, "sluice_prefix_cache_pinned_tokens") == pinned and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert metric(url, "sluice_prefix_cache_pinned_tokens") < pinned
+    assert pinned_tokens(url, until=lambda value: value < pinned) < pinned
     for body in ({"inputs": "hi"}, {"requestType": "CLOSE"}):
         again = post(url, body, headers={SESSION: session_id})
         assert again.status_code == 400

@@ -105,11 +105,15 @@ class Sessions:
                              {NEW_SESSION_ID_HEADER: value, SESSION_ID_HEADER: value})
 
     def resolve(self, session_id: str | None) -> Session | None:
-        """The live session an inference request names, None when it names none."""
+        """The live session an inference request names, None when it names none (an empty
+        header, or SageMaker's ``NEW_SESSION`` placeholder, name none, as in the standards
+        package; with sessions off any session header is refused)."""
         if session_id is None:
             return None
         if self.store is None:
             raise SessionError(HEADER_WHILE_DISABLED)
+        if session_id in ("", NEW_SESSION):
+            return None
         return self._lookup(lambda: self.store.get(session_id), session_id)
 
     def _lookup(self, action, session_id: str):
