@@ -54,6 +54,7 @@ class FakeEngine:
         self.submitted: list = []  # every validated request, in submission order
         self.cancelled: list = []
         self.adapters: dict = {}  # uid -> the AdapterSpec registered
+        self.ended_sessions: list = []
         self.lock = threading.Lock()
         self.stats = SimpleNamespace(queue_size=0, batch_size=0, batch_tokens=0)
 
@@ -106,6 +107,9 @@ class FakeEngine:
     def adapter_loaded(self, ref) -> bool:
         spec = self.adapters.get(ref.uid)
         return spec is not None and (spec.preload or spec.pinned)
+
+    def end_session(self, session_id: str) -> None:
+        self.ended_sessions.append(session_id)
 
 
 def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,

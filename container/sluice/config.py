@@ -57,6 +57,13 @@ SERVED_MODEL_NAME = "SERVED_MODEL_NAME"  # the model's name in OpenAI answers (v
 LORA_ADAPTERS = "LORA_ADAPTERS"  # TGI's: adapters registered at start-up, `name=path` or `path`, comma-separated
 MAX_LORA_ADAPTERS = "MAX_LORA_ADAPTERS"  # adapters loaded at once; 0: no adapters
 MAX_LORA_RANK = "MAX_LORA_RANK"
+# Stateful sessions (SageMaker's 2026 contract; the first and third names are the standards package's).
+SAGEMAKER_ENABLE_STATEFUL_SESSIONS = "SAGEMAKER_ENABLE_STATEFUL_SESSIONS"
+SESSION_TTL_SECONDS = "SESSION_TTL_SECONDS"
+SAGEMAKER_SESSIONS_EXPIRATION = "SAGEMAKER_SESSIONS_EXPIRATION"  # the standards package's name for the TTL
+SAGEMAKER_SESSIONS_PATH = "SAGEMAKER_SESSIONS_PATH"  # the session store's directory, shared by the workers
+WATERMARK_GAMMA = "WATERMARK_GAMMA"  # TGI's: the greenlist's share of the vocabulary
+WATERMARK_DELTA = "WATERMARK_DELTA"  # TGI's: the bias added to greenlist logits
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
@@ -96,6 +103,30 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false. Given: {raw!r}")
+
+
+def _float(env: Mapping[str, str], name: str, default: float, above: float, below: float = float("inf")) -> float:
+    """A number strictly between ``above`` and ``below``."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number. Given: {raw!r}") from None
+    if not above < value < below:
+        bound = f"> {above:g}" if below == float("inf") else f"> {above:g} and < {below:g}"
+        raise ConfigError(f"{name} must be {bound}. Given: {raw}")
+    return value
+
+
+def _session_settings(env: Mapping[str, str]) -> dict:
+    """Stateful sessions: on/off, their lifetime (``SESSION_TTL_SECONDS``, else the standards
+    package's ``SAGEMAKER_SESSIONS_EXPIRATION``, else 20 minutes) and where the store lives."""
+    ttl = _int(env, SESSION_TTL_SECONDS, None, minimum=1) or _int(env, SAGEMAKER_SESSIONS_EXPIRATION, 1200, minimum=1)
+    return {"stateful_sessions": _bool(env, SAGEMAKER_ENABLE_STATEFUL_SESSIONS, False),
+            "session_ttl_seconds": ttl,
+            "sessions_path": env.get(SAGEMAKER_SESSIONS_PATH, "").strip() or None}
 
 
 def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
@@ -246,6 +277,11 @@ class Config:
     host: str = DEFAULT_HOST
     access_log: bool = False  # SageMaker pings every few seconds: access lines only on request
     log_level: str = "info"
+    stateful_sessions: bool = False  # SAGEMAKER_ENABLE_STATEFUL_SESSIONS (serving/sessions)
+    session_ttl_seconds: int = 1200
+    sessions_path: str | None = None  # None: the server makes a fresh directory (container/gunicorn_conf.py)
+    watermark_gamma: float = 0.5
+    watermark_delta: float = 2.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -300,6 +336,9 @@ class Config:
             lora_adapters=parse_lora_adapters(env.get(LORA_ADAPTERS, "")),
             max_lora_adapters=_int(env, MAX_LORA_ADAPTERS, None),
             max_lora_rank=_int(env, MAX_LORA_RANK, DEFAULT_MAX_LORA_RANK, minimum=1),
+            watermark_gamma=_float(env, WATERMARK_GAMMA, 0.5, above=0.0, below=1.0),
+            watermark_delta=_float(env, WATERMARK_DELTA, 2.0, above=0.0),
+            **_session_settings(env),
             **_process_settings(env),
         )
         config.check()

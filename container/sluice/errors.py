@@ -171,6 +171,30 @@ class SuffixNotSupportedError(ServerError):
         super().__init__("Suffix is not supported and can be achieved by preprocessing the prompt.")
 
 
+class SessionError(ServerError):
+    """A stateful-session request SageMaker's contract refuses with 400: sessions off, a
+    malformed ``requestType`` body, an unknown, expired or missing session id (the texts are
+    those of AWS's model-hosting-container-standards package)."""
+
+    status = 400
+    error_type = "session"
+
+
+class SessionFailedError(ServerError):
+    """The session store itself failed (the standards package's 424)."""
+
+    status = 424
+    error_type = "session"
+
+
+class UnknownRouteError(ServerError):
+    """``route=`` in the custom attributes names no inference route (a rewritten path that
+    does not exist is a 404, as in AWS's vLLM image)."""
+
+    status = 404
+    error_type = "not_found"
+
+
 class ClientClosedError(ServerError):
     """The client went away before the answer was complete (nginx's 499); nobody reads it."""
 

@@ -69,8 +69,9 @@ def trained_server(trained_tiny_model_dir):
     from deploy.local import ContainerProcess
 
     # DTYPE=auto, as `make serve` runs it (bf16 on a CPU with native bf16): the quotes must be
-    # what a user of the docs sees, not what the float32-pinned suite would print.
-    env = {"RESPONSE_CACHE_SIZE": "0", "DTYPE": "auto"}
+    # what a user of the docs sees, not what the float32-pinned suite would print. Stateful
+    # sessions on, for the HTTP API's session example.
+    env = {"RESPONSE_CACHE_SIZE": "0", "DTYPE": "auto", "SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true"}
     with ContainerProcess(trained_tiny_model_dir, env=env) as process:
         yield process
 

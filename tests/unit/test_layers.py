@@ -209,6 +209,6 @@ def test_both_engines_offer_the_interface_serving_drives():
 
     wanted = {name for name in vars(GenerationEngine) if not name.startswith("_")} - {"stats"}
     assert wanted == {"submit", "cancel", "healthy", "close", "describe", "check_request", "add_adapter",
-                      "remove_adapter", "adapter_loaded"}
+                      "remove_adapter", "adapter_loaded", "end_session"}
     for engine in (NativeEngine, VllmEngine):
         assert all(callable(getattr(engine, name, None)) for name in wanted), engine

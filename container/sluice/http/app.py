@@ -14,10 +14,14 @@ from flask import Flask, Response, request
 from ..config import Config
 from ..errors import NotReadyError, ServerError
 from ..model.host import ModelHost
-from ..protocols.registry import ROUTES
+from ..protocols import invocations
+from ..protocols.registry import ROUTES, invoked_route
 from ..protocols.route import Route
+from ..request import SageMakerHeaders
 from ..serving.driver import ResponseDriver
 from ..serving.exchange import HttpContext, Reply
+from ..serving.session_store import Session
+from ..serving.sessions import SessionAnswer, session_request_type
 from . import info_routes
 from .adapter_routes import register_adapter_routes
 from .guards import register_guards
@@ -44,11 +48,20 @@ class Routes:
 
     def answer(self, route: Route) -> Response:
         """The one path of every generation route: the route picks the dialect, the driver
-        answers, the reply is written."""
+        answers, the reply is written. On ``/invocations`` first SageMaker's own requests: a
+        session's opening or closing, and ``route=`` choosing another route for the body."""
         payload = self.body()
+        service = self.service()
+        sagemaker = read_sagemaker_headers(request.headers)
+        if route is invocations.ROUTE:
+            kind = session_request_type(payload)
+            if kind is not None:
+                return session_response(service.sessions.answer(kind, sagemaker.session_id))
+            route = invoked_route(sagemaker)
+        session = service.sessions.resolve(sagemaker.session_id)
         dialect = route.choose(payload)
-        driver = ResponseDriver(self.service(), self.host.compute_type)
-        return reply_response(driver.respond(dialect, payload, http_context()))
+        driver = ResponseDriver(service, self.host.compute_type)
+        return reply_response(driver.respond(dialect, payload, http_context(sagemaker, session)))
 
     def health(self) -> Response:
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
@@ -84,11 +97,16 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     return app
 
 
-def http_context() -> HttpContext:
-    """What the driver reads of the HTTP request: the stream format, SageMaker's headers and a
-    probe telling whether the client hung up."""
-    return HttpContext(accept=request.headers.get("Accept"), sagemaker=read_sagemaker_headers(request.headers),
-                       client_gone=client_gone_probe(request.environ))
+def http_context(sagemaker: SageMakerHeaders, session: Session | None) -> HttpContext:
+    """What the driver reads of the HTTP request: the stream format, SageMaker's headers, the
+    session it runs in and a probe telling whether the client hung up."""
+    return HttpContext(accept=request.headers.get("Accept"), sagemaker=sagemaker,
+                       client_gone=client_gone_probe(request.environ), session=session)
+
+
+def session_response(answer: SessionAnswer) -> Response:
+    """A session opened or closed: SageMaker reads the headers; the text is the standards package's."""
+    return Response(answer.text, status=200, content_type="text/plain; charset=utf-8", headers=answer.headers)
 
 
 def reply_response(reply: Reply) -> Response:

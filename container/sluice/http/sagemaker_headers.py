@@ -13,6 +13,7 @@ from ..request import SageMakerHeaders
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 ADAPTER_IDENTIFIER = "X-Amzn-SageMaker-Adapter-Identifier"  # an adapter inference component's name
 ADAPTER_ALIAS = "X-Amzn-SageMaker-Adapter-Alias"  # on POST /adapters: the name its answers use
+SESSION_ID = "X-Amzn-SageMaker-Session-Id"
 OFF = ("0", "false", "no")
 
 
@@ -20,7 +21,8 @@ def read_sagemaker_headers(headers) -> SageMakerHeaders:
     """The typed value of a request's headers (any mapping with a case-insensitive ``get``)."""
     attributes = custom_attributes(headers.get(CUSTOM_ATTRIBUTES, ""))
     return SageMakerHeaders(use_cache=wants_cache(headers.get("x-use-cache", ""), attributes),
-                            custom_attributes=attributes, adapter=headers.get(ADAPTER_IDENTIFIER, "").strip() or None)
+                            custom_attributes=attributes, adapter=headers.get(ADAPTER_IDENTIFIER, "").strip() or None,
+                            session_id=headers.get(SESSION_ID))
 
 
 def adapter_alias(headers) -> str | None:

@@ -18,6 +18,7 @@ class SageMakerHeaders:
     use_cache: bool = True  # False: generate afresh (x-use-cache: 0, or the custom attribute)
     custom_attributes: tuple[tuple[str, str], ...] = ()  # every k=v pair, in the order sent
     adapter: str | None = None  # X-Amzn-SageMaker-Adapter-Identifier: the LoRA adapter to run with
+    session_id: str | None = None  # X-Amzn-SageMaker-Session-Id, as sent (serving.sessions checks it)
 
     def attribute(self, name: str) -> str | None:
         """The value of custom attribute ``name`` (case-insensitive), the last one sent; None if absent."""

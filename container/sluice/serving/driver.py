@@ -60,9 +60,13 @@ class ResponseDriver:
         """Every prompt of a non-streaming request, run side by side in the batch."""
         started = time.monotonic()
         with self.service.accounted(), self.service.slot():
-            valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens, http.sagemaker)
-                      for p in exchange.prompts]
+            valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens, http.sagemaker,
+                                            http.session, pin=index == 0)
+                      for index, p in enumerate(exchange.prompts)]
             outcomes = self.service.complete_all(valids, http.client_gone)
+        # The session goes on with the first answer (a client offered several continues one).
+        first = exchange.prompts[0]
+        self.service.sessions.record(http.session, valids[0], outcomes[0].runs[0], first.add_special_tokens)
         payload, headers = exchange.encode_final(outcomes, time.monotonic() - started)
         headers[CACHE_HEADER] = "hit" if all(o.cached for o in outcomes) else "miss"
         return Reply(payload=payload, headers=headers)
@@ -72,24 +76,28 @@ class ResponseDriver:
         taken inside the stream, so an overload is in-band too."""
         prompt = exchange.prompts[0]
         try:
-            valid = self.service.validate(prompt.request, exchange.names, prompt.add_special_tokens, http.sagemaker)
+            valid = self.service.validate(prompt.request, exchange.names, prompt.add_special_tokens, http.sagemaker,
+                                          http.session)
         except ServerError as error:
             self.service.reject(error)
             return self._error_stream(dialect, error, fmt)
         cached = self.service.cached(valid)
-        chunks = self._chunks(dialect, exchange, valid, cached, fmt, http.client_gone)
+        chunks = self._chunks(dialect, exchange, valid, cached, fmt, http)
         return self._stream_reply(chunks, fmt, {CACHE_HEADER: "hit" if cached else "miss"})
 
-    def _chunks(self, dialect: Dialect, exchange: Exchange, valid, cached, fmt: StreamFormat, client_gone):
+    def _chunks(self, dialect: Dialect, exchange: Exchange, valid, cached, fmt: StreamFormat, http: HttpContext):
         """Each event encoded and yielded alone, so gunicorn writes it as its own chunk."""
+        run = []
         try:
             with self.service.accounted(), self.service.slot():
-                for event in self.service.stream(valid, client_gone, cached, heartbeat=fmt.is_sse):
+                for event in self.service.stream(valid, http.client_gone, cached, heartbeat=fmt.is_sse):
                     if event is None:
                         yield SSE_KEEPALIVE
                         continue
+                    run.append(event)
                     for payload in exchange.encode_event(event):
                         yield fmt.encode(payload)
+                self.service.sessions.record(http.session, valid, run, exchange.prompts[0].add_special_tokens)
                 for payload in exchange.encode_tail():
                     yield fmt.encode(payload)
         except ClientClosedError:

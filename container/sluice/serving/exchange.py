@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Protocol
 from ..errors import ServerError
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, SageMakerHeaders
 from ..text.events import TokenEvent
+from .session_store import Session
 
 Run = list[TokenEvent]
 
@@ -78,12 +79,13 @@ class ParseContext:
 @dataclass(frozen=True)
 class HttpContext:
     """What the driver needs from the HTTP request, without knowing Flask: the stream format
-    asked for, SageMaker's headers (carried on to the service and the engine) and a probe
-    telling whether the client hung up."""
+    asked for, SageMaker's headers (carried on to the service and the engine), the stateful
+    session the request runs in, and a probe telling whether the client hung up."""
 
     accept: str | None = None
     sagemaker: SageMakerHeaders = NO_HEADERS
     client_gone: Callable[[], bool] = lambda: False
+    session: Session | None = None
 
 
 @dataclass

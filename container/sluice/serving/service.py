@@ -32,6 +32,8 @@ from .adapters import AdapterRegistry
 from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
+from .session_store import Session
+from .sessions import Sessions
 from .shutdown import CLOCK as SHUTDOWN
 from .validation import Validator
 
@@ -46,8 +48,9 @@ class GenerationService:
                  max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
                  metrics: Metrics | None = None, keepalive_seconds: float = 15.0,
                  grammars: "GrammarCompiler | None" = None, model_name: str = "",
-                 adapters: AdapterRegistry | None = None):
+                 adapters: AdapterRegistry | None = None, sessions: Sessions | None = None):
         self.engine = engine
+        self.sessions = sessions or Sessions(None)  # stateful sessions (off unless configured)
         self.validator = validator
         self.limits = limits
         self.model_name = model_name  # the served model name OpenAI answers carry
@@ -59,7 +62,7 @@ class GenerationService:
         self.cache = cache or ResponseCache(0)
         self.adapters = adapters or AdapterRegistry(engine, (model_name,))  # the LoRA adapters by name
         self.metrics = metrics or Metrics()
-        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache)
+        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache, self.sessions.count)
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -115,13 +118,18 @@ class GenerationService:
         self.metrics.count_failure(error.error_type)
 
     def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES, add_special_tokens: bool = True,
-                 sagemaker: SageMakerHeaders = NO_HEADERS) -> ValidRequest:
+                 sagemaker: SageMakerHeaders = NO_HEADERS, session: Session | None = None,
+                 pin: bool = True) -> ValidRequest:
         """Token checks, then the grammar's compile: here, in the request thread (bounded, cached),
         so the engine only ever sees ready matchers. The valid request carries SageMaker's headers
-        and the adapter they and the body select on to the cache and the engine."""
+        and the adapter they and the body select on to the cache and the engine, and, in a session,
+        continues the session's transcript; ``pin``: the engine keeps this one's conversation for
+        the session (one choice of several)."""
         adapter = self.adapters.resolve(sagemaker, request.adapter)
-        valid = dataclasses.replace(self.validator.validate(request, names, add_special_tokens), sagemaker=sagemaker,
-                                    adapter=adapter)
+        valid = self.validator.validate(request, names, add_special_tokens,
+                                        session.transcript if session is not None else None)
+        valid = dataclasses.replace(valid, sagemaker=sagemaker, adapter=adapter,
+                                    session=Sessions.pin(session) if pin else None)
         if request.grammar is None:
             return valid
         if self.grammars is None:

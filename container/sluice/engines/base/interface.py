@@ -31,6 +31,7 @@ class EngineStats:
     prefix_cache_tokens: int = 0
     prefix_cache_bytes: int = 0
     prefix_cache_capacity_tokens: int = 0  # 0: no prefix cache of its own (vLLM's is in its KV cache)
+    prefix_cache_pinned_tokens: int = 0  # of prefix_cache_tokens, what stateful sessions keep
 
 
 class GenerationEngine(Protocol):
@@ -66,6 +67,9 @@ class GenerationEngine(Protocol):
 
     def adapter_loaded(self, ref: "AdapterRef") -> bool:
         """Whether the adapter's weights are loaded now (``GET /adapters``)."""
+
+    def end_session(self, session_id: str) -> None:
+        """A stateful session closed: what the engine kept for it may go (called from any thread)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from .lora import LoraLayers
 from .model_runner import ModelRunner
 from .prefix_cache import PrefixCache
 from .scheduler import SchedulerBudget
+from .watermark import Watermark
 
 log = logging.getLogger("sluice.bootstrap")
 
@@ -68,6 +69,7 @@ def build(config: Config) -> EngineBuild:
     log.info("fused prefill: %s", runner.fused_pass)  # checked on the loaded model, before serving
     eos_ids = eos_token_ids(getattr(loaded.model, "generation_config", None), tokenizer)
     engine = NativeEngine(runner, tokenizer, budget, eos_ids, frozenset(tokenizer.all_special_ids),
-                          PrefixCache(budget.max_batch_total_tokens // PREFIX_CACHE_SHARE), adapters).start()
+                          PrefixCache(budget.max_batch_total_tokens // PREFIX_CACHE_SHARE), adapters,
+                          Watermark(config.watermark_gamma, config.watermark_delta)).start()
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
     return EngineBuild(engine, tokenizer, limits, logits_width(loaded.model), eos_ids, loaded.device.type)

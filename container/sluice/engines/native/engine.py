@@ -8,6 +8,9 @@ decides), and join the running batch once their prompt is in; finished or cancel
 leave the batch at once. Request threads only
 ``submit`` and read their sequence's event queue, so the model is never touched by two threads.
 
+A request that runs in a stateful session leaves its conversation (prompt and answer) pinned in
+the prefix cache when it finishes, so the session's next turn prefills only what is new.
+
 Failures stay as small as they can: a row whose sampling fails leaves the batch alone, a prefill
 group that fails takes only its newcomers (a failed fused pass undoes its writes to the running
 batch's cache), and only a failed decode forward pass, which every
@@ -35,6 +38,7 @@ from .model_runner import ModelRunner, PrefillJob
 from .prefix_cache import Hit, PrefixCache
 from .sampling import Selection, SequenceSampler, choose_tokens
 from .scheduler import Scheduler, SchedulerBudget, group_by_length
+from .watermark import Watermark
 
 log = logging.getLogger("sluice.engine")
 
@@ -57,11 +61,14 @@ class NativeEngine(LoopThread):
 
     def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
                  eos_token_ids: frozenset[int], special_ids: frozenset[int],
-                 prefix_cache: PrefixCache | None = None, adapters: NativeAdapters | None = None):
+                 prefix_cache: PrefixCache | None = None, adapters: NativeAdapters | None = None,
+                 watermark: Watermark | None = None):
         super().__init__("sluice-engine")
         self._adapters = adapters  # None: no LoRA adapters (MAX_LORA_ADAPTERS=0)
         self.runner = runner
         self._prefixes = prefix_cache
+        self._watermark = watermark or Watermark()
+        self._ended_sessions: collections.deque[str] = collections.deque()  # request threads append
         self.tokenizer = tokenizer
         self._sequences = SequenceMaker(tokenizer, eos_token_ids, special_ids)
         self._text = self._sequences.text
@@ -82,7 +89,8 @@ class NativeEngine(LoopThread):
         sampling = valid.request.sampling
         seed = draw_seed(sampling, seed)
         sequence = self._sequences.new(
-            valid, seed, NativeSequence, sampler=SequenceSampler(sampling, self.runner.device, seed),
+            valid, seed, NativeSequence,
+            sampler=SequenceSampler(sampling, self.runner.device, seed, watermark=self._watermark),
             constraint=RowConstraint(valid.grammar.new_matcher()) if valid.grammar else None)
         with self._wakeup:
             self._waiting.append(sequence)
@@ -123,16 +131,28 @@ class NativeEngine(LoopThread):
     def adapter_loaded(self, ref: AdapterRef) -> bool:
         return self._adapters is not None and self._adapters.is_loaded(ref)
 
+    # --- sessions (request threads) -------------------------------------------------------------
+
+    def end_session(self, session_id: str) -> None:
+        """Unpin a closed session's conversation; the engine thread does it (it owns the cache)."""
+        with self._wakeup:
+            self._ended_sessions.append(session_id)
+            self._wakeup.notify()
+
     # --- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             with self._wakeup:
-                while not self._stopped and not self._waiting and not self._running and not self._prefilling:
+                while (not self._stopped and not self._waiting and not self._running and not self._prefilling
+                       and not self._ended_sessions):
                     self._wakeup.wait()
                 if self._stopped:
                     return
                 newcomers = [] if self._prefilling else self._admit()
+                ended = list(self._ended_sessions)
+                self._ended_sessions.clear()
+            self._release_sessions(ended)
             self._begin_prefills(newcomers)
             try:
                 self._drop_cancelled()
@@ -231,13 +251,52 @@ class NativeEngine(LoopThread):
             return
         for row, sequence in enumerate(group):
             prompt, adapter = sequence.valid.input_ids, sequence.valid.adapter
+            if sequence.valid.session is not None and len(prompt) <= self._prefixes.pin_budget_tokens:
+                continue  # kept whole, with its answer, when it finishes (_keep_sessions)
             length = self._prefixes.cacheable_length(prompt, adapter)
             if length:
                 columns = row_columns(job.cache, row, job.width - len(prompt), length)
                 self._prefixes.insert(prompt[:length], columns, sum(k.nbytes + v.nbytes for k, v in columns), adapter)
+        self._update_prefix_stats()
+
+    def _update_prefix_stats(self) -> None:
         self.stats.prefix_cache_entries = self._prefixes.entries
         self.stats.prefix_cache_tokens = self._prefixes.cached_tokens
         self.stats.prefix_cache_bytes = self._prefixes.cached_bytes
+        self.stats.prefix_cache_pinned_tokens = self._prefixes.pinned_tokens
+
+    def _keep_sessions(self, sequences: list[NativeSequence], rows: list[int], batch: KVBatch) -> None:
+        """Pin the conversation of each finished session row: its prompt and every generated
+        token whose KV the batch holds (all but the last, never fed), in whole blocks."""
+        if self._prefixes is None:
+            return
+        for row in rows:
+            sequence = sequences[row]
+            pin = sequence.valid.session
+            tokens = sequence.valid.input_ids + tuple(sequence.generated_ids[:-1])
+            columns = int(batch.attention_mask[row].sum())
+            if pin is None or columns != len(tokens):
+                continue
+            length = len(tokens) // self._prefixes.block * self._prefixes.block
+            if length == 0:
+                continue
+            start = batch.columns - columns
+
+            def payload(row=row, start=start, length=length):
+                kv = row_columns(batch.cache, row, start, length)
+                return kv, sum(k.nbytes + v.nbytes for k, v in kv)
+
+            # Keyed by the row's adapter as every entry is: a later turn with another adapter
+            # (or the base model) never reads this KV.
+            self._prefixes.pin(pin.id, pin.expires_at, tokens[:length], payload, sequence.valid.adapter)
+        self._update_prefix_stats()
+
+    def _release_sessions(self, ended: list[str]) -> None:
+        if self._prefixes is None or not ended:
+            return
+        for session_id in ended:
+            self._prefixes.release(session_id)
+        self._update_prefix_stats()
 
     def _prefill_step(self) -> None:
         """One chunk of the oldest prefill job; a finished job's rows join the running batch.
@@ -295,13 +354,14 @@ class NativeEngine(LoopThread):
                       job: PrefillJob) -> tuple[KVBatch, list[NativeSequence]] | None:
         """Publish each prompt's first token: the group's KV batch and its rows still running."""
         result = self.runner.finish_prefill(job)
-        self._remember_prefixes(group, job)
         if result.prompt_logprobs is not None:
             for sequence, logprobs in zip(group, result.prompt_logprobs, strict=True):
                 sequence.prefill = self._prefill_tokens(sequence, logprobs)
         selection = self._choose(result.last_logits, group)
         result.batch.last_tokens = selection.ids
-        self._publish(group, selection)
+        finished = self._publish(group, selection)
+        self._remember_prefixes(group, job)  # after the first tokens are out: not on their TTFT
+        self._keep_sessions(group, finished, result.batch)
         keep = [i for i, s in enumerate(group) if not s.finished]
         if len(keep) == len(group):
             return result.batch, group
@@ -314,7 +374,8 @@ class NativeEngine(LoopThread):
         """Choose, publish and retire the running rows' tokens from a decode step's logits."""
         selection = self._choose(logits, self._running)
         self._batch.last_tokens = selection.ids
-        self._publish(self._running, selection)
+        finished = self._publish(self._running, selection)
+        self._keep_sessions(self._running, finished, self._batch)
         self._last_was_prefill = False
         keep = [i for i, s in enumerate(self._running) if not s.finished]
         if len(keep) != len(self._running):
@@ -322,8 +383,10 @@ class NativeEngine(LoopThread):
         else:
             self._update_batch_stats()
 
-    def _publish(self, sequences: list[NativeSequence], selection: Selection) -> None:
-        """Hand every row its token; a row whose sampling or bookkeeping failed fails alone."""
+    def _publish(self, sequences: list[NativeSequence], selection: Selection) -> list[int]:
+        """Hand every row its token; a row whose sampling or bookkeeping failed fails alone.
+        Returns the rows that finished normally."""
+        finished = []
         for row, sequence in enumerate(sequences):
             error = selection.failures.get(row)
             if error is None:
@@ -338,6 +401,8 @@ class NativeEngine(LoopThread):
                 self._fail([sequence], ROW_FAILED)
             elif sequence.finished:
                 self.stats.finished_total += 1
+                finished.append(row)
+        return finished
 
     def _follow_grammar(self, sequence: NativeSequence, token_id: int) -> Exception | None:
         """Advance a constrained row's matcher; the error if the grammar refuses the token."""
@@ -357,11 +422,10 @@ class NativeEngine(LoopThread):
 
     def _choose(self, logits: torch.Tensor, sequences: list[NativeSequence]) -> Selection:
         logits = self._constrain(logits, sequences)
-        histories = [torch.tensor(s.history, device=logits.device)
-                     if s.sampler.params.repetition_penalty != 1.0 or s.sampler.params.frequency_penalty != 0.0
-                     else None for s in sequences]
+        histories = [torch.tensor(s.history, device=logits.device) if s.sampler.params.needs_history else None
+                     for s in sequences]
         return choose_tokens(logits, [s.sampler for s in sequences], histories,
-                             [s.valid.request.top_n_tokens for s in sequences])
+                             [s.valid.request.top_n_tokens for s in sequences], watermark=self._watermark)
 
     def _prefill_tokens(self, sequence: NativeSequence, logprobs: list[float | None]) -> tuple[Token, ...]:
         ids = sequence.valid.input_ids

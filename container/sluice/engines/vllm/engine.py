@@ -85,6 +85,7 @@ def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: froze
               if s.do_sample else dict(temperature=0.0))
     return SamplingParams(
         **chosen, repetition_penalty=s.repetition_penalty, frequency_penalty=s.frequency_penalty,
+        logit_bias=dict(s.logit_bias) or None,
         max_tokens=valid.max_new_tokens, stop_token_ids=sorted(stop_token_ids),
         logprobs=request.top_n_tokens,  # 0: the chosen token's log-probability only
         prompt_logprobs=0 if request.decoder_input_details else None,
@@ -144,6 +145,10 @@ class VllmEngine(LoopThread):
         return dict(self._description)
 
     check_request = staticmethod(check_request)
+
+    def end_session(self, session_id: str) -> None:
+        """Nothing to release: vLLM has no API to pin a session's blocks (its automatic prefix
+        caching keeps them while they are not needed for others; see docs/engines.md)."""
 
     @property
     def stats(self) -> EngineStats:
@@ -290,6 +295,8 @@ class VllmEngine(LoopThread):
                 continue
             if output.prompt_logprobs and not sequence.prefill:
                 sequence.prefill = self._prefill_tokens(sequence, output.prompt_logprobs)
+            if not sequence.generated_ids:
+                self._count_prefix_hit(output)
             completion = output.outputs[0]
             top_n = sequence.valid.request.top_n_tokens
             for index, token_id in enumerate(completion.token_ids):
@@ -297,6 +304,14 @@ class VllmEngine(LoopThread):
                     break
                 sequence.add(choice_from(token_id, completion.logprobs, index, top_n))
             self._settle(output, sequence, completion.finish_reason)
+
+    def _count_prefix_hit(self, output) -> None:
+        """vLLM's automatic prefix caching, in Sluice's counters: the prompt tokens its first
+        output says came from the cache."""
+        cached = getattr(output, "num_cached_tokens", None) or 0
+        if cached:
+            self._stats.prefix_cache_hits += 1
+            self._stats.prefix_cache_hit_tokens += cached
 
     def _settle(self, output, sequence: Sequence, vllm_reason) -> None:
         """Drop a finished sequence; abort vLLM's request if Sluice finished first."""
