@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from native_engine import drain, make_engine, request
+from native_engine import adapter_engine, drain, load_own_model, request, with_adapter
 
-from sluice.engines.native.adapters import NativeAdapters
 from sluice.engines.native.lora import LoraLayers
 from sluice.engines.native.model_runner import ModelRunner
-from sluice.engines.native.prefix_cache import PrefixCache
 from sluice.model.lora_files import check_fits, linear_shapes, read_lora_dir
-from sluice.request import AdapterRef, AdapterSpec
+from sluice.request import AdapterRef
 
 peft = pytest.importorskip("peft", reason="PEFT is the reference (requirements/dev.txt)")
 
@@ -29,12 +27,8 @@ PROMPTS = ["The cheese shop opens at nine", "Rice needs water", "How do websites
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    """The tiny-random model as production loads it (float32, oneDNN-packed linears), this
-    module's own: serving adapters wraps its layers, which the shared one must not see."""
-    from sluice.config import Config
-    from sluice.model.loading import load_model
-    return load_model(Config.from_environ({"HF_MODEL_ID": str(tiny_model_dir), "SLUICE_DEVICE": "cpu",
-                                           "DTYPE": "float32"}))
+    """This module's own model (serving adapters wraps its layers)."""
+    return load_own_model(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -118,24 +112,6 @@ def test_the_fused_pass_applies_each_tokens_own_adapter(loaded, adapted, peft_lo
     arrived = runner.finish_prefill(job)
     for row, (name, prompt) in enumerate(zip(arriving_names, arriving, strict=True)):
         assert_close(arrived.last_logits[row], peft_logits(name, prompt)[-1])
-
-
-def adapter_engine(loaded, shapes, tiny_adapters, capacity: int = 2):
-    """A native engine serving both adapters (uids 1 and 2), with a prefix cache."""
-    runner = ModelRunner(loaded.model, loaded.device, loaded.tokenizer.pad_token_id,
-                         lora=LoraLayers(loaded.model, torch.float32))
-    adapters = NativeAdapters(runner.lora, shapes, capacity, max_rank=16)
-    engine = make_engine(loaded, runner, prefix_cache=PrefixCache(4096), adapters=adapters)
-    refs = {}
-    for uid, (name, path) in enumerate(sorted(tiny_adapters.items()), start=1):
-        refs[name] = AdapterRef(name, uid)
-        adapters.add(AdapterSpec(refs[name], str(path)))
-    return engine, refs
-
-
-def with_adapter(valid, ref):
-    import dataclasses
-    return dataclasses.replace(valid, adapter=ref)
 
 
 def test_each_row_of_a_mixed_batch_generates_what_it_generates_alone(loaded, shapes, tiny_adapters):

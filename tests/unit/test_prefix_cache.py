@@ -93,3 +93,17 @@ def test_a_sessions_next_turn_replaces_its_pin_and_an_expired_pin_lapses():
     assert (cache.entries, cache.pinned_tokens, cache.pinned_sessions) == (2, 12, 2)
     clock.now = 1011.0
     assert cache.lookup(tokens(4, 900)) is None and cache.pinned_tokens == 0 and cache.pinned_sessions == 0
+
+
+def test_a_pin_belongs_to_its_adapters_namespace_and_forgetting_the_adapter_drops_it():
+    cache = PrefixCache(budget_tokens=64, block=4, clock=Clock())
+    cache.pin("s", 2000.0, tokens(8), pinned_payload("with a"), namespace="a")
+    assert cache.lookup(tokens(8) + (1,)) is None and cache.lookup(tokens(8) + (1,), "b") is None
+    assert cache.lookup(tokens(8) + (1,), "a").entry.payload == "with a"
+    cache.pin("t", 2000.0, tokens(8), pinned_payload("base"))  # the same tokens on the base: its own KV
+    assert (cache.entries, cache.pinned_tokens) == (2, 16)
+    assert cache.lookup(tokens(8) + (1,)).entry.payload == "base"
+    cache.insert(tokens(12), "a, longer", namespace="a")
+    cache.forget("a")
+    assert cache.lookup(tokens(12) + (1,), "a") is None
+    assert (cache.entries, cache.cached_tokens, cache.pinned_sessions) == (1, 8, 1)

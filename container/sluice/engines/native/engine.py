@@ -9,7 +9,9 @@ leave the batch at once. Request threads only
 ``submit`` and read their sequence's event queue, so the model is never touched by two threads.
 
 A request that runs in a stateful session leaves its conversation (prompt and answer) pinned in
-the prefix cache when it finishes, so the session's next turn prefills only what is new.
+the prefix cache when it finishes, so the session's next turn prefills only what is new. Every
+entry, pinned or not, is keyed by the LoRA adapter its KV was computed with (None: the base), so a
+turn only reuses KV of its own adapter.
 
 Failures stay as small as they can: a row whose sampling fails leaves the batch alone, a prefill
 group that fails takes only its newcomers (a failed fused pass undoes its writes to the running
@@ -23,6 +25,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -68,7 +71,8 @@ class NativeEngine(LoopThread):
         self.runner = runner
         self._prefixes = prefix_cache
         self._watermark = watermark or Watermark()
-        self._ended_sessions: collections.deque[str] = collections.deque()  # request threads append
+        # What request threads ask of the prefix cache, which only the engine thread touches.
+        self._cache_chores: collections.deque[Callable[[PrefixCache], None]] = collections.deque()
         self.tokenizer = tokenizer
         self._sequences = SequenceMaker(tokenizer, eos_token_ids, special_ids)
         self._text = self._sequences.text
@@ -124,9 +128,11 @@ class NativeEngine(LoopThread):
         return self._adapters.add(spec)
 
     def remove_adapter(self, ref: AdapterRef) -> None:
-        """Forget an adapter; rows running with it finish first."""
+        """Forget an adapter; rows running with it finish first. Its prefix-cache entries go too
+        (sessions' pins included): no request can name this registration again."""
         if self._adapters is not None:
             self._adapters.remove(ref)
+            self._ask_cache(lambda cache: cache.forget(ref))
 
     def adapter_loaded(self, ref: AdapterRef) -> bool:
         return self._adapters is not None and self._adapters.is_loaded(ref)
@@ -134,9 +140,15 @@ class NativeEngine(LoopThread):
     # --- sessions (request threads) -------------------------------------------------------------
 
     def end_session(self, session_id: str) -> None:
-        """Unpin a closed session's conversation; the engine thread does it (it owns the cache)."""
+        """Unpin a closed session's conversation."""
+        self._ask_cache(lambda cache: cache.release(session_id))
+
+    def _ask_cache(self, chore: Callable[[PrefixCache], None]) -> None:
+        """Have the engine thread (which owns the prefix cache) run ``chore`` on it."""
+        if self._prefixes is None:
+            return
         with self._wakeup:
-            self._ended_sessions.append(session_id)
+            self._cache_chores.append(chore)
             self._wakeup.notify()
 
     # --- the loop -------------------------------------------------------------------------
@@ -145,14 +157,14 @@ class NativeEngine(LoopThread):
         while True:
             with self._wakeup:
                 while (not self._stopped and not self._waiting and not self._running and not self._prefilling
-                       and not self._ended_sessions):
+                       and not self._cache_chores):
                     self._wakeup.wait()
                 if self._stopped:
                     return
                 newcomers = [] if self._prefilling else self._admit()
-                ended = list(self._ended_sessions)
-                self._ended_sessions.clear()
-            self._release_sessions(ended)
+                chores = list(self._cache_chores)
+                self._cache_chores.clear()
+            self._do_cache_chores(chores)
             self._begin_prefills(newcomers)
             try:
                 self._drop_cancelled()
@@ -291,11 +303,11 @@ class NativeEngine(LoopThread):
             self._prefixes.pin(pin.id, pin.expires_at, tokens[:length], payload, sequence.valid.adapter)
         self._update_prefix_stats()
 
-    def _release_sessions(self, ended: list[str]) -> None:
-        if self._prefixes is None or not ended:
+    def _do_cache_chores(self, chores: list[Callable[[PrefixCache], None]]) -> None:
+        if not chores:
             return
-        for session_id in ended:
-            self._prefixes.release(session_id)
+        for chore in chores:
+            chore(self._prefixes)
         self._update_prefix_stats()
 
     def _prefill_step(self) -> None:

@@ -154,6 +154,15 @@ class PrefixCache:
         if entry is not None:
             entry.pins.pop(session, None)
 
+    def forget(self, namespace: object) -> None:
+        """Drop every entry of ``namespace``, pinned or not: its adapter was unregistered, and a
+        new registration of the name is another namespace, so no prompt can reach that KV again."""
+        for entry in [e for e in self._lru.values() if e.namespace == namespace]:
+            for session in list(entry.pins):
+                self.release(session)
+            del self._lru[id(entry)]
+            self._evict(entry)
+
     def _lapse(self) -> None:
         now = self._clock()
         for session, entry in list(self._pinned.items()):
