@@ -29,10 +29,11 @@ CACHE_TOKENS = 512  # MAX_BATCH_TOTAL_TOKENS 4096 / 8: the prefix cache's bound;
 
 
 @pytest.fixture(scope="module")
-def sessions_server(tiny_model_dir):
-    """Sessions on, and a small prefix cache, so a few prompts flush whatever is not pinned."""
+def sessions_server(tiny_model_dir, tiny_adapters):
+    """Sessions on, and a small prefix cache, so a few prompts flush whatever is not pinned; two
+    LoRA adapters, ``a`` and ``b``, for turns that name one."""
     env = {"SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true", "MAX_BATCH_TOTAL_TOKENS": "4096",
-           "RESPONSE_CACHE_SIZE": "0"}
+           "RESPONSE_CACHE_SIZE": "0", "LORA_ADAPTERS": ",".join(f"{n}={p}" for n, p in tiny_adapters.items())}
     with ContainerProcess(tiny_model_dir, env=env) as process:
         yield process
 
@@ -45,9 +46,11 @@ def open_session(url: str) -> str:
     return session_id
 
 
-def chat(url: str, session_id: str | None, messages: list[dict], stream: bool = False) -> tuple[str, int, int]:
-    """One greedy turn: the answer's text, and the prompt and completion tokens it used."""
-    body = {"messages": messages, "max_tokens": 24, "temperature": 0}
+def chat(url: str, session_id: str | None, messages: list[dict], stream: bool = False,
+         adapter: str | None = None) -> tuple[str, int, int]:
+    """One greedy turn (with the LoRA ``adapter`` named as OpenAI's ``model``): the answer's
+    text, and the prompt and completion tokens it used."""
+    body = {"messages": messages, "max_tokens": 24, "temperature": 0, **({"model": adapter} if adapter else {})}
     headers = {SESSION: session_id} if session_id else {}
     if not stream:
         response = post(url, body, headers=headers)
@@ -140,6 +143,25 @@ def test_a_pinned_conversation_survives_traffic_that_flushes_the_rest_of_the_cac
     chat(url, session_id, pinned + [{"role": "assistant", "content": pinned_answer},
                                     {"role": "user", "content": "And camembert?"}])
     assert hit_tokens(url) - before == kept(prompt, completion)
+
+
+def test_a_sessions_conversation_is_reused_only_by_a_turn_with_the_adapter_that_answered_it(sessions_server):
+    """The pinned KV was computed with adapter ``a``: the next turn reuses it with ``a``; the same
+    turn with ``b`` or the base model reuses nothing (the KV of another model never leaks in)."""
+    url = sessions_server.url
+    session_id = open_session(url)
+    messages = conversation("Echo cheese cellar.")
+    before = pinned_tokens(url)
+    answer, prompt, completion = chat(url, session_id, messages, adapter="a")
+    pinned_tokens(url, until=lambda value: value != before)  # the turn is pinned just after its answer
+    messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And goat cheese?"}]
+    reused = {}
+    for adapter in ("a", "b", None):
+        start = hit_tokens(url)
+        chat(url, session_id, messages, adapter=adapter)
+        reused[adapter] = hit_tokens(url) - start
+    assert reused == {"a": kept(prompt, completion), "b": 0, None: 0}
+    assert post(url, {"requestType": "CLOSE"}, headers={SESSION: session_id}).status_code == 200
 
 
 def test_a_closed_session_is_unpinned_and_then_unknown(sessions_server):
