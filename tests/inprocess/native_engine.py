@@ -38,9 +38,8 @@ def make_engine(loaded, runner: ModelRunner | None = None, chunk: int = 4096,
                         frozenset(loaded.tokenizer.all_special_ids), prefix_cache, adapters)
 
 
-def load_own_model(model_dir: Path):
-    """The tiny-random model as production loads it (float32, oneDNN-packed linears), for one
-    test module: serving adapters wraps its layers, which the session's shared one must not see."""
+def load_tiny_model(model_dir: Path):
+    """The tiny-random model as production loads it: float32 on the CPU, oneDNN-packed linears."""
     return load_model(Config.from_environ({"HF_MODEL_ID": str(model_dir), "SLUICE_DEVICE": "cpu",
                                            "DTYPE": "float32"}))
 

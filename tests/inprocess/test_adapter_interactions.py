@@ -14,9 +14,8 @@ import dataclasses
 import time
 
 import pytest
-from native_engine import adapter_engine, drain, load_own_model, request, with_adapter
+from native_engine import adapter_engine, drain, request, with_adapter
 
-from sluice.model.lora_files import linear_shapes
 from sluice.request import SessionPin
 
 pytest.importorskip("peft", reason="the adapters are PEFT directories (requirements/dev.txt)")
@@ -24,17 +23,6 @@ pytest.importorskip("peft", reason="the adapters are PEFT directories (requireme
 BLOCK = 16  # the prefix cache's block
 SYSTEM = "You are the cheese shop's assistant; answer briefly and kindly. " * 2
 FORCED = 300  # a token id the tiny model's vocabulary holds
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    """This module's own model (serving adapters wraps its layers)."""
-    return load_own_model(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def shapes(loaded):
-    return linear_shapes(loaded.model)
 
 
 def run_alone(engine, valids) -> list[list[int]]:
@@ -58,8 +46,8 @@ def wait_for_pin(engine, timeout: float = 10.0) -> int:
     return engine.stats.prefix_cache_pinned_tokens
 
 
-def test_a_sessions_next_turn_reuses_its_pinned_kv_only_with_the_adapter_that_computed_it(
-        loaded, shapes, tiny_adapters):
+def test_a_sessions_next_turn_reuses_its_pinned_kv_only_with_the_adapter_that_computed_it(lora_model, tiny_adapters):
+    loaded, shapes = lora_model
     session = SessionPin("s1", time.time() + 600)
     first = request(loaded, SYSTEM + "Which cheese goes with pears?", max_new_tokens=12)
     engine, refs = adapter_engine(loaded, shapes, tiny_adapters)
@@ -85,7 +73,8 @@ def test_a_sessions_next_turn_reuses_its_pinned_kv_only_with_the_adapter_that_co
     assert len({tuple(tokens) for tokens in expected}) == 3  # the three really differ
 
 
-def test_unregistering_an_adapter_drops_its_pinned_conversation(loaded, shapes, tiny_adapters):
+def test_unregistering_an_adapter_drops_its_pinned_conversation(lora_model, tiny_adapters):
+    loaded, shapes = lora_model
     engine, refs = adapter_engine(loaded, shapes, tiny_adapters)
     valid = request(loaded, SYSTEM + "Is brie a soft cheese?", max_new_tokens=8)
     engine.start()
@@ -107,7 +96,8 @@ def biased(valid, *, watermark: bool = False, logit_bias: tuple[tuple[int, float
 
 
 def test_a_batch_mixing_adapters_with_watermarked_and_biased_rows_gives_each_row_its_own_tokens(
-        loaded, shapes, tiny_adapters):
+        lora_model, tiny_adapters):
+    loaded, shapes = lora_model
     prompts = ["The cheese shop opens at nine", "Rice needs water", "How do websites load so fast?"]
     plain = [request(loaded, prompt, max_new_tokens=12) for prompt in prompts]
     reference, refs = adapter_engine(loaded, shapes, tiny_adapters, prefix_tokens=0)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from native_engine import adapter_engine, drain, load_own_model, request, with_adapter
+from native_engine import adapter_engine, drain, request, with_adapter
 
 from sluice.engines.native.lora import LoraLayers
 from sluice.engines.native.model_runner import ModelRunner
-from sluice.model.lora_files import check_fits, linear_shapes, read_lora_dir
+from sluice.model.lora_files import check_fits, read_lora_dir
 from sluice.request import AdapterRef
 
 peft = pytest.importorskip("peft", reason="PEFT is the reference (requirements/dev.txt)")
@@ -26,15 +26,13 @@ PROMPTS = ["The cheese shop opens at nine", "Rice needs water", "How do websites
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny_model_dir):
-    """This module's own model (serving adapters wraps its layers)."""
-    return load_own_model(tiny_model_dir)
+def loaded(lora_model):
+    return lora_model[0]
 
 
 @pytest.fixture(scope="module")
-def shapes(loaded):
-    """The adaptable layers, read before any is wrapped (as the engine's build does)."""
-    return linear_shapes(loaded.model)
+def shapes(lora_model):
+    return lora_model[1]
 
 
 @pytest.fixture(scope="module")
