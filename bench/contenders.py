@@ -77,10 +77,11 @@ def start(contender: Contender, model_dir: Path, device: str, threads: int, spec
           limits: dict | None = None) -> Running:
     """Starts the contender's process (not waiting for it); ``wait`` makes it ready."""
     if contender.kind == "sluice":
-        # No response cache: repeated prompts must be generated again, not replayed.
+        # No response cache: repeated prompts must be generated again, not replayed. Sessions on
+        # for the chat scenario's session variant (they change nothing for other requests).
         env = {"SLUICE_DEVICE": device, "RESPONSE_CACHE_SIZE": "0", "DTYPE": contender.dtype,
                "SLUICE_ENGINE": contender.engine, "SLUICE_TORCH_THREADS": str(threads),
-               "MAX_CONCURRENT_REQUESTS": "256", **contender.env}
+               "MAX_CONCURRENT_REQUESTS": "256", "SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true", **contender.env}
         bin_dir = None
         if contender.engine == "vllm":
             env.update(VLLM_CPU_OMP_THREADS_BIND="nobind", VLLM_CPU_KVCACHE_SPACE=VLLM_KV_GIB,

@@ -169,3 +169,25 @@ def chat_sessions(tokenizer, corpus: Corpus, system_tokens: int, conversations: 
             prompts.append(_chat_prompt(tokenizer, messages))
             kinds.append("first" if len(prompts) == 1 else "follow-up" if turn else "new conversation")
     return prompts, kinds, shared_prefix(prompts)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A conversation to play turn by turn: its system prompt and its user messages; the
+    assistant's turns are the model's own answers, filled in as it is played."""
+
+    system: str
+    questions: tuple[str, ...]
+
+
+def chat_conversations(corpus: Corpus, system_tokens: int, conversations: int, turns: int,
+                       turn_tokens: int) -> list[Conversation]:
+    """Conversations of ``turns`` user messages (about ``turn_tokens // 2`` tokens each), each with
+    its own fresh ``system_tokens``-long system prompt, so every first turn finds nothing cached."""
+    return [Conversation(corpus.text(system_tokens), tuple(corpus.text(turn_tokens // 2) for _ in range(turns)))
+            for _ in range(conversations)]
+
+
+def render_chat(tokenizer, messages: list[dict]) -> str:
+    """The prompt text a chat client's messages become (the server adds BOS)."""
+    return _chat_prompt(tokenizer, messages).text

@@ -169,6 +169,37 @@ def chat_table(results: dict) -> list[str]:
     return lines
 
 
+SESSION_TARGET = 0.2  # a follow-up turn in a session: TTFT at most this share of the first turn's
+
+
+def chat_sessions_table(results: dict) -> list[str]:
+    played = results["scenarios"].get("chat_sessions")
+    if not played:
+        return []
+    sample = next(iter(played.values()))["in_sessions"]
+    turns = sample["turns"] // sample["conversations"]
+    lines = [f"Chat in sessions: {sample['conversations']} conversations of {turns} turns in stateful sessions and "
+             f"{sample['conversations']} without, all taking turns round-robin; each conversation its own fresh "
+             "system prompt (so every first turn finds nothing cached), every turn resending the history with the "
+             "model's own answers:", "",
+             "| setup | dtype | threads | sessions | first turns: TTFT p50 (ms) | follow-up turns: TTFT p50 (ms) "
+             "| follow-up / first | problems |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, variants in played.items():
+        for name in ("without_sessions", "in_sessions"):
+            v = variants[name]
+            lines.append(f"| {_who(results, key)} | {'yes' if v['sessions'] else 'no'} | {_ms(v['first_ttft_p50_s'])} "
+                         f"| {_ms(v['follow_up_ttft_p50_s'])} | {_x(v['follow_up_vs_first_ttft_p50'])} | "
+                         f"{len(v['problems'])} |")
+    lines.append("")
+    for key, variants in played.items():
+        ratio = variants["in_sessions"]["follow_up_vs_first_ttft_p50"]
+        verdict = "–" if ratio is None else "met" if ratio <= SESSION_TARGET else "NOT met"
+        lines.append(f"{CONTENDERS[key].label} ({SHORT_DTYPE.get(CONTENDERS[key].dtype)}): a follow-up turn in a "
+                     f"session / a first turn: TTFT p50 {_x(ratio)} (target <= {SESSION_TARGET}: {verdict}).")
+    return lines
+
+
 def arrivals_table(results: dict) -> list[str]:
     arrivals = results["scenarios"].get("arrivals")
     if not arrivals:
@@ -194,7 +225,8 @@ def arrivals_table(results: dict) -> list[str]:
 def markdown_table(results: dict) -> str:
     machine = results["machine"]
     lines = throughput_table(results)
-    for part in (head_to_head_table(results), chat_table(results), arrivals_table(results)):
+    for part in (head_to_head_table(results), chat_table(results), chat_sessions_table(results),
+                 arrivals_table(results)):
         if part:
             lines += [""] + part
     lines += ["", f"Load average at start {machine['loadavg_at_start'][0]:.2f}, at end "

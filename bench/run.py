@@ -16,7 +16,9 @@ thread count, unpinned. They run one after another, so no two share the cores wh
 2. each server: ``throughput`` (16 requests x 64 new tokens, prompts 16-256 tokens, at each
    concurrency level, with a /ping prober and the server tree's peak RSS), then ``chat`` (a shared
    1,000-token system prompt, conversations played turn by turn: TTFT of the 2nd..nth vs the 1st) and
-   ``arrivals`` (ITL of 8 running streams while 8 1,500-token prompts arrive vs without);
+   ``arrivals`` (ITL of 8 running streams while 8 1,500-token prompts arrive vs without); on
+   Sluice ``chat`` also plays conversations holding the model's own answers in stateful sessions
+   and without (a follow-up turn's TTFT in a session over the first turn's: at most 0.2);
 3. ``head-to-head``: the own engine (bf16), Sluice on vLLM and vLLM's server all up, alternating
    rounds of 16 streams (medians: the acceptance ratios, robust to a neighbour's load drifting
    between contenders);
@@ -50,13 +52,13 @@ import transformers  # noqa: E402
 
 from bench import contenders as peers  # noqa: E402
 from bench import inprocess, scenarios  # noqa: E402
-from bench.clients import get_text  # noqa: E402
+from bench.clients import get_text, session_request, sluice_chat_turn  # noqa: E402
 from bench.gpu_sim import contenders as sim_contenders  # noqa: E402
 from bench.gpu_sim import report as sim_report  # noqa: E402
 from bench.gpu_sim import scenario as gpu_sim  # noqa: E402
 from bench.load import run_load  # noqa: E402
 from bench.processes import peak_rss_mib, reset_peak_rss  # noqa: E402
-from bench.prompts import Corpus, chat_prompts, chat_sessions  # noqa: E402
+from bench.prompts import Corpus, chat_conversations, chat_prompts, chat_sessions, render_chat  # noqa: E402
 from bench.report import compute_ratios, markdown_table  # noqa: E402
 from demo.build_model import build  # noqa: E402
 
@@ -66,14 +68,16 @@ SERVER_SCENARIOS = ALL_SCENARIOS[:4]
 FULL = {"size": "small", "requests": 16, "new_tokens": 64, "shortest": 16, "longest": 256,
         "levels": [1, 4, 16, 32], "fp32_levels": [1, 16], "peer_levels": [16, 32], "chunk_levels": [16],
         "head_to_head": {"streams": 16, "rounds": 3},
-        "chat": {"system_tokens": 1000, "conversations": 8, "turn_tokens": 80, "new_tokens": 32},
+        "chat": {"system_tokens": 1000, "conversations": 8, "turn_tokens": 80, "new_tokens": 32,
+                 "session_conversations": 4, "session_turns": 3},
         "arrivals": {"running": 8, "running_prompt": 64, "running_tokens": 128, "arriving": 8,
                      "arriving_prompt": 1500, "arriving_tokens": 16, "stagger_s": 0.25},
         "contenders": list(peers.CONTENDERS)}
 QUICK = {"size": "tiny", "requests": 4, "new_tokens": 16, "shortest": 16, "longest": 64,
          "levels": [1, 4], "fp32_levels": [1, 4], "peer_levels": [4], "chunk_levels": [4],
          "head_to_head": {"streams": 4, "rounds": 1},
-         "chat": {"system_tokens": 200, "conversations": 3, "turn_tokens": 40, "new_tokens": 8},
+         "chat": {"system_tokens": 200, "conversations": 3, "turn_tokens": 40, "new_tokens": 8,
+                  "session_conversations": 2, "session_turns": 2},
          "arrivals": {"running": 2, "running_prompt": 16, "running_tokens": 32, "arriving": 2,
                       "arriving_prompt": 300, "arriving_tokens": 4, "stagger_s": 0.05},
          "contenders": ["sluice-fp32"]}
@@ -118,6 +122,7 @@ class PromptSets:
     """Every prompt of the run, cut once from fresh corpus text, the same for every contender."""
 
     def __init__(self, tokenizer, spec: dict):
+        self.tokenizer = tokenizer
         corpus = Corpus(tokenizer)
         self.base = corpus.prompts(spec["requests"], spec["shortest"], spec["longest"])
         lengths = [p.length for p in self.base]
@@ -136,6 +141,10 @@ class PromptSets:
             tokenizer, corpus, chat["system_tokens"], chat["conversations"], chat["turn_tokens"])
         self.chat_concurrent, _ = chat_prompts(tokenizer, corpus, chat["system_tokens"], chat["conversations"],
                                                chat["turn_tokens"])
+        # Played with the model's own answers, in sessions and without, each with its own system prompt.
+        self.chat_turns = {sessions: chat_conversations(corpus, chat["system_tokens"], chat["session_conversations"],
+                                                        chat["session_turns"], chat["turn_tokens"])
+                           for sessions in (False, True)}
         arr = spec["arrivals"]
         self.running_alone = [corpus.prompt(arr["running_prompt"]) for _ in range(arr["running"])]
         self.running = [corpus.prompt(arr["running_prompt"]) for _ in range(arr["running"])]
@@ -244,6 +253,8 @@ def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: 
         _log(f"    TTFT first {figures['first_ttft_s'] * 1000:.0f} ms, 2nd..nth p50 "
              f"{figures['rest_ttft_p50_s'] * 1000:.0f} ms; problems {figures['problems'][:2]}")
         results["scenarios"].setdefault("chat", {})[key] = figures
+        if running.contender.kind == "sluice":
+            results["scenarios"].setdefault("chat_sessions", {})[key] = chat_in_sessions(running, sets, chat)
     if "arrivals" in wanted:
         settle()
         arr = spec["arrivals"]
@@ -254,6 +265,26 @@ def run_scenarios(running: peers.Running, sets: PromptSets, spec: dict, wanted: 
              f"{figures['during_arrivals']['itl_p95_s'] * 1000:.0f} ms during arrivals; "
              f"problems {figures['problems'][:2]}")
         results["scenarios"].setdefault("arrivals", {})[key] = figures
+
+
+def chat_in_sessions(running: peers.Running, sets: PromptSets, chat: dict) -> dict:
+    """Conversations with the model's own answers, in sessions and without, taking turns."""
+    url = running.url
+    settle()
+    figures = scenarios.chat_turns(
+        lambda prompt, n, session_id: sluice_chat_turn(url, prompt, n, session_id),
+        lambda: session_request(url, "NEW_SESSION"), lambda session_id: session_request(url, "CLOSE", session_id),
+        lambda messages: render_chat(sets.tokenizer, messages),
+        {"without_sessions": (sets.chat_turns[False], False), "in_sessions": (sets.chat_turns[True], True)},
+        chat["new_tokens"])
+    inside = figures["in_sessions"]
+    _log(f"    in sessions: TTFT first turns p50 {_ms(inside['first_ttft_p50_s'])} ms, follow-ups p50 "
+         f"{_ms(inside['follow_up_ttft_p50_s'])} ms; problems {inside['problems'][:2]}")
+    return figures
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f}"
 
 
 def scenario_contenders(keys: list[str]) -> list[str]:

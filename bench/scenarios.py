@@ -4,6 +4,8 @@
   (each turn resends the history). First one at a time (the first request finds nothing cached;
   the 2nd..nth share its system prompt, follow-up turns also their own earlier turns: their TTFT
   over the first's shows what prefix reuse buys), then fresh ones with unseen histories at once.
+  On Sluice also ``chat_turns``: conversations whose history holds the model's own answers, each
+  in a stateful session, and the same without sessions: what a session buys a follow-up turn.
 * arrivals: running streams decode while long prompts arrive one after another; the running
   streams' inter-token latency during the arrivals over the same without arrivals shows how
   much a long prefill stalls everyone else.
@@ -111,3 +113,44 @@ def arrivals(send, running_alone, running, arriving, running_tokens: int, arrivi
         "arrivals_ttft_p50_s": percentile([t.ttft for t in late if t.event_times], 50),
         "problems": problems,
     }
+
+
+
+def chat_turns(play, open_session, close_session, render, variants: dict, new_tokens: int) -> dict:
+    """Conversations played as a chat client plays them, every turn resending the history with
+    the model's own earlier answers (``play(prompt, new_tokens, session_id) -> StreamTiming`` keeps
+    the answer's text). ``variants`` maps a name to ``(conversations, sessions)``; with
+    ``sessions`` each conversation runs in its own stateful session, closed after its last turn.
+    All conversations of all variants take turns round-robin (turn 1 of each, then turn 2 of
+    each, ...), so load drifting on the machine touches every variant alike, and each turn
+    follows other conversations' turns as on a shared server. Every first turn finds nothing
+    cached: per variant, the follow-up turns' TTFT over the first turns' is what reuse buys."""
+    players = [(name, conversation, sessions) for name, (conversations, sessions) in variants.items()
+               for conversation in conversations]
+    state = [{"session": open_session() if sessions else None,
+              "messages": [{"role": "system", "content": conversation.system}], "timings": []}
+             for _, conversation, sessions in players]
+    for turn in range(max(len(c.questions) for _, c, _ in players)):
+        for (_, conversation, _), mine in zip(players, state, strict=True):
+            if turn < len(conversation.questions):
+                mine["messages"].append({"role": "user", "content": conversation.questions[turn]})
+                timing = play(render(mine["messages"]), new_tokens, mine["session"])
+                mine["messages"].append({"role": "assistant", "content": timing.text})
+                mine["timings"].append(timing)
+    for mine in state:
+        if mine["session"] is not None:
+            close_session(mine["session"])
+    figures = {}
+    for name, (_, sessions) in variants.items():
+        timings = [mine["timings"] for (owner, _, _), mine in zip(players, state, strict=True) if owner == name]
+        firsts = [t[0].ttft for t in timings if t[0].event_times]
+        follow_ups = [x.ttft for t in timings for x in t[1:] if x.event_times]
+        figures[name] = {
+            "sessions": sessions, "conversations": len(timings), "turns": sum(len(t) for t in timings),
+            "first_ttft_p50_s": statistics.median(firsts) if firsts else None,
+            "follow_up_ttft_p50_s": statistics.median(follow_ups) if follow_ups else None,
+            "follow_up_vs_first_ttft_p50": (statistics.median(follow_ups) / statistics.median(firsts)
+                                            if firsts and follow_ups else None),
+            "ttft_s": [[x.ttft if x.event_times else None for x in t] for t in timings],
+            "problems": _checked([x for t in timings for x in t], new_tokens)}
+    return figures

@@ -7,13 +7,29 @@ gthread's, answering in JSON and bounding slow clients (sluice/http/gunicorn_wor
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sluice.config import Config  # noqa: E402
+from sluice.config import SAGEMAKER_SESSIONS_PATH, Config  # noqa: E402
+from sluice.serving.session_store import default_directory  # noqa: E402
 
 _config = Config.from_environ()
+
+# Stateful sessions: one store for every worker (a session comes back to the instance, not to the
+# worker that opened it), made here in the master before the workers fork and removed at its exit.
+_sessions_dir = None
+if _config.stateful_sessions and not _config.sessions_path:
+    _sessions_dir = tempfile.mkdtemp(prefix="sluice-sessions-", dir=default_directory())
+    os.environ[SAGEMAKER_SESSIONS_PATH] = _sessions_dir
+
+
+def on_exit(server):
+    if _sessions_dir:
+        shutil.rmtree(_sessions_dir, ignore_errors=True)
+
 
 bind = [f"{_config.host}:{_config.port}"]
 workers = _config.workers

@@ -45,6 +45,15 @@ def trained_tiny_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_adapters(tiny_model_dir) -> dict[str, Path]:
+    """Two random PEFT LoRA adapters of the tiny-random model (demo.build_adapter, seeds 1 and 2):
+    each makes greedy output differ from the base model's."""
+    from demo.build_adapter import build_adapter
+    root = MODEL_CACHE / "adapters" / tiny_model_dir.name
+    return {name: build_adapter(tiny_model_dir, root / name, seed=seed) for name, seed in (("a", 1), ("b", 2))}
+
+
+@pytest.fixture(scope="session")
 def server(tiny_model_dir):
     """One real server (gunicorn via container/serve) shared by the read-only tests."""
     # The cache is off here so that repeated requests really exercise the engine.

@@ -8,7 +8,9 @@ Conventions the docs follow so that their examples can be run as written:
   within 0.05 (they differ between bf16 and float32 machines);
 - examples talk to `make serve` at localhost:8080, to `make local`'s runtime API at
   http://127.0.0.1:8081 (endpoint `sluice-local`, or the placeholder `ENDPOINT`), and name the
-  demo model directory `models/tiny`; the tests swap in their own servers and directories.
+  demo model directory `models/tiny`; the tests swap in their own servers and directories;
+- the LoRA adapter examples name `make adapter`'s `$PWD/models/adapters/cheese`, registered as
+  `cheese`; the tests build their own and register it, or not, as each example expects.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ SERVER_HOST = "localhost:8080"  # `make serve`
 RUNTIME_URL = "http://127.0.0.1:8081"  # `make local`
 ENDPOINT_NAMES = ("sluice-local", "ENDPOINT")
 MODEL_DIR = "models/tiny"
+DOC_ADAPTER, DOC_ADAPTER_DIR = "cheese", "$PWD/models/adapters/cheese"  # `make adapter`
 LOG_PROB_TOLERANCE = 0.05
 
 _BASH_WITH_OUTPUT = re.compile(r"```bash\n(.*?)```\n(?:```(json|text)\n(.*?)```)?", re.DOTALL)

@@ -16,6 +16,7 @@ from sluice.config import Config, TokenLimits
 from sluice.engines.base import Choice
 from sluice.http.app import create_app
 from sluice.request import RequestLimits
+from sluice.serving.adapters import AdapterRegistry
 from sluice.serving.metrics import Metrics
 from sluice.serving.response_cache import ResponseCache
 from sluice.serving.service import GenerationService
@@ -40,23 +41,25 @@ class CharTokenizer:
 
 
 class FakeText:
-    """The fake engine's text stage: token i reads `` t{i}``; the last one carries the finish."""
+    """The fake engine's text stage: token i reads `` t{i}`` (`` <adapter>-t{i}`` with an adapter);
+    the last one carries the finish."""
 
-    def __init__(self, count: int):
-        self.count, self.seen, self.finished, self.closed = count, 0, False, False
+    def __init__(self, count: int, word: str = "t"):
+        self.count, self.word, self.seen, self.finished, self.closed = count, word, 0, False, False
 
     def add(self, sequence, choice, now=None) -> TokenEvent:
         self.seen += 1
         index, finish = self.seen, None
         if index == self.count:
             self.finished = True
-            finish = Finish("".join(f" t{i}" for i in range(1, self.count + 1)), "length", self.count, None,
+            finish = Finish("".join(f" {self.word}{i}" for i in range(1, self.count + 1)), "length", self.count, None,
                             sequence.valid.input_length, (), 0.0, 0.0)
-        return TokenEvent(index, Token(index, f" t{index}", choice.logprob, False), (), finish)
+        return TokenEvent(index, Token(index, f" {self.word}{index}", choice.logprob, False), (), finish)
 
 
 class FakeEngine:
-    """Answers each sequence with ``max_new_tokens`` tokens ``t1 t2 ...``, one step of its sink
+    """Answers each sequence with ``max_new_tokens`` tokens ``t1 t2 ...`` (``<adapter>-t1 ...``
+    for a request with a LoRA adapter, so a test sees which one answered), one step of its sink
     per token, as an engine hands over its steps.
 
     ``release_at=n`` holds every answer until n sequences are waiting at once: a request whose
@@ -71,6 +74,8 @@ class FakeEngine:
         self.pending: list = []
         self.submitted: list = []  # every validated request, in submission order
         self.cancelled: list = []
+        self.adapters: dict = {}  # uid -> the AdapterSpec registered
+        self.ended_sessions: list = []
         self.lock = threading.Lock()
         self.stats = SimpleNamespace(queue_size=0, batch_size=0, batch_tokens=0)
         self.sink = None
@@ -81,8 +86,9 @@ class FakeEngine:
 
     def submit(self, valid, seed=None):
         now = time.monotonic()
-        sequence = SimpleNamespace(valid=valid, text=FakeText(valid.max_new_tokens), queued_at=now, started_at=now,
-                                   prefill=(), seed=None, id=next(self._ids))
+        word = f"{valid.adapter.name}-t" if valid.adapter is not None else "t"
+        sequence = SimpleNamespace(valid=valid, text=FakeText(valid.max_new_tokens, word), queued_at=now,
+                                   started_at=now, prefill=(), seed=None, id=next(self._ids))
         with self.lock:
             self.submitted.append(valid)
             self.pending.append(sequence)
@@ -116,21 +122,39 @@ class FakeEngine:
     def check_request(request) -> None:
         pass
 
+    def add_adapter(self, spec) -> dict:
+        self.adapters[spec.ref.uid] = spec
+        return {"rank": 8, "loaded": spec.preload or spec.pinned}
+
+    def remove_adapter(self, ref) -> None:
+        del self.adapters[ref.uid]
+
+    def adapter_loaded(self, ref) -> bool:
+        spec = self.adapters.get(ref.uid)
+        return spec is not None and (spec.preload or spec.pinned)
+
+    def end_session(self, session_id: str) -> None:
+        self.ended_sessions.append(session_id)
+
 
 def fake_service(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
                  chat_template: str | None = CharTokenizer.chat_template,
-                 cache: ResponseCache | None = None) -> GenerationService:
-    """The real generation service over ``engine`` (a plain FakeEngine by default)."""
+                 cache: ResponseCache | None = None, workers: int = 1) -> GenerationService:
+    """The real generation service over ``engine`` (a plain FakeEngine by default); ``workers``:
+    how many gunicorn workers its adapter registry believes there are."""
     tokenizer = CharTokenizer()
     tokenizer.chat_template = chat_template
     validator = Validator(tokenizer, TokenLimits(max_input_tokens=64, max_total_tokens=MAX_TOTAL_TOKENS), 4)
-    return GenerationService(engine or FakeEngine(), validator, RequestLimits(), slots, request_timeout,
-                             cache=cache, metrics=Metrics(), model_name="fake-model")
+    engine = engine or FakeEngine()
+    return GenerationService(engine, validator, RequestLimits(), slots, request_timeout, cache=cache,
+                             metrics=Metrics(), model_name="fake-model",
+                             adapters=AdapterRegistry(engine, ("fake-model",), workers=workers))
 
 
 def in_process_client(engine: FakeEngine | None = None, slots: int = 8, request_timeout: float = 30.0,
-                      chat_template: str | None = CharTokenizer.chat_template):
+                      chat_template: str | None = CharTokenizer.chat_template, cache: ResponseCache | None = None,
+                      api_key: str | None = None, workers: int = 1):
     """A Flask test client over the real app, serving ``engine`` (a plain FakeEngine by default)."""
-    service = fake_service(engine, slots, request_timeout, chat_template)
+    service = fake_service(engine, slots, request_timeout, chat_template, cache, workers)
     host = SimpleNamespace(service=service, error=None, compute_type="cpu")
-    return create_app(host, Config(model_id="fake-model")).test_client()
+    return create_app(host, Config(model_id="fake-model", api_key=api_key)).test_client()

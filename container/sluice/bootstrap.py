@@ -11,10 +11,13 @@ from .config import Config
 from .engines.base import GenerationEngine
 from .engines.registry import build_engine
 from .request import RequestLimits
+from .serving.adapters import AdapterRegistry
 from .serving.grammar import GrammarCompiler, GrammarLimits
 from .serving.metrics import Metrics
 from .serving.response_cache import ResponseCache
 from .serving.service import GenerationService
+from .serving.session_store import DirectorySessionStore, private_directory
+from .serving.sessions import Sessions
 from .serving.validation import Validator
 
 log = logging.getLogger("sluice.bootstrap")
@@ -48,15 +51,36 @@ class Serving:
     compute_type: str
 
 
+def make_sessions(config: Config, engine: GenerationEngine) -> Sessions:
+    """Stateful sessions over the store every worker shares (``SAGEMAKER_SESSIONS_PATH``, which
+    the gunicorn master sets; a process serving alone makes its own), or off."""
+    if not config.stateful_sessions:
+        return Sessions(None)
+    store = DirectorySessionStore(config.sessions_path or private_directory())
+    log.info("stateful sessions on: %d s each, kept in %s", config.session_ttl_seconds, store.root)
+    return Sessions(store, float(config.session_ttl_seconds), release=engine.end_session)
+
+
 def make_service(config: Config, engine: GenerationEngine, validator: Validator,
                  grammars: GrammarCompiler | None = None) -> GenerationService:
-    """The generation service over any engine: slots, cache, timeouts, metrics, grammars."""
+    """The generation service over any engine: slots, cache, timeouts, metrics, grammars, sessions,
+    adapters."""
     limits = RequestLimits(config.max_stop_sequences, config.max_top_n_tokens, config.max_best_of)
     return GenerationService(engine, validator, limits, config.max_concurrent_requests,
                              request_timeout=float(config.model_server_timeout),
                              cache=ResponseCache(config.response_cache_size), metrics=Metrics(),
                              keepalive_seconds=config.sse_keepalive_seconds, grammars=grammars,
-                             model_name=config.served_model_name)
+                             model_name=config.served_model_name, sessions=make_sessions(config, engine),
+                             adapters=AdapterRegistry(engine, (config.served_model_name, config.model_id),
+                                                      workers=config.workers))
+
+
+def register_startup_adapters(service: GenerationService, config: Config) -> None:
+    """TGI's ``LORA_ADAPTERS``, registered (and loaded, as far as slots allow) before the server
+    says it is ready; one that cannot be served stops the start with its 424 text."""
+    for name, path in config.lora_adapters:
+        record = service.adapters.register(name, path, at_start=True)
+        log.info("LORA_ADAPTERS: %s from %s, rank %s", name, path, record.facts.get("rank"))
 
 
 def build_serving(config: Config) -> Serving:
@@ -65,5 +89,6 @@ def build_serving(config: Config) -> Serving:
     validator = Validator(built.tokenizer, built.limits, config.default_max_new_tokens,
                           check=built.engine.check_request)
     grammars = grammar_compiler(config, built.tokenizer, built.vocab_size, built.eos_token_ids)
-    return Serving(make_service(config, built.engine, validator, grammars),
-                   config.compute_type or default_compute_type(built.device_type))
+    service = make_service(config, built.engine, validator, grammars)
+    register_startup_adapters(service, config)
+    return Serving(service, config.compute_type or default_compute_type(built.device_type))

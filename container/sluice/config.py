@@ -10,6 +10,7 @@ Handlers never read ``os.environ``; they get this frozen object.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -53,6 +54,16 @@ SLUICE_ACCESS_LOG = "SLUICE_ACCESS_LOG"
 SLUICE_LOG_LEVEL = "SLUICE_LOG_LEVEL"
 SLUICE_NO_APP = "SLUICE_NO_APP"  # `inference` imported without building the app (tests)
 SERVED_MODEL_NAME = "SERVED_MODEL_NAME"  # the model's name in OpenAI answers (vLLM's --served-model-name)
+LORA_ADAPTERS = "LORA_ADAPTERS"  # TGI's: adapters registered at start-up, `name=path` or `path`, comma-separated
+MAX_LORA_ADAPTERS = "MAX_LORA_ADAPTERS"  # adapters loaded at once; 0: no adapters
+MAX_LORA_RANK = "MAX_LORA_RANK"
+# Stateful sessions (SageMaker's 2026 contract; the first and third names are the standards package's).
+SAGEMAKER_ENABLE_STATEFUL_SESSIONS = "SAGEMAKER_ENABLE_STATEFUL_SESSIONS"
+SESSION_TTL_SECONDS = "SESSION_TTL_SECONDS"
+SAGEMAKER_SESSIONS_EXPIRATION = "SAGEMAKER_SESSIONS_EXPIRATION"  # the standards package's name for the TTL
+SAGEMAKER_SESSIONS_PATH = "SAGEMAKER_SESSIONS_PATH"  # the session store's directory, shared by the workers
+WATERMARK_GAMMA = "WATERMARK_GAMMA"  # TGI's: the greenlist's share of the vocabulary
+WATERMARK_DELTA = "WATERMARK_DELTA"  # TGI's: the bias added to greenlist logits
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 SAGEMAKER_PAYLOAD_LIMIT = 6 * 1024 * 1024  # InvokeEndpoint's own body limit
@@ -63,6 +74,7 @@ QUANTIZATIONS = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 ENGINES = ("auto", "sluice", "vllm")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # gunicorn's
 DEFAULT_HOST = "0.0.0.0"
+DEFAULT_MAX_LORA_RANK = 16  # vLLM's and LMI's default
 
 
 class ConfigError(ValueError):
@@ -91,6 +103,30 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false. Given: {raw!r}")
+
+
+def _float(env: Mapping[str, str], name: str, default: float, above: float, below: float = float("inf")) -> float:
+    """A number strictly between ``above`` and ``below``."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number. Given: {raw!r}") from None
+    if not above < value < below:
+        bound = f"> {above:g}" if below == float("inf") else f"> {above:g} and < {below:g}"
+        raise ConfigError(f"{name} must be {bound}. Given: {raw}")
+    return value
+
+
+def _session_settings(env: Mapping[str, str]) -> dict:
+    """Stateful sessions: on/off, their lifetime (``SESSION_TTL_SECONDS``, else the standards
+    package's ``SAGEMAKER_SESSIONS_EXPIRATION``, else 20 minutes) and where the store lives."""
+    ttl = _int(env, SESSION_TTL_SECONDS, None, minimum=1) or _int(env, SAGEMAKER_SESSIONS_EXPIRATION, 1200, minimum=1)
+    return {"stateful_sessions": _bool(env, SAGEMAKER_ENABLE_STATEFUL_SESSIONS, False),
+            "session_ttl_seconds": ttl,
+            "sessions_path": env.get(SAGEMAKER_SESSIONS_PATH, "").strip() or None}
 
 
 def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
@@ -154,6 +190,43 @@ def default_served_name(model_id: str) -> str:
     return os.path.basename(model_id.rstrip("/")) or model_id if os.path.isabs(model_id) else model_id
 
 
+# Adapter names: SageMaker's inference component names, TGI's hub ids (``org/name``) and file-like
+# names; never a leading or trailing ``/`` (it would not survive ``DELETE /adapters/<name>``).
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._\-/]{0,254}[A-Za-z0-9._\-])?")
+
+
+def valid_adapter_name(name: str) -> bool:
+    return bool(ADAPTER_NAME.fullmatch(name)) and "//" not in name
+
+
+def parse_lora_adapters(value: str) -> tuple[tuple[str, str], ...]:
+    """TGI's ``LORA_ADAPTERS``: comma-separated ``name=path`` or ``path`` (then named as written),
+    each an existing directory, returned with absolute paths. A hub id cannot be fetched by this
+    server: it is refused here, at start-up, rather than at the first request."""
+    adapters: list[tuple[str, str]] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, equals, path = item.partition("=")
+        name, path = name.strip(), (path.strip() if equals else name.strip())
+        if not valid_adapter_name(name):
+            raise ConfigError(f"{LORA_ADAPTERS}: `{name}` is not a valid adapter name (letters, digits, `.`, "
+                              "`_`, `-`, `/` inside); name it with name=path")
+        if not os.path.isdir(os.path.expanduser(path)):
+            raise ConfigError(f"{LORA_ADAPTERS}: `{path}` is not a directory (looked for "
+                              f"{os.path.abspath(os.path.expanduser(path))}); adapters are local PEFT directories, "
+                              "this server downloads none from the hub")
+        if name in (known for known, _ in adapters):
+            raise ConfigError(f"{LORA_ADAPTERS}: adapter `{name}` is listed twice")
+        adapters.append((name, os.path.abspath(os.path.expanduser(path))))
+    return tuple(adapters)
+
+
+def format_lora_adapters(adapters: tuple[tuple[str, str], ...]) -> str:
+    """``LORA_ADAPTERS`` again, its paths resolved (``serve`` hands it to gunicorn, which changes directory)."""
+    return ",".join(f"{name}={path}" for name, path in adapters)
+
+
 @dataclass(frozen=True)
 class TokenLimits:
     """The per-request token limits validation enforces, resolved once the model is known."""
@@ -198,9 +271,17 @@ class Config:
     disable_grammar_support: bool = False
     grammar_compile_timeout: int = 5
     grammar_max_bytes: int = 256 * 1024
+    lora_adapters: tuple[tuple[str, str], ...] = ()  # (name, absolute path), registered at start-up
+    max_lora_adapters: int | None = None  # None: the engine's default (engines/registry)
+    max_lora_rank: int = DEFAULT_MAX_LORA_RANK
     host: str = DEFAULT_HOST
     access_log: bool = False  # SageMaker pings every few seconds: access lines only on request
     log_level: str = "info"
+    stateful_sessions: bool = False  # SAGEMAKER_ENABLE_STATEFUL_SESSIONS (serving/sessions)
+    session_ttl_seconds: int = 1200
+    sessions_path: str | None = None  # None: the server makes a fresh directory (container/gunicorn_conf.py)
+    watermark_gamma: float = 0.5
+    watermark_delta: float = 2.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -252,6 +333,12 @@ class Config:
             disable_grammar_support=_bool(env, DISABLE_GRAMMAR_SUPPORT, False),
             grammar_compile_timeout=_int(env, GRAMMAR_COMPILE_TIMEOUT, 5, minimum=1),
             grammar_max_bytes=_int(env, GRAMMAR_MAX_BYTES, 256 * 1024, minimum=1),
+            lora_adapters=parse_lora_adapters(env.get(LORA_ADAPTERS, "")),
+            max_lora_adapters=_int(env, MAX_LORA_ADAPTERS, None),
+            max_lora_rank=_int(env, MAX_LORA_RANK, DEFAULT_MAX_LORA_RANK, minimum=1),
+            watermark_gamma=_float(env, WATERMARK_GAMMA, 0.5, above=0.0, below=1.0),
+            watermark_delta=_float(env, WATERMARK_DELTA, 2.0, above=0.0),
+            **_session_settings(env),
             **_process_settings(env),
         )
         config.check()
@@ -279,6 +366,8 @@ class Config:
                 and self.max_total_tokens > self.max_batch_total_tokens:
             raise ConfigError(f"`max_total_tokens` must be <= `max_batch_total_tokens`. Given: "
                               f"{self.max_total_tokens} and {self.max_batch_total_tokens}")
+        if self.lora_adapters and self.max_lora_adapters == 0:
+            raise ConfigError(f"{LORA_ADAPTERS} is set but {MAX_LORA_ADAPTERS}=0 turns adapters off")
 
     def token_limits(self, max_position_embeddings: int | None) -> TokenLimits:
         """Fill unset limits from the model's context length (TGI 2.x defaults), then re-check."""

@@ -32,6 +32,17 @@ class ValidationError(ServerError):
         super().__init__(f"Input validation error: {detail}")
 
 
+class AdapterNotFoundError(ValidationError):
+    """A request names a LoRA adapter that is not registered: 404 (vLLM's status for an unknown
+    model), never the base model's answer (TGI#2505). A validation error otherwise: in-band on a
+    stream, counted as one."""
+
+    status = 404
+
+    def __init__(self, name: str, field: str):
+        super().__init__(f"adapter `{name}` (named by {field}) is not registered; register it with POST /adapters")
+
+
 class DeserializeError(ServerError):
     """The JSON is well formed but is not a request (wrong types, missing ``inputs``)."""
 
@@ -69,6 +80,25 @@ class PayloadTooLargeError(ServerError):
 class NotFoundError(ServerError):
     status = 404
     error_type = "not_found"
+
+
+class ConflictError(ServerError):
+    """``POST /adapters`` with a name already registered (unregister it first) or a pin no slot can hold."""
+
+    status = 409
+    error_type = "conflict"
+
+
+class AdapterMisfitError(ServerError):
+    """An adapter directory the base model cannot serve: unreadable, unsupported (DoRA,
+    ``modules_to_save``, embedding LoRA, biases), a rank above ``MAX_LORA_RANK``, or shapes and
+    modules that do not match the model. 424, as SageMaker's adapter contract asks."""
+
+    status = 424
+    error_type = "adapter"
+
+    def __init__(self, name: str, detail: str):
+        super().__init__(f"Adapter {name} cannot be served: {detail}")
 
 
 class MethodNotAllowedError(ServerError):
@@ -139,6 +169,30 @@ class SuffixNotSupportedError(ServerError):
 
     def __init__(self):
         super().__init__("Suffix is not supported and can be achieved by preprocessing the prompt.")
+
+
+class SessionError(ServerError):
+    """A stateful-session request SageMaker's contract refuses with 400: sessions off, a
+    malformed ``requestType`` body, an unknown, expired or missing session id (the texts are
+    those of AWS's model-hosting-container-standards package)."""
+
+    status = 400
+    error_type = "session"
+
+
+class SessionFailedError(ServerError):
+    """The session store itself failed (the standards package's 424)."""
+
+    status = 424
+    error_type = "session"
+
+
+class UnknownRouteError(ServerError):
+    """``route=`` in the custom attributes names no inference route (a rewritten path that
+    does not exist is a 404, as in AWS's vLLM image)."""
+
+    status = 404
+    error_type = "not_found"
 
 
 class ClientClosedError(ServerError):

@@ -1,9 +1,9 @@
 """Inference components, LoRA adapters and stateful sessions through a local endpoint, with the
 real boto3 clients: ``sagemaker`` for the control plane, ``sagemaker-runtime`` for invocations.
 
-One local endpoint (the real container process, sessions enabled) serves the module. What needs
-the container's side of adapters and sessions (``POST /adapters``, ``NEW_SESSION``) skips, saying
-so, while the container answers ``POST /adapters`` with 404.
+One local endpoint (the real container process, sessions enabled) serves the module: the control
+plane registers an adapter component with the container's ``POST /adapters`` and sessions are the
+container's own (``NEW_SESSION``), as on SageMaker.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
+from demo.build_adapter import build_adapter
 from deploy import LocalEndpoint, close_session, open_session, stream_tokens
-from lora_adapters import build_lora_adapter
 
 PROMPT = {"inputs": "How do I make cheese?", "parameters": {"max_new_tokens": 12, "return_full_text": False}}
 BASE = "tiny-base"
@@ -46,36 +46,6 @@ def base(control, endpoint):
         Specification={"ModelName": "tiny", "ComputeResourceRequirements": {"MinMemoryRequiredInMb": 512}},
         RuntimeConfig={"CopyCount": 1})
     yield BASE
-
-
-def container_serves_adapters(container_url: str) -> bool:
-    request = urllib.request.Request(f"{container_url}/adapters", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        urllib.request.urlopen(request, timeout=10).close()
-    except urllib.error.HTTPError as error:
-        return error.code != 404
-    return True
-
-
-@pytest.fixture
-def adapters_supported(endpoint):
-    if not container_serves_adapters(endpoint.container_url):
-        pytest.skip("the container answers POST /adapters with 404: it does not register LoRA adapters yet")
-
-
-@pytest.fixture
-def sessions_supported(endpoint):
-    request = urllib.request.Request(f"{endpoint.container_url}/invocations", method="POST",
-                                     data=json.dumps({"requestType": "NEW_SESSION"}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            if response.headers.get("X-Amzn-SageMaker-Session-Id"):
-                return
-    except urllib.error.HTTPError:
-        pass
-    pytest.skip("the container opens no stateful session for {\"requestType\": \"NEW_SESSION\"} yet")
 
 
 def generated(runtime, endpoint_name: str, **fields) -> str:
@@ -130,8 +100,8 @@ def test_an_adapter_the_container_refuses_fails_with_its_answer_and_keeps_its_ba
 
 
 def test_an_adapter_component_answers_differently_from_its_base_until_deleted(
-        control, runtime, endpoint, base, tiny_model_dir, tmp_path, adapters_supported):
-    adapter_dir = build_lora_adapter(tiny_model_dir, tmp_path / "adapter")
+        control, runtime, endpoint, base, tiny_model_dir, tmp_path):
+    adapter_dir = build_adapter(tiny_model_dir, tmp_path / "adapter", seed=1)
     control.create_inference_component(
         InferenceComponentName="tiny-lora", EndpointName=endpoint.endpoint_name, VariantName="AllTraffic",
         Specification={"BaseInferenceComponentName": base, "Container": {"ArtifactUrl": str(adapter_dir)}})
@@ -152,7 +122,7 @@ def test_an_adapter_component_answers_differently_from_its_base_until_deleted(
     assert generated(runtime, endpoint.endpoint_name, InferenceComponentName=base) == from_base
 
 
-def test_a_session_is_created_used_and_closed(runtime, endpoint, base, sessions_supported):
+def test_a_session_is_created_used_and_closed(runtime, endpoint, base):
     session = open_session(endpoint.endpoint_name, base, runtime_client=runtime)
     assert session and ";" not in session
     assert generated(runtime, endpoint.endpoint_name, InferenceComponentName=base, SessionId=session)

@@ -19,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -26,6 +27,8 @@ import requests
 from deploy.local import LocalEndpoint
 from deploy.stream import TokenIterator
 from doc_examples import (
+    DOC_ADAPTER,
+    DOC_ADAPTER_DIR,
     README,
     REPO,
     RUNTIME_URL,
@@ -66,10 +69,36 @@ def trained_server(trained_tiny_model_dir):
     from deploy.local import ContainerProcess
 
     # DTYPE=auto, as `make serve` runs it (bf16 on a CPU with native bf16): the quotes must be
-    # what a user of the docs sees, not what the float32-pinned suite would print.
-    env = {"RESPONSE_CACHE_SIZE": "0", "DTYPE": "auto"}
+    # what a user of the docs sees, not what the float32-pinned suite would print. Stateful
+    # sessions on, for the HTTP API's session example.
+    env = {"RESPONSE_CACHE_SIZE": "0", "DTYPE": "auto", "SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true"}
     with ContainerProcess(trained_tiny_model_dir, env=env) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def doc_adapter(trained_tiny_model_dir) -> Path:
+    """What `make adapter` builds: the demo model's cheese adapter."""
+    from demo.build_adapter import build_adapter
+    return build_adapter(trained_tiny_model_dir, trained_tiny_model_dir.parent / "adapters" / "tiny" / DOC_ADAPTER,
+                         style=DOC_ADAPTER)
+
+
+def arrange_adapter(server, line: str, adapter_dir: Path) -> str:
+    """An adapter example runs in the state docs/adapters.md describes: registering finds the
+    name free, the others find the adapter registered; the directory is the test's own."""
+    names_it = ("/adapters", f"Adapter-Identifier: {DOC_ADAPTER}", f'"adapter_id": "{DOC_ADAPTER}"',
+                f'"model": "{DOC_ADAPTER}"')
+    if not any(name in line for name in names_it):
+        return line
+    listed = requests.get(server.url + "/adapters", timeout=10).json()["adapters"]
+    registered = any(a["name"] == DOC_ADAPTER for a in listed)
+    registering = "-X POST" in line
+    if registering and registered:
+        requests.delete(f"{server.url}/adapters/{DOC_ADAPTER}", timeout=10)
+    if not registering and not registered:
+        requests.post(server.url + "/adapters", json={"name": DOC_ADAPTER, "src": str(adapter_dir)}, timeout=60)
+    return line.replace(DOC_ADAPTER_DIR, str(adapter_dir))
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +128,9 @@ def test_an_answer_block_belongs_to_one_curl_command():
 
 
 @pytest.mark.parametrize("command", curl_commands(), ids=str)
-def test_curl_example_prints_an_answer_or_the_answer_shown(trained_server, command):
-    local = command.line.replace(SERVER_HOST, trained_server.url.removeprefix("http://"))
+def test_curl_example_prints_an_answer_or_the_answer_shown(trained_server, doc_adapter, command):
+    local = arrange_adapter(trained_server, command.line, doc_adapter)
+    local = local.replace(SERVER_HOST, trained_server.url.removeprefix("http://"))
     done = subprocess.run(["bash", "-c", local + " --silent --show-error"], capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     if command.output is None:

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from aws_fixtures import REGION, ROLE
+from demo.build_adapter import build_adapter
 from deploy import TokenIterator, stream_tokens
 from deploy.artifacts import upload_model_dir
 from deploy.catalog import get_model_spec
@@ -24,7 +25,6 @@ from deploy.filters import And as OurAnd
 from deploy.filters import list_jumpstart_models as our_list_jumpstart_models
 from deploy.local import LocalRuntime, ping_status
 from deploy.publish import publish
-from lora_adapters import build_lora_adapter
 
 # Not imported here: sagemaker v3 needs a region at import, which the fixtures set.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("sagemaker.serve") is None,
@@ -215,14 +215,11 @@ def test_an_inference_component_deploy_invokes_streams_and_deletes(sdk):
 def test_an_adapter_component_and_a_session_through_the_sdk(sdk, tmp_path, tiny_model_dir):
     from sagemaker.core.resources import InferenceComponent
     from sagemaker.core.shapes import InferenceComponentContainerSpecification, InferenceComponentSpecification
-    from test_inference_components import container_serves_adapters
 
     endpoint, base = deploy_with_a_base_component(sdk, SAGEMAKER_ENABLE_STATEFUL_SESSIONS="true")
     try:
-        if not container_serves_adapters(sdk.control_plane.components["tiny-base"].container_url):
-            pytest.skip("the container answers POST /adapters with 404: it does not register LoRA adapters yet")
         from_base = invoke_text(endpoint, inference_component_name="tiny-base")
-        adapter_dir = build_lora_adapter(tiny_model_dir, tmp_path / "adapter")
+        adapter_dir = build_adapter(tiny_model_dir, tmp_path / "adapter", seed=1)
         url = upload_model_dir(adapter_dir, CONTENT_BUCKET, "adapters/tiny-lora",
                                s3_client=boto3.client("s3", region_name=REGION))
         adapter = InferenceComponent.create(

@@ -119,7 +119,7 @@ class FailingDecodeRunner(ModelRunner):
     def __init__(self, loaded):
         super().__init__(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, fuse=False)
 
-    def decode(self, batch):
+    def decode(self, batch, adapters=None):
         raise RuntimeError("device-side assert triggered at /opt/secret/path.cu:42")
 
 

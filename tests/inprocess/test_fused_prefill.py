@@ -85,9 +85,9 @@ class CountingRunner(ModelRunner):
         super().__init__(loaded.model, loaded.device, loaded.tokenizer.pad_token_id, fuse=fuse)
         self.fused_passes = 0
 
-    def fused_step(self, batch, job, stop):
+    def fused_step(self, batch, job, stop, adapters=None):
         self.fused_passes += 1
-        return super().fused_step(batch, job, stop)
+        return super().fused_step(batch, job, stop, adapters)
 
 
 def stream_with_arrivals(loaded, runner, before_arrivals=None,
@@ -127,10 +127,10 @@ class FailingFusedRunner(CountingRunner):
         layers = loaded.model.model.layers
         self._hook = layers[len(layers) // 2].register_forward_pre_hook(self._explode)
 
-    def fused_step(self, batch, job, stop):
+    def fused_step(self, batch, job, stop, adapters=None):
         self._chunk_in_pass = True
         try:
-            return super().fused_step(batch, job, stop)
+            return super().fused_step(batch, job, stop, adapters)
         finally:
             self._chunk_in_pass = False
 
@@ -164,7 +164,7 @@ def test_a_fused_pass_that_fails_fails_only_the_newcomers_and_the_running_stream
 
 def test_a_runner_that_cannot_fuse_says_so_and_keeps_chunks_and_decode_steps_in_turns(loaded):
     class Unfusable(ModelRunner):
-        def fused_step(self, batch, job, stop):
+        def fused_step(self, batch, job, stop, adapters=None):
             raise NotImplementedError("attention outside transformers' interface")
 
     runner = Unfusable(loaded.model, loaded.device, loaded.tokenizer.pad_token_id)

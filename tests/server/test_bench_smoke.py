@@ -52,15 +52,20 @@ def test_quick_benchmark_writes_every_figure(tmp_path, tiny_model_dir):
         assert ratios["vs_vllm_server"] is None  # not run, so no ratio is invented
     # Generated, not replayed: the response cache is off and the server saw every request succeed.
     chat, arrivals = results["scenarios"]["chat"]["sluice-fp32"], results["scenarios"]["arrivals"]["sluice-fp32"]
+    in_sessions = results["scenarios"]["chat_sessions"]["sluice-fp32"]
     metrics = sluice["metrics"]
     assert metrics["sluice_cache_hits"] == 0
     scenario_requests = (len(chat["prompt_tokens"]) + chat["concurrent"]["requests"]
+                         + sum(variant["turns"] for variant in in_sessions.values())
                          + 2 * arrivals["running_streams"] + arrivals["arriving_prompts"])
     assert metrics["tgi_request_success"] == sum(level["requests"] for level in levels.values()) + 2 + scenario_requests
     assert results["ratios"]["ttft_vs_prefill_plus_one_decode_c1"]["sluice-fp32"]["median_of_ratios"] > 0
     # The scenarios measured something real on every contender that ran them.
     assert chat["problems"] == [] and chat["first_ttft_s"] > 0 and chat["rest_ttft_p50_s"] > 0
     assert chat["shared_prefix_tokens"] >= config["chat"]["system_tokens"]
+    for variant in in_sessions.values():  # conversations with the model's own answers, in sessions and not
+        assert variant["problems"] == [] and variant["first_ttft_p50_s"] > 0 and variant["follow_up_ttft_p50_s"] > 0
+    assert "a follow-up turn in a session / a first turn" in results["table_markdown"]
     assert arrivals["problems"] == [] and arrivals["during_arrivals"]["gaps"] > 0
     assert arrivals["without_arrivals"]["itl_p95_s"] > 0
     assert "head_to_head" not in results  # needs both vLLM contenders

@@ -34,12 +34,16 @@ REQUESTS = {
     ("POST", "/invocations"): [({"inputs": "Hi", "parameters": TINY}, None),
                                ({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}, None),
                                ({"prompt": "Hi", "max_tokens": 2}, None), ({"neither": 1}, None),
-                               (b"{not json", None), (b"inputs=Hi", "application/x-www-form-urlencoded")],
+                               (b"{not json", None), (b"inputs=Hi", "application/x-www-form-urlencoded"),
+                               ({"requestType": "NEW_SESSION"}, None)],  # sessions are off here: a 400
     ("POST", "/generate"): [({"inputs": "Hi", "parameters": TINY}, None), ({"inputs": ""}, None)],
     ("POST", "/generate_stream"): [({"inputs": "Hi", "parameters": {"top_p": 2}}, None)],
     ("POST", "/v1/chat/completions"): [({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}, None),
                                        ({"messages": []}, None)],
     ("POST", "/v1/completions"): [({"prompt": "Hi", "max_tokens": 2}, None), ({"prompt": "Hi", "n": 0}, None)],
+    ("POST", "/adapters"): [({"name": "a"}, None), ({"name": "a", "src": "/no/such/dir"}, None)],
+    ("GET", "/adapters"): [(None, None)],
+    ("DELETE", "/adapters/<path:name>"): [(None, None)],  # no adapter has that name: a 404
     ("POST", "/no/such/route"): [({"inputs": "Hi"}, None)],
     ("DELETE", "/invocations"): [(None, None)],
 }

@@ -1,4 +1,5 @@
-"""Batched penalties and warpers (engines/native/sampling.process_rows) against one row at a time.
+"""Batched biases, penalties and warpers (engines/native/sampling.process_rows) against one row at
+a time.
 
 The engine processes every sampled row of a step in one pass of tensor ops. Seeds must keep
 meaning what they meant: each row's processed logits are compared bit for bit with a plain
@@ -18,8 +19,25 @@ from sluice.request import SamplingParams
 VOCAB = 512
 
 
+def tgi_watermark(logits: torch.Tensor, previous_token: int, gamma: float = 0.5, delta: float = 2.0) -> torch.Tensor:
+    """TGI's WatermarkLogitsProcessor on one row, as its source writes it (utils/watermark.py)."""
+    rng = torch.Generator(device="cpu")
+    rng.manual_seed(15485863 * previous_token)
+    greenlist_ids = torch.randperm(logits.shape[-1], device="cpu", generator=rng)[:int(logits.shape[-1] * gamma)]
+    mask = torch.zeros_like(logits)
+    mask[greenlist_ids] = 1
+    logits = logits.clone()
+    logits[mask.bool()] = logits[mask.bool()] + delta
+    return logits
+
+
 def one_row(logits: torch.Tensor, p: SamplingParams, history: torch.Tensor | None) -> torch.Tensor:
     """TGI's order, one 1-D row at a time (what the engine did before batching)."""
+    for token, bias in p.logit_bias:
+        logits = logits.clone()
+        logits[token] += bias
+    if p.watermark:
+        logits = tgi_watermark(logits, int(history[-1]))
     if history is not None and p.repetition_penalty != 1.0:
         seen = logits.gather(0, history)
         seen = torch.where(seen > 0, seen / p.repetition_penalty, seen * p.repetition_penalty)
@@ -62,11 +80,15 @@ def random_params(rng: random.Random) -> SamplingParams:
         typical_p=rng.choice([1.0, 1.0, 0.8]) if sample else 1.0,
         repetition_penalty=rng.choice([1.0, 1.0, 1.3, 0.8]),
         frequency_penalty=rng.choice([0.0, 0.0, 0.5, -1.0]),
+        watermark=rng.random() < 0.3,
+        logit_bias=tuple(sorted({rng.randrange(VOCAB): rng.choice([-100.0, -2.5, 5.0, 100.0])
+                                 for _ in range(rng.choice([0, 0, 1, 3]))}.items())),
     )
 
 
-def random_history(rng: random.Random) -> torch.Tensor | None:
-    if rng.random() < 0.2:
+def random_history(rng: random.Random, p: SamplingParams | None = None) -> torch.Tensor | None:
+    """A row's tokens so far; a watermarked row always has some (its greenlist needs the last)."""
+    if rng.random() < 0.2 and not (p is not None and p.watermark):
         return None
     return torch.tensor([rng.randrange(VOCAB) for _ in range(rng.randrange(1, 40))])
 
@@ -77,7 +99,7 @@ def test_each_row_of_a_mixed_batch_is_processed_exactly_as_it_would_be_alone():
         rows = rng.randrange(1, 12)
         logits = torch.randn(rows, VOCAB, generator=torch.Generator().manual_seed(round_)) * 4
         params = [random_params(rng) for _ in range(rows)]
-        histories = [random_history(rng) for _ in range(rows)]
+        histories = [random_history(rng, p) for p in params]
         batched = process_rows(logits, params, histories)
         for row in range(rows):
             expected = one_row(logits[row], params[row], histories[row])
@@ -89,7 +111,8 @@ def test_seeded_draws_match_the_one_row_reference_and_ignore_their_neighbours():
     logits = torch.randn(6, VOCAB, generator=torch.Generator().manual_seed(1)) * 3
     params = [SamplingParams(do_sample=True, temperature=0.8, top_k=40, top_p=0.9, seed=7),
               *(random_params(rng) for _ in range(5))]
-    histories = [torch.tensor([3, 4, 3])] + [random_history(rng) for _ in range(5)]
+    params[1:3] = [SamplingParams(do_sample=True, watermark=True), SamplingParams(logit_bias=((5, 100.0),))]
+    histories = [torch.tensor([3, 4, 3])] + [random_history(rng, p) for p in params[1:]]
     samplers = [SequenceSampler(p, torch.device("cpu"), 7 if i == 0 else 100 + i) for i, p in enumerate(params)]
     batched = [choose_tokens(logits, samplers, histories, [0] * 6).choices[0].token_id for _ in range(8)]
     generator = torch.Generator().manual_seed(7)
@@ -108,3 +131,13 @@ def test_a_row_whose_draw_fails_is_reported_and_the_others_still_get_their_token
     selection = choose_tokens(logits, samplers, [None] * 3, [0] * 3)
     assert set(selection.failures) == {1}
     assert selection.choices[1] is None and None not in (selection.choices[0], selection.choices[2])
+
+
+def test_logit_bias_and_the_watermark_steer_greedy_rows_too():
+    """A greedy row is the argmax of its biased logits (TGI watermarks greedy rows as well)."""
+    logits = torch.randn(2, VOCAB, generator=torch.Generator().manual_seed(4))
+    forced = SequenceSampler(SamplingParams(logit_bias=((17, 100.0),)), torch.device("cpu"), None)
+    marked = SequenceSampler(SamplingParams(watermark=True), torch.device("cpu"), None)
+    selection = choose_tokens(logits, [forced, marked], [None, torch.tensor([9])], [0, 0])
+    assert selection.choices[0].token_id == 17
+    assert selection.choices[1].token_id == int(tgi_watermark(logits[1], 9).argmax())

@@ -209,7 +209,8 @@ def test_both_engines_offer_the_interface_serving_drives():
 
     properties = {"stats", "steps_on_this_cpu"}
     wanted = {name for name in vars(GenerationEngine) if not name.startswith("_")} - properties
-    assert wanted == {"submit", "deliver_to", "cancel", "release", "healthy", "close", "describe", "check_request"}
+    assert wanted == {"submit", "deliver_to", "cancel", "release", "healthy", "close", "describe", "check_request",
+                      "add_adapter", "remove_adapter", "adapter_loaded", "end_session"}
     for engine in (NativeEngine, VllmEngine):
         assert all(callable(getattr(engine, name, None)) for name in wanted), engine
         assert isinstance(getattr(engine, "steps_on_this_cpu", None), property), engine

@@ -42,10 +42,10 @@ def test_the_engine_receives_the_headers_with_the_validated_request():
     engine = FakeEngine()
     client = in_process_client(engine)
     answer = client.post("/invocations", json={"inputs": "hi"},
-                         headers={ATTRIBUTES: "route=blue,x-use-cache=0", "x-use-cache": "1"})
+                         headers={ATTRIBUTES: "trace=blue,x-use-cache=0", "x-use-cache": "1"})
     assert answer.status_code == 200
     assert engine.submitted[-1].sagemaker == SageMakerHeaders(
-        use_cache=False, custom_attributes=(("route", "blue"), ("x-use-cache", "0")))
+        use_cache=False, custom_attributes=(("trace", "blue"), ("x-use-cache", "0")))
     client.post("/generate_stream", json={"inputs": "hi"})
     assert engine.submitted[-1].sagemaker == SageMakerHeaders()
 

@@ -26,13 +26,16 @@ def _first_ping_status(process: ContainerProcess, timeout: float = 30.0) -> int 
 def vllm_server(tiny_model_dir):
     """ONE real server on the vLLM engine, from .venv-vllm, shared by every test of this tier.
 
-    Four slots (the 429 test fills them), no cache, one thread (the CI machine is shared) and
-    1 GiB of KV cache: vLLM's CPU default would take a quarter of the memory.
+    Four slots (the 429 test fills them), no cache, one thread (the CI machine is shared),
+    1 GiB of KV cache (vLLM's CPU default would take a quarter of the memory), two LoRA adapter
+    slots (test_vllm_adapters; requests without an adapter run as without LoRA) and stateful
+    sessions on (they change nothing for a request that names no session).
     """
     if not (VLLM_BIN / "python").exists():
         pytest.skip(f"the vLLM engine needs {VLLM_BIN.parent.name} (make install-vllm)")
     env = {"SLUICE_ENGINE": "vllm", "DTYPE": "auto", "MAX_CONCURRENT_REQUESTS": "4", "RESPONSE_CACHE_SIZE": "0",
-           "SLUICE_TORCH_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+           "SLUICE_TORCH_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "MAX_LORA_ADAPTERS": "2",
+           "SAGEMAKER_ENABLE_STATEFUL_SESSIONS": "true"}
     process = ContainerProcess(tiny_model_dir, env=env, bin_dir=VLLM_BIN).start()
     try:
         process.first_ping = _first_ping_status(process)

@@ -14,11 +14,16 @@ from flask import Flask, Response, request
 from ..config import Config
 from ..errors import NotReadyError, ServerError
 from ..model.host import ModelHost
-from ..protocols.registry import ROUTES
+from ..protocols import invocations
+from ..protocols.registry import ROUTES, invoked_route
 from ..protocols.route import Route
+from ..request import SageMakerHeaders
 from ..serving.driver import ResponseDriver
 from ..serving.exchange import HttpContext, Reply
+from ..serving.session_store import Session
+from ..serving.sessions import SessionAnswer, session_request_type
 from . import info_routes
+from .adapter_routes import register_adapter_routes
 from .guards import register_guards
 from .json_io import json_response, read_json_body, register_error_handlers
 from .raw_body import RAW_BODY
@@ -44,11 +49,20 @@ class Routes:
 
     def answer(self, route: Route) -> Response:
         """The one path of every generation route: the route picks the dialect, the driver
-        answers, the reply is written."""
+        answers, the reply is written. On ``/invocations`` first SageMaker's own requests: a
+        session's opening or closing, and ``route=`` choosing another route for the body."""
         payload = self.body()
+        service = self.service()
+        sagemaker = read_sagemaker_headers(request.headers)
+        if route is invocations.ROUTE:
+            kind = session_request_type(payload)
+            if kind is not None:
+                return session_response(service.sessions.answer(kind, sagemaker.session_id))
+            route = invoked_route(sagemaker)
+        session = service.sessions.resolve(sagemaker.session_id)
         dialect = route.choose(payload)
-        driver = ResponseDriver(self.service(), self.host.compute_type)
-        return reply_response(driver.respond(dialect, payload, http_context()))
+        driver = ResponseDriver(service, self.host.compute_type)
+        return reply_response(driver.respond(dialect, payload, http_context(sagemaker, session)))
 
     def health(self) -> Response:
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
@@ -67,27 +81,35 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     error_bodies = {route.name: route.error_body for route in ROUTES}
     register_error_handlers(app, config.payload_limit,
                             lambda error: error_bodies.get(request.endpoint, ServerError.body)(error))
-    register_guards(app, config.api_key, protected={route.path for route in ROUTES} | {"/tokenize"})
+    register_guards(app, config.api_key, protected={route.path for route in ROUTES} | {"/tokenize"},
+                    admin=("/adapters",))
     routes = Routes(host, config)
     for path, name in HEALTH_PATHS:
         app.add_url_rule(path, name, routes.health, methods=["GET"])
     for path, name, view, methods in (
             ("/info", "info", lambda: info_routes.info(routes.service(), config), ["GET"]),
-            ("/v1/models", "models", lambda: info_routes.models(config), ["GET"]),
+            ("/v1/models", "models", lambda: info_routes.models(config, host.service), ["GET"]),
             ("/metrics", "metrics", lambda: info_routes.metrics(host.service), ["GET"]),
             ("/tokenize", "tokenize", lambda: info_routes.tokenize(routes.service(), routes.body()), ["POST"])):
         app.add_url_rule(path, name, view, methods=methods)
     for route in ROUTES:
         app.add_url_rule(route.path, route.name, lambda route=route: routes.answer(route), methods=["POST"])
+    register_adapter_routes(app, routes.service, config.payload_limit)
     return app
 
 
-def http_context() -> HttpContext:
+def http_context(sagemaker: SageMakerHeaders, session: Session | None) -> HttpContext:
     """What the driver reads of the HTTP request: the stream format, SageMaker's headers, the
-    client's socket (watched for its closing) and, under gunicorn, the streamed body's writer."""
+    session it runs in, the client's socket (watched for its closing) and, under gunicorn, the
+    streamed body's writer."""
     environ = request.environ
-    return HttpContext(accept=request.headers.get("Accept"), sagemaker=read_sagemaker_headers(request.headers),
+    return HttpContext(accept=request.headers.get("Accept"), sagemaker=sagemaker, session=session,
                        client_socket=environ.get("gunicorn.socket"), raw_body=environ.get(RAW_BODY))
+
+
+def session_response(answer: SessionAnswer) -> Response:
+    """A session opened or closed: SageMaker reads the headers; the text is the standards package's."""
+    return Response(answer.text, status=200, content_type="text/plain; charset=utf-8", headers=answer.headers)
 
 
 def reply_response(reply: Reply) -> Response:

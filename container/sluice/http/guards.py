@@ -27,8 +27,9 @@ def key_bytes(api_key: str) -> bytes:
     return api_key.encode("utf-8", "surrogateescape")
 
 
-def register_guards(app: Flask, api_key: str | None, protected: set[str]) -> None:
-    """``protected``: the paths whose POST needs the API key (the generation routes, /tokenize)."""
+def register_guards(app: Flask, api_key: str | None, protected: set[str], admin: tuple[str, ...] = ()) -> None:
+    """``protected``: the paths whose POST needs the API key (the generation routes, /tokenize);
+    ``admin``: path prefixes whose every method needs it (``/adapters``: registering weights)."""
     key = key_bytes(api_key) if api_key else None
 
     @app.before_request
@@ -44,7 +45,10 @@ def register_guards(app: Flask, api_key: str | None, protected: set[str]) -> Non
     @app.before_request
     def require_api_key():
         """With API_KEY set, inference routes need the bearer token (TGI); health stays open."""
-        if key and request.method == "POST" and request.path in protected:
+        path = request.path
+        guarded = (request.method == "POST" and path in protected) or any(
+            path == prefix or path.startswith(prefix + "/") for prefix in admin)
+        if key and guarded:
             token = bearer_token(request.headers.get("Authorization", ""))
             if token is None or not hmac.compare_digest(token, key):
                 raise UnauthorizedError()

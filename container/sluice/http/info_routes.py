@@ -25,6 +25,7 @@ def info(service: GenerationService, config: Config) -> Response:
         "max_input_length": limits.max_input_tokens, "max_total_tokens": limits.max_total_tokens,
         "max_batch_total_tokens": engine["max_batch_total_tokens"],
         "max_batch_prefill_tokens": engine["max_batch_prefill_tokens"], "max_batch_size": engine["max_batch_size"],
+        "max_lora_adapters": engine.get("max_lora_adapters", 0), "max_lora_rank": config.max_lora_rank,
         "validation_workers": 1, "max_client_batch_size": service.limits.max_client_batch_size,
         "router": "sluice", "engine": engine["engine"], "version": __version__, "sha": None,
         "docker_label": None,
@@ -34,10 +35,14 @@ def info(service: GenerationService, config: Config) -> Response:
     })
 
 
-def models(config: Config) -> Response:
-    """TGI's shape, under the name OpenAI answers carry (``/info`` keeps the full ``model_id``)."""
+def models(config: Config, service: GenerationService | None = None) -> Response:
+    """TGI's shape, under the name OpenAI answers carry (``/info`` keeps the full ``model_id``),
+    then each registered LoRA adapter with the base as its ``parent`` (as vLLM lists them)."""
     name = config.served_model_name
-    return json_response({"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": name}]})
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": name}]
+    for record in service.adapters.records() if service is not None else ():
+        data.append({"id": record.ref.name, "object": "model", "created": 0, "owned_by": name, "parent": name})
+    return json_response({"object": "list", "data": data})
 
 
 def tokenize(service: GenerationService, body) -> Response:

@@ -2,6 +2,8 @@
 
 ``x-use-cache: 0`` (or, through SageMaker, which strips other headers,
 ``X-Amzn-SageMaker-Custom-Attributes: x-use-cache=0``) generates afresh, as the Inference API does.
+``X-Amzn-SageMaker-Adapter-Identifier: <name>`` (SageMaker sends it for an adapter inference
+component) runs the request with that registered LoRA adapter.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from ..request import SageMakerHeaders
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+ADAPTER_IDENTIFIER = "X-Amzn-SageMaker-Adapter-Identifier"  # an adapter inference component's name
+ADAPTER_ALIAS = "X-Amzn-SageMaker-Adapter-Alias"  # on POST /adapters: the name its answers use
+SESSION_ID = "X-Amzn-SageMaker-Session-Id"
 OFF = ("0", "false", "no")
 
 
@@ -16,7 +21,13 @@ def read_sagemaker_headers(headers) -> SageMakerHeaders:
     """The typed value of a request's headers (any mapping with a case-insensitive ``get``)."""
     attributes = custom_attributes(headers.get(CUSTOM_ATTRIBUTES, ""))
     return SageMakerHeaders(use_cache=wants_cache(headers.get("x-use-cache", ""), attributes),
-                            custom_attributes=attributes)
+                            custom_attributes=attributes, adapter=headers.get(ADAPTER_IDENTIFIER, "").strip() or None,
+                            session_id=headers.get(SESSION_ID))
+
+
+def adapter_alias(headers) -> str | None:
+    """The alias SageMaker may send when it registers an adapter (``POST /adapters``)."""
+    return headers.get(ADAPTER_ALIAS, "").strip() or None
 
 
 def custom_attributes(value: str) -> tuple[tuple[str, str], ...]:

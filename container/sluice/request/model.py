@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .adapter import AdapterRef, AdapterSelection
 from .grammar import GrammarSpec
 from .sagemaker import NO_HEADERS, SageMakerHeaders
+from .session import SessionPin
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,18 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     seed: int | None = None
     watermark: bool = False
+    logit_bias: tuple[tuple[int, float], ...] = ()  # OpenAI's: (token id, bias added to its logit)
 
     @property
     def needs_processing(self) -> bool:
-        """Whether logits need per-sequence work beyond argmax (penalties or sampling)."""
-        return self.do_sample or self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0
+        """Whether logits need per-sequence work beyond argmax (biases, penalties or sampling)."""
+        return self.do_sample or self.needs_history or bool(self.logit_bias)
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether choosing needs the tokens so far (penalties count them; the watermark's
+        greenlist depends on the last one)."""
+        return self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0 or self.watermark
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class GenerateRequest:
     # Whether the answer shows each token's log-probability: TGI's always do, OpenAI's only when
     # asked. An engine that pays per token for them (vLLM's) computes them only when needed.
     token_logprobs: bool = True
+    adapter: AdapterSelection | None = None  # the LoRA adapter the body named (serving resolves it)
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ class ValidRequest:
     max_new_tokens: int
     grammar: object | None = None  # the compiled grammar (request thread), never compiled by an engine
     sagemaker: SageMakerHeaders = NO_HEADERS  # what the client asked through SageMaker's headers
+    adapter: AdapterRef | None = None  # the LoRA adapter it runs with (None: the base model)
+    session: SessionPin | None = None  # the stateful session it runs in (its KV stays cached)
 
     @property
     def input_length(self) -> int:

@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ValidationError
+from .adapter import AdapterSelection
 from .grammar import GrammarSpec
 from .model import TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SamplingParams
+
+# OpenAI's bounds on a logit_bias value (-100 bans a token, 100 forces it).
+LOGIT_BIAS_LIMIT = 100.0
 
 # Sampling runs in float32: a parameter below float32's smallest normal value (1.18e-38) becomes
 # subnormal or 0 there, one above its largest (3.4e38) becomes inf, and either turns a row's
@@ -43,6 +47,8 @@ class Parameters:
     watermark: bool = False
     stop: tuple[str, ...] = ()
     grammar: GrammarSpec | None = None
+    adapter: AdapterSelection | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()  # OpenAI's (token id, bias); the vocabulary is checked later
 
     @property
     def sampling(self) -> bool:
@@ -70,7 +76,7 @@ def build_request(inputs: str, params: Parameters, limits: RequestLimits, *, str
         return_full_text=return_full_text_default if params.return_full_text is None else params.return_full_text,
         details=params.details or params.decoder_input_details, decoder_input_details=params.decoder_input_details,
         top_n_tokens=params.top_n_tokens or 0, best_of=1 if params.best_of is None else params.best_of,
-        stream=stream, grammar=params.grammar)
+        stream=stream, grammar=params.grammar, adapter=params.adapter)
 
 
 def _sampling(p: Parameters) -> SamplingParams:
@@ -80,7 +86,8 @@ def _sampling(p: Parameters) -> SamplingParams:
         top_k=p.top_k or 0, top_p=p.top_p if p.top_p is not None else 1.0,
         typical_p=p.typical_p if p.typical_p is not None else 1.0,
         repetition_penalty=p.repetition_penalty if p.repetition_penalty is not None else 1.0,
-        frequency_penalty=p.frequency_penalty or 0.0, seed=p.seed, watermark=p.watermark)
+        frequency_penalty=p.frequency_penalty or 0.0, seed=p.seed, watermark=p.watermark,
+        logit_bias=p.logit_bias)
 
 
 def _check_best_of(p: Parameters, limits: RequestLimits, stream: bool, names: FieldNames) -> None:
@@ -111,6 +118,10 @@ def _check_values(p: Parameters, names: FieldNames) -> None:
             raise ValidationError(f"`{names(key)}` must be > 0.0 and <= 1.0")
     if p.top_k is not None and p.top_k <= 0:
         raise ValidationError(f"`{names('top_k')}` must be strictly positive")
+    for token, bias in p.logit_bias:
+        if not -LOGIT_BIAS_LIMIT <= bias <= LOGIT_BIAS_LIMIT:
+            raise ValidationError(f"`logit_bias` values must be >= -100 and <= 100. Given: {_number(bias)} "
+                                  f"for token {token}")
     _check_float32(names("temperature"), p.temperature, note=" (or 0 for greedy)")
     _check_float32(names("top_p"), p.top_p, maximum=1.0)
     _check_float32(names("typical_p"), p.typical_p, maximum=1.0)

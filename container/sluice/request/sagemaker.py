@@ -17,6 +17,8 @@ from dataclasses import dataclass
 class SageMakerHeaders:
     use_cache: bool = True  # False: generate afresh (x-use-cache: 0, or the custom attribute)
     custom_attributes: tuple[tuple[str, str], ...] = ()  # every k=v pair, in the order sent
+    adapter: str | None = None  # X-Amzn-SageMaker-Adapter-Identifier: the LoRA adapter to run with
+    session_id: str | None = None  # X-Amzn-SageMaker-Session-Id, as sent (serving.sessions checks it)
 
     def attribute(self, name: str) -> str | None:
         """The value of custom attribute ``name`` (case-insensitive), the last one sent; None if absent."""
@@ -24,8 +26,9 @@ class SageMakerHeaders:
         return values[-1] if values else None
 
     def cache_scope(self) -> tuple:
-        """The part of the response cache's key these headers decide: nothing yet (no header
-        changes the tokens); an adapter id, for one, will."""
+        """The part of the response cache's key these headers decide: nothing yet. (The adapter
+        header changes the tokens, but serving resolves it, with the body's choice, into the
+        validated request's ``adapter``, which keys the cache itself.)"""
         return ()
 
 

@@ -63,9 +63,13 @@ class ResponseDriver:
         """Every prompt of a non-streaming request, run side by side in the batch."""
         started = time.monotonic()
         with self.service.accounted(), self.service.slot():
-            valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens, http.sagemaker)
-                      for p in exchange.prompts]
+            valids = [self.service.validate(p.request, exchange.names, p.add_special_tokens, http.sagemaker,
+                                            http.session, pin=index == 0)
+                      for index, p in enumerate(exchange.prompts)]
             outcomes = self.service.complete_all(valids, http.client_socket)
+        # The session goes on with the first answer (a client offered several continues one).
+        first = exchange.prompts[0]
+        self.service.sessions.record(http.session, valids[0], outcomes[0].runs[0], first.add_special_tokens)
         payload, headers = exchange.encode_final(outcomes, time.monotonic() - started)
         headers[CACHE_HEADER] = "hit" if all(o.cached for o in outcomes) else "miss"
         return Reply(payload=payload, headers=headers)
@@ -75,25 +79,30 @@ class ResponseDriver:
         taken inside the stream, so an overload is in-band too."""
         prompt = exchange.prompts[0]
         try:
-            valid = self.service.validate(prompt.request, exchange.names, prompt.add_special_tokens, http.sagemaker)
+            valid = self.service.validate(prompt.request, exchange.names, prompt.add_special_tokens, http.sagemaker,
+                                          http.session)
         except ServerError as error:
             self.service.reject(error)
             return self._error_stream(dialect, error, fmt)
         cached = self.service.cached(valid)
-        chunks = self._chunks(StreamEncoder(exchange, dialect, fmt), valid, cached, http)
+        chunks = self._chunks(StreamEncoder(exchange, dialect, fmt), exchange, valid, cached, http)
         return self._stream_reply(chunks, fmt, {CACHE_HEADER: "hit" if cached else "miss"})
 
-    def _chunks(self, encoder: StreamEncoder, valid, cached, http: HttpContext):
+    def _chunks(self, encoder: StreamEncoder, exchange: Exchange, valid, cached, http: HttpContext):
         """The answer's bytes: replayed from the cache event by event, or live, written by the
-        delivery thread (``service.stream``); errors in-band, ``[DONE]`` last."""
+        delivery thread (``service.stream``); errors in-band, ``[DONE]`` last. In a session, the
+        whole answer continues the session's transcript."""
+        add_special_tokens = exchange.prompts[0].add_special_tokens
         try:
             with self.service.accounted(), self.service.slot():
                 if cached is not None:
                     for event in cached[0]:
                         yield encoder.events([event])
+                    self.service.sessions.record(http.session, valid, cached[0], add_special_tokens)
                     yield encoder.tail()
                     return
-                yield from self.service.stream(valid, encoder, http.raw_body, http.client_socket)
+                yield from self.service.stream(valid, encoder, http.raw_body, http.client_socket,
+                                               session=http.session, add_special_tokens=add_special_tokens)
         except ClientClosedError:
             return  # nobody is left to read an error event
         except ServerError as error:

@@ -16,6 +16,7 @@ from typing import Iterable, Protocol
 from ..errors import ServerError
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, SageMakerHeaders
 from ..text.events import TokenEvent
+from .session_store import Session
 
 Run = list[TokenEvent]
 
@@ -78,11 +79,13 @@ class ParseContext:
 @dataclass(frozen=True)
 class HttpContext:
     """What the driver needs from the HTTP request, without knowing Flask: the stream format
-    asked for, SageMaker's headers (carried on to the service and the engine), the client's
-    connection (watched for its closing) and, under gunicorn, the writer of a streamed body."""
+    asked for, SageMaker's headers (carried on to the service and the engine), the stateful
+    session the request runs in, the client's connection (watched for its closing) and, under
+    gunicorn, the writer of a streamed body."""
 
     accept: str | None = None
     sagemaker: SageMakerHeaders = NO_HEADERS
+    session: Session | None = None
     client_socket: object = None  # None: not known (the client's leaving is then not noticed)
     raw_body: object = None  # ``http.raw_body.RawBody``, or None where the WSGI server writes
 

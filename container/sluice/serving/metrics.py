@@ -26,7 +26,7 @@ COUNTERS = {
 # Counters the engine keeps (read at scrape time): metric name -> (stats field, help).
 ENGINE_COUNTERS = {
     "sluice_prefix_cache_hits": ("prefix_cache_hits", "Prefills that reused a cached prompt prefix "
-                                 "(embedded engine; vLLM keeps its own cache, not counted here)"),
+                                 "(the embedded engine's prefix cache, or vLLM's automatic prefix caching)"),
     "sluice_prefix_cache_hit_tokens": ("prefix_cache_hit_tokens", "Prompt tokens not prefilled thanks to it"),
 }
 
@@ -39,6 +39,9 @@ CACHE_GAUGES = {
     "sluice_prefix_cache_bytes": ("engine", "prefix_cache_bytes", "Bytes of KV tensors the prefix cache holds"),
     "sluice_prefix_cache_capacity_tokens": ("engine", "prefix_cache_capacity_tokens",
                                             "The prefix cache's bound in tokens (1/8 of the KV budget)"),
+    "sluice_prefix_cache_pinned_tokens": ("engine", "prefix_cache_pinned_tokens",
+                                          "Of the prefix cache's tokens, those stateful sessions keep "
+                                          "(at most half its bound)"),
     "sluice_response_cache_entries": ("response", "entries", "Answers the response cache holds"),
     "sluice_response_cache_bytes": ("response", "bytes",
                                     "Bytes the response cache's answers and keys hold, as Python objects"),
@@ -72,6 +75,8 @@ class Metrics:
                                registry=self.registry)
         self.cache_gauges = {name: Gauge(name, doc, registry=self.registry)
                              for name, (_, _, doc) in CACHE_GAUGES.items()}
+        self.sessions_open = Gauge("sluice_sessions_open", "Stateful sessions open (all workers: the store is shared)",
+                                   registry=self.registry)
 
     # The counters' names live here only; serving says what happened, not what to write.
 
@@ -96,10 +101,12 @@ class Metrics:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
 
-    def bind_gauges(self, read_stats: Callable[[], object], in_flight: Callable[[], int], cache) -> None:
-        """Gauges (and the engine's counters) read the engine's live state and the response
-        cache at scrape time."""
+    def bind_gauges(self, read_stats: Callable[[], object], in_flight: Callable[[], int], cache,
+                    sessions_open: Callable[[], int] = lambda: 0) -> None:
+        """Gauges (and the engine's counters) read the engine's live state, the response cache
+        and the session store at scrape time."""
         self._read_stats = read_stats
+        self.sessions_open.set_function(sessions_open)
         self.queue_size.set_function(lambda: read_stats().queue_size)
         self.batch_size.set_function(lambda: read_stats().batch_size)
         self.batch_tokens.set_function(lambda: read_stats().batch_tokens)

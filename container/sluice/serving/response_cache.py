@@ -22,6 +22,7 @@ def cache_key(request: GenerateRequest, input_ids: tuple[int, ...], max_new_toke
     fields = asdict(request)
     for framing_only in ("stream", "details", "return_full_text", "inputs"):
         fields.pop(framing_only)
+    fields.pop("adapter")  # how the body named it; the adapter resolved keys the entry (service._key)
     return (input_ids, max_new_tokens, repr(sorted(fields.items())))
 
 

@@ -23,11 +23,14 @@ from ..engines.base import GenerationEngine
 from ..errors import ClientClosedError, IncompleteGenerationError, OverloadedError, ServerError, ValidationError
 from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, RequestLimits, SageMakerHeaders, ValidRequest
 from ..text.events import Finish
+from .adapters import AdapterRegistry
 from .admission import GATE
 from .delivery import Collector, StreamConsumer, StreamEncoder, StreamHub
 from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
+from .session_store import Session
+from .sessions import Sessions
 from .validation import Validator
 
 if TYPE_CHECKING:
@@ -42,8 +45,10 @@ class GenerationService:
     def __init__(self, engine: GenerationEngine, validator: Validator, limits: RequestLimits,
                  max_concurrent_requests: int, request_timeout: float, cache: ResponseCache | None = None,
                  metrics: Metrics | None = None, keepalive_seconds: float = 15.0,
-                 grammars: "GrammarCompiler | None" = None, model_name: str = ""):
+                 grammars: "GrammarCompiler | None" = None, model_name: str = "",
+                 adapters: AdapterRegistry | None = None, sessions: Sessions | None = None):
         self.engine = engine
+        self.sessions = sessions or Sessions(None)  # stateful sessions (off unless configured)
         self.validator = validator
         self.limits = limits
         self.model_name = model_name  # the served model name OpenAI answers carry
@@ -53,8 +58,9 @@ class GenerationService:
         self.grammars = grammars  # None: this tokenizer cannot be constrained (not a fast one)
         self.max_concurrent_requests = max_concurrent_requests
         self.cache = cache or ResponseCache(0)
+        self.adapters = adapters or AdapterRegistry(engine, (model_name,))  # the LoRA adapters by name
         self.metrics = metrics or Metrics()
-        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache)
+        self.metrics.bind_gauges(lambda: engine.stats, lambda: self._in_flight, self.cache, self.sessions.count)
         # The delivery thread: the engine hands its steps there from now on. An engine whose
         # steps are CPU work here has them delivered in its own thread, between steps.
         inline = engine.steps_on_this_cpu
@@ -117,13 +123,19 @@ class GenerationService:
         self.metrics.count_failure(error.error_type)
 
     def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES, add_special_tokens: bool = True,
-                 sagemaker: SageMakerHeaders = NO_HEADERS) -> ValidRequest:
+                 sagemaker: SageMakerHeaders = NO_HEADERS, session: Session | None = None,
+                 pin: bool = True) -> ValidRequest:
         """Token checks, then the grammar's compile: here, in the request thread (bounded, cached),
         so the engine only ever sees ready matchers. The valid request carries SageMaker's headers
-        on to the cache and the engine."""
+        and the adapter they and the body select on to the cache and the engine, and, in a session,
+        continues the session's transcript; ``pin``: the engine keeps this one's conversation for
+        the session (one choice of several)."""
+        adapter = self.adapters.resolve(sagemaker, request.adapter)
         with GATE:  # admission work: a burst takes turns (``admission``)
-            valid = self.validator.validate(request, names, add_special_tokens)
-        valid = dataclasses.replace(valid, sagemaker=sagemaker)
+            valid = self.validator.validate(request, names, add_special_tokens,
+                                            session.transcript if session is not None else None)
+        valid = dataclasses.replace(valid, sagemaker=sagemaker, adapter=adapter,
+                                    session=Sessions.pin(session) if pin else None)
         if request.grammar is None:
             return valid
         if self.grammars is None:
@@ -146,8 +158,10 @@ class GenerationService:
 
     @staticmethod
     def _key(valid: ValidRequest) -> tuple:
-        """What decides the tokens: the request and what its SageMaker headers select."""
-        return cache_key(valid.request, valid.input_ids, valid.max_new_tokens) + valid.sagemaker.cache_scope()
+        """What decides the tokens: the request, what its SageMaker headers select and its adapter
+        (one registration's: a name registered again never replays the old weights' answers)."""
+        adapter = valid.adapter.cache_scope() if valid.adapter is not None else ()
+        return cache_key(valid.request, valid.input_ids, valid.max_new_tokens) + valid.sagemaker.cache_scope() + adapter
 
     # --- generation -----------------------------------------------------------------------------
 
@@ -169,12 +183,15 @@ class GenerationService:
         return Outcome(runs, False)
 
     def stream(self, valid: ValidRequest, encoder: StreamEncoder, raw_body=None,
-               client: "socket.socket | None" = None) -> Iterator[bytes]:
+               client: "socket.socket | None" = None, session: Session | None = None,
+               add_special_tokens: bool = True) -> Iterator[bytes]:
         """A streamed answer's bytes for the WSGI server. With ``raw_body`` (gunicorn's socket)
         only the headers go through the server: the delivery thread writes the body itself and
         this generator waits for its end. Raises what the answer ended with (its error event
-        already written: ``delivered``), ClientClosedError if the client left."""
-        consumer = StreamConsumer(encoder, raw_body, self.keepalive_seconds, keep_run=self.cache.enabled)
+        already written: ``delivered``), ClientClosedError if the client left. In a ``session``
+        a whole answer continues the session's transcript."""
+        keep_run = self.cache.enabled or session is not None
+        consumer = StreamConsumer(encoder, raw_body, self.keepalive_seconds, keep_run=keep_run)
         if raw_body is not None:
             yield b""  # the status line and headers, now
         with GATE:
@@ -189,8 +206,9 @@ class GenerationService:
                 self.engine.cancel(sequence)
                 self.delivery.forget(sequence)
         self._observe(consumer.finish)
-        if consumer.run and consumer.run[-1].finish is not None:  # only whole answers are worth replaying
+        if consumer.run and consumer.run[-1].finish is not None:  # only whole answers are worth keeping
             self._store(valid, [consumer.run])
+            self.sessions.record(session, valid, consumer.run, add_special_tokens)
 
     def _delivering(self) -> bool:
         return self.delivery.alive

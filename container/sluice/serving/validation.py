@@ -12,6 +12,8 @@ from typing import Callable
 from ..config import TokenLimits
 from ..errors import ValidationError
 from ..request import TGI_NAMES, FieldNames, GenerateRequest, ValidRequest
+from .session_store import Transcript
+from .transcripts import continue_transcript
 
 log = logging.getLogger("sluice.validation")
 
@@ -36,21 +38,32 @@ class Validator:
             raise ValidationError("tokenizer error: the input could not be tokenized") from None
 
     def validate(self, request: GenerateRequest, names: FieldNames = TGI_NAMES,
-                 add_special_tokens: bool = True) -> ValidRequest:
+                 add_special_tokens: bool = True, transcript: Transcript | None = None) -> ValidRequest:
         """Tokenise, truncate and check the lengths; the 422s name the client's fields.
-        ``add_special_tokens=False`` for a rendered chat template, which holds BOS already."""
+        ``add_special_tokens=False`` for a rendered chat template, which holds BOS already.
+        In a session, a prompt that continues the session's ``transcript`` keeps its ids."""
         if self.check is not None:
             self.check(request)
+        self._check_logit_bias(request)
         limits = self.limits
         truncate = request.truncate
         if truncate is not None and (truncate == 0 or truncate > limits.max_input_tokens):
             raise ValidationError(f"`{names('truncate')}` must be strictly positive and less than "
                                   f"{limits.max_input_tokens}. Given: {truncate}")
         input_ids = self.tokenize(request.inputs, add_special_tokens)
+        if transcript is not None and truncate is None:
+            input_ids = continue_transcript(self.tokenizer, request.inputs, add_special_tokens, input_ids, transcript)
         if truncate is not None:
             input_ids = input_ids[-truncate:]  # keep the end of the prompt, as TGI does
         max_new = self._max_new_tokens(request, len(input_ids), names)
         return ValidRequest(request=request, input_ids=tuple(input_ids), max_new_tokens=max_new)
+
+    def _check_logit_bias(self, request: GenerateRequest) -> None:
+        """A biased id must be one of the tokenizer's: past it the logits (if any) are padding."""
+        size = len(self.tokenizer) if hasattr(self.tokenizer, "__len__") else None
+        for token, _ in request.sampling.logit_bias:
+            if size is not None and token >= size:
+                raise ValidationError(f"`logit_bias` token {token} is not in the vocabulary (0..{size - 1})")
 
     def _max_new_tokens(self, request: GenerateRequest, input_len: int, names: FieldNames) -> int:
         """The tokens this request may generate, after TGI's length checks in TGI's order."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ...config import TokenLimits
-    from ...request import GenerateRequest, ValidRequest
+    from ...request import AdapterRef, AdapterSpec, GenerateRequest, ValidRequest
     from .sequence import Sequence, StepSink
 
 
@@ -31,6 +31,7 @@ class EngineStats:
     prefix_cache_tokens: int = 0
     prefix_cache_bytes: int = 0
     prefix_cache_capacity_tokens: int = 0  # 0: no prefix cache of its own (vLLM's is in its KV cache)
+    prefix_cache_pinned_tokens: int = 0  # of prefix_cache_tokens, what stateful sessions keep
 
 
 class GenerationEngine(Protocol):
@@ -67,6 +68,20 @@ class GenerationEngine(Protocol):
 
     def check_request(self, request: "GenerateRequest") -> None:
         """Raise a 422 for a parameter this engine cannot honour (nothing is silently dropped)."""
+
+    def add_adapter(self, spec: "AdapterSpec") -> dict:
+        """Check a LoRA adapter's directory against the model and serve it from now on: what its
+        files say (rank, target modules) and whether it is loaded; a 424 if it does not fit, a 409
+        if this engine serves no adapters. Called from a request thread."""
+
+    def remove_adapter(self, ref: "AdapterRef") -> None:
+        """Stop serving an adapter; requests already running with it may finish."""
+
+    def adapter_loaded(self, ref: "AdapterRef") -> bool:
+        """Whether the adapter's weights are loaded now (``GET /adapters``)."""
+
+    def end_session(self, session_id: str) -> None:
+        """A stateful session closed: what the engine kept for it may go (called from any thread)."""
 
 
 @dataclass(frozen=True)

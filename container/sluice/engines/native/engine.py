@@ -8,6 +8,11 @@ decides), and join the running batch once their prompt is in; finished or cancel
 leave the batch at once. Request threads only
 ``submit`` and read their sequence's event queue, so the model is never touched by two threads.
 
+A request that runs in a stateful session leaves its conversation (prompt and answer) pinned in
+the prefix cache when it finishes, so the session's next turn prefills only what is new. Every
+entry, pinned or not, is keyed by the LoRA adapter its KV was computed with (None: the base), so a
+turn only reuses KV of its own adapter.
+
 Failures stay as small as they can: a row whose sampling fails leaves the batch alone, a prefill
 group that fails takes only its newcomers (a failed fused pass undoes its writes to the running
 batch's cache), and only a failed decode forward pass, which every
@@ -20,19 +25,23 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
-from ...errors import GenerationError
-from ...request import ValidRequest
+from ...errors import ConflictError, GenerationError
+from ...request import AdapterRef, AdapterSpec, ValidRequest
 from ...text.events import Token
 from ..base import EngineStats, LoopThread, Sequence, SequenceMaker, StepSink, draw_seed
+from .adapters import NativeAdapters
 from .constraint import MaskBuilder, RowConstraint
 from .kv_batch import KVBatch, cache_from_columns, concatenate, row_columns
+from .lora import LoadedLora
 from .model_runner import ModelRunner, PrefillJob
 from .prefix_cache import Hit, PrefixCache
 from .sampling import Selection, SequenceSampler, choose_tokens
 from .scheduler import Scheduler, SchedulerBudget, group_by_length
+from .watermark import Watermark
 
 log = logging.getLogger("sluice.engine")
 
@@ -47,6 +56,7 @@ class NativeSequence(Sequence):
 
     sampler: SequenceSampler = field(kw_only=True)
     constraint: RowConstraint | None = field(default=None, kw_only=True)
+    lora: LoadedLora | None = field(default=None, kw_only=True)  # its adapter's weights, once admitted
 
 
 class NativeEngine(LoopThread):
@@ -54,10 +64,15 @@ class NativeEngine(LoopThread):
 
     def __init__(self, runner: ModelRunner, tokenizer, budget: SchedulerBudget,
                  eos_token_ids: frozenset[int], special_ids: frozenset[int],
-                 prefix_cache: PrefixCache | None = None):
+                 prefix_cache: PrefixCache | None = None, adapters: NativeAdapters | None = None,
+                 watermark: Watermark | None = None):
         super().__init__("sluice-engine")
+        self._adapters = adapters  # None: no LoRA adapters (MAX_LORA_ADAPTERS=0)
         self.runner = runner
         self._prefixes = prefix_cache
+        self._watermark = watermark or Watermark()
+        # What request threads ask of the prefix cache, which only the engine thread touches.
+        self._cache_chores: collections.deque[Callable[[PrefixCache], None]] = collections.deque()
         self.tokenizer = tokenizer
         self._sequences = SequenceMaker(tokenizer, eos_token_ids, special_ids)
         self._text = self._sequences.text
@@ -78,7 +93,8 @@ class NativeEngine(LoopThread):
         sampling = valid.request.sampling
         seed = draw_seed(sampling, seed)
         sequence = self._sequences.new(
-            valid, seed, NativeSequence, sampler=SequenceSampler(sampling, self.runner.device, seed),
+            valid, seed, NativeSequence,
+            sampler=SequenceSampler(sampling, self.runner.device, seed, watermark=self._watermark),
             constraint=RowConstraint(valid.grammar.new_matcher()) if valid.grammar else None)
         with self._wakeup:
             self._waiting.append(sequence)
@@ -105,22 +121,59 @@ class NativeEngine(LoopThread):
                 "model_device_type": self.runner.device.type,
                 "max_batch_total_tokens": self.budget.max_batch_total_tokens,
                 "max_batch_prefill_tokens": self.budget.max_batch_prefill_tokens,
-                "max_batch_size": self.budget.max_batch_size}
+                "max_batch_size": self.budget.max_batch_size,
+                "max_lora_adapters": self._adapters.bank.capacity if self._adapters is not None else 0}
 
     @staticmethod
     def check_request(request) -> None:
         """Every TGI parameter is implemented by this engine: nothing to refuse."""
+
+    # --- adapters (request threads) -------------------------------------------------------------
+
+    def add_adapter(self, spec: AdapterSpec) -> dict:
+        """Check a LoRA directory against the model and register it (a 424 if it does not fit)."""
+        if self._adapters is None:
+            raise ConflictError("LoRA adapters are off (MAX_LORA_ADAPTERS=0)")
+        return self._adapters.add(spec)
+
+    def remove_adapter(self, ref: AdapterRef) -> None:
+        """Forget an adapter; rows running with it finish first. Its prefix-cache entries go too
+        (sessions' pins included): no request can name this registration again."""
+        if self._adapters is not None:
+            self._adapters.remove(ref)
+            self._ask_cache(lambda cache: cache.forget(ref))
+
+    def adapter_loaded(self, ref: AdapterRef) -> bool:
+        return self._adapters is not None and self._adapters.is_loaded(ref)
+
+    # --- sessions (request threads) -------------------------------------------------------------
+
+    def end_session(self, session_id: str) -> None:
+        """Unpin a closed session's conversation."""
+        self._ask_cache(lambda cache: cache.release(session_id))
+
+    def _ask_cache(self, chore: Callable[[PrefixCache], None]) -> None:
+        """Have the engine thread (which owns the prefix cache) run ``chore`` on it."""
+        if self._prefixes is None:
+            return
+        with self._wakeup:
+            self._cache_chores.append(chore)
+            self._wakeup.notify()
 
     # --- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             with self._wakeup:
-                while not self._stopped and not self._waiting and not self._running and not self._prefilling:
+                while (not self._stopped and not self._waiting and not self._running and not self._prefilling
+                       and not self._cache_chores):
                     self._wakeup.wait()
                 if self._stopped:
                     return
                 newcomers = [] if self._prefilling else self._admit()
+                chores = list(self._cache_chores)
+                self._cache_chores.clear()
+            self._do_cache_chores(chores)
             self._begin_prefills(newcomers)
             try:
                 self._drop_cancelled()
@@ -139,11 +192,19 @@ class NativeEngine(LoopThread):
 
     def _admit(self) -> list[NativeSequence]:
         """Waiting sequences that fit now, in arrival order; caller holds the lock."""
-        admitted, cancelled = self._scheduler.admit(self._running)
+        gate = self._adapters.admission_gate(self._running) if self._adapters is not None else None
+        admitted, cancelled = self._scheduler.admit(self._running, gate)
         for sequence in cancelled:
             self._note_cancelled(sequence)
         self.stats.queue_size = len(self._waiting)
         return admitted
+
+    def _row_adapters(self) -> list[LoadedLora | None] | None:
+        """The running rows' adapters, in batch order; None when every row runs the base model."""
+        if self._adapters is None:
+            return None
+        adapters = [s.lora for s in self._running]
+        return adapters if any(a is not None for a in adapters) else None
 
     def _drop_cancelled(self) -> None:
         # Read each flag once: a request thread may cancel between two reads, and a row noted as
@@ -173,7 +234,7 @@ class NativeEngine(LoopThread):
         """Queue the newcomers' prefill jobs: one per cached-prefix hit, one per group of
         similar lengths for the rest."""
         now, cold = time.monotonic(), []
-        for sequence in newcomers:
+        for sequence in newcomers if self._adapters is None else self._adapters.take(newcomers):
             sequence.started_at = now
             hit = self._prefix_hit(sequence)
             if hit is None:
@@ -187,14 +248,16 @@ class NativeEngine(LoopThread):
         # Prompt log-probabilities need every prompt position's logits: such requests prefill all.
         if self._prefixes is None or sequence.valid.request.decoder_input_details:
             return None
-        return self._prefixes.lookup(sequence.valid.input_ids)
+        return self._prefixes.lookup(sequence.valid.input_ids, sequence.valid.adapter)
 
     def _queue_prefill(self, group: list[NativeSequence], hit: Hit | None = None) -> None:
         try:
             wants_prompt = any(s.valid.request.decoder_input_details for s in group)
             cache = cache_from_columns(hit.entry.payload, hit.length) if hit else None
+            adapters = [s.lora for s in group] if any(s.lora is not None for s in group) else None
             self._prefilling.append((group, self.runner.begin_prefill(
-                [s.valid.input_ids for s in group], wants_prompt, cache=cache, done=hit.length if hit else 0)))
+                [s.valid.input_ids for s in group], wants_prompt, cache=cache, done=hit.length if hit else 0,
+                adapters=adapters)))
         except Exception:
             log.exception("prefill of %d sequences failed; the running batch continues", len(group))
             self._fail(group, STEP_FAILED)
@@ -208,14 +271,53 @@ class NativeEngine(LoopThread):
         if self._prefixes is None:
             return
         for row, sequence in enumerate(group):
-            prompt = sequence.valid.input_ids
-            length = self._prefixes.cacheable_length(prompt)
+            prompt, adapter = sequence.valid.input_ids, sequence.valid.adapter
+            if sequence.valid.session is not None and len(prompt) <= self._prefixes.pin_budget_tokens:
+                continue  # kept whole, with its answer, when it finishes (_keep_sessions)
+            length = self._prefixes.cacheable_length(prompt, adapter)
             if length:
                 columns = row_columns(job.cache, row, job.width - len(prompt), length)
-                self._prefixes.insert(prompt[:length], columns, sum(k.nbytes + v.nbytes for k, v in columns))
+                self._prefixes.insert(prompt[:length], columns, sum(k.nbytes + v.nbytes for k, v in columns), adapter)
+        self._update_prefix_stats()
+
+    def _update_prefix_stats(self) -> None:
         self.stats.prefix_cache_entries = self._prefixes.entries
         self.stats.prefix_cache_tokens = self._prefixes.cached_tokens
         self.stats.prefix_cache_bytes = self._prefixes.cached_bytes
+        self.stats.prefix_cache_pinned_tokens = self._prefixes.pinned_tokens
+
+    def _keep_sessions(self, sequences: list[NativeSequence], rows: list[int], batch: KVBatch) -> None:
+        """Pin the conversation of each finished session row: its prompt and every generated
+        token whose KV the batch holds (all but the last, never fed), in whole blocks."""
+        if self._prefixes is None:
+            return
+        for row in rows:
+            sequence = sequences[row]
+            pin = sequence.valid.session
+            tokens = sequence.valid.input_ids + tuple(sequence.generated_ids[:-1])
+            columns = int(batch.attention_mask[row].sum())
+            if pin is None or columns != len(tokens):
+                continue
+            length = len(tokens) // self._prefixes.block * self._prefixes.block
+            if length == 0:
+                continue
+            start = batch.columns - columns
+
+            def payload(row=row, start=start, length=length):
+                kv = row_columns(batch.cache, row, start, length)
+                return kv, sum(k.nbytes + v.nbytes for k, v in kv)
+
+            # Keyed by the row's adapter as every entry is: a later turn with another adapter
+            # (or the base model) never reads this KV.
+            self._prefixes.pin(pin.id, pin.expires_at, tokens[:length], payload, sequence.valid.adapter)
+        self._update_prefix_stats()
+
+    def _do_cache_chores(self, chores: list[Callable[[PrefixCache], None]]) -> None:
+        if not chores:
+            return
+        for chore in chores:
+            chore(self._prefixes)
+        self._update_prefix_stats()
 
     def _prefill_step(self) -> None:
         """One chunk of the oldest prefill job; a finished job's rows join the running batch.
@@ -240,8 +342,8 @@ class NativeEngine(LoopThread):
         """
         group, job = self._prefilling[0]
         try:
-            logits = self.runner.fused_step(self._batch, job,
-                                            self._scheduler.chunk_stop(job.done, job.width, job.rows))
+            logits = self.runner.fused_step(self._batch, job, self._scheduler.chunk_stop(job.done, job.width, job.rows),
+                                            self._row_adapters())
         except Exception:
             self._fail_prefill(group, job)
             return
@@ -273,26 +375,28 @@ class NativeEngine(LoopThread):
                       job: PrefillJob) -> tuple[KVBatch, list[NativeSequence]] | None:
         """Publish each prompt's first token: the group's KV batch and its rows still running."""
         result = self.runner.finish_prefill(job)
-        self._remember_prefixes(group, job)
         if result.prompt_logprobs is not None:
             for sequence, logprobs in zip(group, result.prompt_logprobs, strict=True):
                 sequence.prefill = self._prefill_tokens(sequence, logprobs)
         selection = self._choose(result.last_logits, group)
         result.batch.last_tokens = selection.ids
-        self._publish(group, selection)
+        finished = self._publish(group, selection)
+        self._remember_prefixes(group, job)  # after the first tokens are out: not on their TTFT
+        self._keep_sessions(group, finished, result.batch)
         keep = [i for i, s in enumerate(group) if not s.finished]
         if len(keep) == len(group):
             return result.batch, group
         return (result.batch.filter(keep), [group[i] for i in keep]) if keep else None
 
     def _decode_step(self) -> None:
-        self._after_decode(self.runner.decode(self._batch))
+        self._after_decode(self.runner.decode(self._batch, self._row_adapters()))
 
     def _after_decode(self, logits: torch.Tensor) -> None:
         """Choose, publish and retire the running rows' tokens from a decode step's logits."""
         selection = self._choose(logits, self._running)
         self._batch.last_tokens = selection.ids
-        self._publish(self._running, selection)
+        finished = self._publish(self._running, selection)
+        self._keep_sessions(self._running, finished, self._batch)
         self._last_was_prefill = False
         keep = [i for i, s in enumerate(self._running) if not s.finished]
         if len(keep) != len(self._running):
@@ -300,10 +404,10 @@ class NativeEngine(LoopThread):
         else:
             self._update_batch_stats()
 
-    def _publish(self, sequences: list[NativeSequence], selection: Selection) -> None:
+    def _publish(self, sequences: list[NativeSequence], selection: Selection) -> list[int]:
         """Hand the sink every row's token in one step; a row whose sampling or grammar failed
-        fails alone."""
-        step = []
+        fails alone. Returns the rows that finished normally."""
+        step, finished = [], []
         for row, sequence in enumerate(sequences):
             error = selection.failures.get(row)
             if error is None:
@@ -318,8 +422,10 @@ class NativeEngine(LoopThread):
             step.append((sequence, [selection.choices[row]]))
             if sequence.take(selection.choices[row]):
                 self.stats.finished_total += 1
+                finished.append(row)
         if step:
             self._sequences.sink.publish(step)
+        return finished
 
     def _follow_grammar(self, sequence: NativeSequence, token_id: int) -> Exception | None:
         """Advance a constrained row's matcher; the error if the grammar refuses the token."""
@@ -339,11 +445,10 @@ class NativeEngine(LoopThread):
 
     def _choose(self, logits: torch.Tensor, sequences: list[NativeSequence]) -> Selection:
         logits = self._constrain(logits, sequences)
-        histories = [torch.tensor(s.history, device=logits.device)
-                     if s.sampler.params.repetition_penalty != 1.0 or s.sampler.params.frequency_penalty != 0.0
-                     else None for s in sequences]
+        histories = [torch.tensor(s.history, device=logits.device) if s.sampler.params.needs_history else None
+                     for s in sequences]
         return choose_tokens(logits, [s.sampler for s in sequences], histories,
-                             [s.valid.request.top_n_tokens for s in sequences])
+                             [s.valid.request.top_n_tokens for s in sequences], watermark=self._watermark)
 
     def _prefill_tokens(self, sequence: NativeSequence, logprobs: list[float | None]) -> tuple[Token, ...]:
         ids = sequence.valid.input_ids

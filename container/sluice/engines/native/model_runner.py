@@ -9,12 +9,16 @@ about requests, sampling or text.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
 
 from .fused_pass import FusedCache, FusedPlan, chunk_mask, fused_attention_modules, ragged_segments
 from .kv_batch import BatchCache, KVBatch, truncate
+from .lora import LoadedLora, LoraLayers, pass_plan
+
+Adapters = list[LoadedLora | None] | None  # each row's adapter (None: the base model), or all base
 
 
 @dataclass
@@ -35,6 +39,7 @@ class PrefillJob:
     done: int = 0  # columns already in the cache
     wants_prompt_logprobs: bool = False
     logits: list[torch.Tensor] = field(default_factory=list)  # per chunk: all positions, or the last
+    adapters: Adapters = None  # each row's LoRA adapter
 
     @property
     def width(self) -> int:
@@ -51,8 +56,9 @@ class PrefillJob:
 
 class ModelRunner:
     def __init__(self, model, device: torch.device, pad_token_id: int, dtype_reason: str = "",
-                 linear_kernels: str = "", fuse: bool = True):
+                 linear_kernels: str = "", fuse: bool = True, lora: LoraLayers | None = None):
         self.model = model
+        self.lora = lora  # the adapted layers (None: this runner serves no adapters)
         self.device = device
         self.pad_token_id = pad_token_id
         self.dtype_reason = dtype_reason  # what /info says of the dtype choice
@@ -77,8 +83,9 @@ class ModelRunner:
         return bool(self._fuses)
 
     def begin_prefill(self, prompts: list[tuple[int, ...]], with_prompt_logprobs: bool = False,
-                      cache: BatchCache | None = None, done: int = 0) -> PrefillJob:
-        """A job for ``prompts``; ``cache`` may already hold their first ``done`` columns."""
+                      cache: BatchCache | None = None, done: int = 0, adapters: Adapters = None) -> PrefillJob:
+        """A job for ``prompts`` (each with its row's adapter); ``cache`` may already hold their
+        first ``done`` columns."""
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -86,7 +93,7 @@ class ModelRunner:
             ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
             mask[row, width - len(prompt):] = 1
         return PrefillJob(list(prompts), ids.to(self.device), mask.to(self.device),
-                          cache if cache is not None else BatchCache(), done, with_prompt_logprobs)
+                          cache if cache is not None else BatchCache(), done, with_prompt_logprobs, adapters=adapters)
 
     @torch.inference_mode()
     def prefill_chunk(self, job: PrefillJob, stop: int) -> None:
@@ -94,8 +101,9 @@ class ModelRunner:
         mask = job.mask[:, :stop]
         positions = _chunk_positions(job, stop)
         keep = 0 if job.wants_prompt_logprobs else 1
-        out = self.model(input_ids=job.ids[:, job.done:stop], attention_mask=mask, position_ids=positions,
-                         past_key_values=job.cache, use_cache=True, logits_to_keep=keep)
+        with self._adapters(job.adapters, [stop - job.done] * job.rows):
+            out = self.model(input_ids=job.ids[:, job.done:stop], attention_mask=mask, position_ids=positions,
+                             past_key_values=job.cache, use_cache=True, logits_to_keep=keep)
         job.logits = job.logits + [out.logits] if job.wants_prompt_logprobs else [out.logits]
         job.done = stop
 
@@ -114,8 +122,8 @@ class ModelRunner:
         self.prefill_chunk(job, job.width)
         return self.finish_prefill(job)
 
-    def decode(self, batch: KVBatch) -> torch.Tensor:
-        """One step for every row; extends the batch's mask and positions in place.
+    def decode(self, batch: KVBatch, adapters: Adapters = None) -> torch.Tensor:
+        """One step for every row (each with its adapter); extends the batch's mask and positions in place.
 
         Rows of very unlike lengths (a long prompt joined short ones) go through the fused pass,
         whose decode attention skips each run of rows' padding (``ragged_segments``).
@@ -123,42 +131,45 @@ class ModelRunner:
         if self._fusing():
             segments = _segments(batch)
             if len(segments) > 1:
-                return self._fused_forward(batch, None, 0, segments)
-        return self._plain_decode(batch)
+                return self._fused_forward(batch, None, 0, segments, adapters)
+        return self._plain_decode(batch, adapters)
 
     @torch.inference_mode()
-    def _plain_decode(self, batch: KVBatch) -> torch.Tensor:
+    def _plain_decode(self, batch: KVBatch, adapters: Adapters = None) -> torch.Tensor:
         batch.attention_mask = _with_next_column(batch.attention_mask)
-        out = self.model(input_ids=batch.last_tokens[:, None], attention_mask=batch.attention_mask,
-                         position_ids=batch.positions[:, None], past_key_values=batch.cache,
-                         use_cache=True, logits_to_keep=1)
+        with self._adapters(adapters, [1] * batch.size):
+            out = self.model(input_ids=batch.last_tokens[:, None], attention_mask=batch.attention_mask,
+                             position_ids=batch.positions[:, None], past_key_values=batch.cache,
+                             use_cache=True, logits_to_keep=1)
         batch.positions = batch.positions + 1
         return out.logits[:, -1, :]
 
-    def fused_step(self, batch: KVBatch, job: PrefillJob, stop: int) -> torch.Tensor:
+    def fused_step(self, batch: KVBatch, job: PrefillJob, stop: int, adapters: Adapters = None) -> torch.Tensor:
         """``decode`` of ``batch`` and ``prefill_chunk(job, stop)`` in one forward pass.
 
         Returns the decode logits; the chunk's last-position logits go to the job as a chunk's do.
         If the pass fails the batch's cache forgets what it wrote, so the running rows are intact
         and only the job's group need fail. Not for jobs that want prompt log-probabilities.
         """
-        return self._fused_forward(batch, job, stop, _segments(batch))
+        return self._fused_forward(batch, job, stop, _segments(batch), adapters)
 
     @torch.inference_mode()
     def _fused_forward(self, batch: KVBatch, job: PrefillJob | None, stop: int,
-                       segments: list[tuple[int, int, int]]) -> torch.Tensor:
+                       segments: list[tuple[int, int, int]], adapters: Adapters = None) -> torch.Tensor:
         decode_mask = _with_next_column(batch.attention_mask)
         plan = FusedPlan(batch.cache, decode_mask.bool(), segments)
         ids, positions, keep = [batch.last_tokens], [batch.positions], [torch.arange(batch.size, device=self.device)]
+        rows, tokens = list(adapters or [None] * batch.size), [1] * batch.size  # per-token: packed rows
         if job is not None:
             width = stop - job.done
             plan.chunk_cache, plan.chunk_mask = job.cache, chunk_mask(job.mask[:, :stop], job.done)
             ids.append(job.ids[:, job.done:stop].reshape(-1))
             positions.append(_chunk_positions(job, stop).reshape(-1))
             keep.append(batch.size + torch.arange(job.rows, device=self.device) * width + width - 1)
+            rows, tokens = rows + list(job.adapters or [None] * job.rows), tokens + [width] * job.rows
         lengths = [layer.length for layer in batch.cache.layers]
         try:
-            with fused_attention_modules(self.model):
+            with fused_attention_modules(self.model), self._adapters(rows, tokens):
                 out = self.model(input_ids=torch.cat(ids)[None], attention_mask=_PREPARED_MASK.to(self.device),
                                  position_ids=torch.cat(positions)[None], past_key_values=FusedCache(plan),
                                  use_cache=True, logits_to_keep=torch.cat(keep), sluice_plan=plan)
@@ -169,6 +180,12 @@ class ModelRunner:
         if job is not None:
             job.logits, job.done = [out.logits[0, batch.size:, None, :]], stop
         return out.logits[0, :batch.size, :]
+
+    def _adapters(self, adapters: Adapters, tokens: list[int]):
+        """The LoRA of a pass whose rows hold ``tokens`` tokens each (nothing without adapter rows)."""
+        if self.lora is None or not adapters:
+            return contextlib.nullcontext()
+        return self.lora.active(pass_plan(adapters, tokens, self.device))
 
     def _check_fused_pass(self) -> tuple[bool, str]:
         """Run a small decode + chunk both ways; fuse only if the model gives the same logits.

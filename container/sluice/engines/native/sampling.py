@@ -1,9 +1,10 @@
 """Choosing the next token of every sequence in a batch, each with its own parameters.
 
-Greedy rows without penalties share one argmax; the other rows get their penalties and warpers
-(TGI's order: repetition, frequency, temperature, top-k, top-p, typical-p) in one batched pass,
-each parameter a per-row tensor (TGI's heterogeneous chooser), then draw with their own
-``torch.Generator``, so a seeded request draws the same tokens whatever else is batched with it.
+Greedy rows without penalties share one argmax; the other rows get their biases, penalties and
+warpers (TGI's order: watermark and OpenAI's ``logit_bias``, both additive, then repetition,
+frequency, temperature, top-k, top-p, typical-p) in one batched pass, each parameter a per-row
+tensor (TGI's heterogeneous chooser), then draw with their own ``torch.Generator``, so a seeded
+request draws the same tokens whatever else is batched with it.
 Log-probabilities are those of the distribution the token was drawn from. A row whose processing
 raises is reported, not propagated: one request's parameters never fail its neighbours.
 """
@@ -16,6 +17,7 @@ import torch
 
 from ...request import SamplingParams
 from ..base import Choice
+from .watermark import Watermark
 
 
 @dataclass
@@ -30,17 +32,19 @@ class Selection:
 class SequenceSampler:
     """One sequence's parameters and random generator: its draw is its own, whatever its batch."""
 
-    def __init__(self, params: SamplingParams, device: torch.device, seed: int | None):
+    def __init__(self, params: SamplingParams, device: torch.device, seed: int | None,
+                 watermark: Watermark | None = None):
         self.params = params
         self.seed = seed
+        self.watermark = watermark  # the engine's settings, used when params.watermark
         self.generator = None
         if params.do_sample:
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(seed)
 
     def process(self, logits: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
-        """Penalties and warpers of this row alone (1-D float32 logits)."""
-        return process_rows(logits[None], [self.params], [history])[0]
+        """Biases, penalties and warpers of this row alone (1-D float32 logits)."""
+        return process_rows(logits[None], [self.params], [history], self.watermark)[0]
 
     def pick(self, logits: torch.Tensor) -> torch.Tensor:
         """This row's token from its processed logits: argmax, or a draw with its own generator."""
@@ -50,14 +54,16 @@ class SequenceSampler:
         return torch.multinomial(probs, 1, generator=self.generator)[0]
 
 
-def process_rows(logits: torch.Tensor, params: list[SamplingParams],
-                 histories: list[torch.Tensor | None]) -> torch.Tensor:
-    """Penalties and warpers of every row of float32 ``logits`` [rows, vocab] at once.
+def process_rows(logits: torch.Tensor, params: list[SamplingParams], histories: list[torch.Tensor | None],
+                 watermark: Watermark | None = None) -> torch.Tensor:
+    """Biases, penalties and warpers of every row of float32 ``logits`` [rows, vocab] at once.
 
     TGI's heterogeneous chooser: each parameter becomes a per-row tensor and each step one
     tensor op over the rows that use it, instead of a Python loop over rows. A row's values
     are those it would get alone (the ops work row by row; tests compare with one-row batches).
+    ``watermark`` holds the engine's settings for the rows that ask for it.
     """
+    logits = _bias(logits, params, histories, watermark or Watermark())
     logits = _penalise(logits, params, histories)
     # A strong penalty can push a logit past float32's range; an inf would become NaN in the
     # shift below. Clamping keeps the order and leaves a NaN from the model visible.
@@ -73,6 +79,24 @@ def process_rows(logits: torch.Tensor, params: list[SamplingParams],
 
 def _column(values: list, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device)[:, None]
+
+
+def _bias(logits: torch.Tensor, params: list[SamplingParams], histories: list[torch.Tensor | None],
+          watermark: Watermark) -> torch.Tensor:
+    """The additive biases: ``logit_bias`` (one scatter for all its rows) and the watermark's
+    greenlists (TGI's first processor), each row keyed by its own previous token."""
+    biased = [(i, token, value) for i, p in enumerate(params) for token, value in p.logit_bias]
+    if biased:
+        rows, tokens, values = zip(*biased, strict=True)
+        where = (torch.tensor(rows, device=logits.device), torch.tensor(tokens, device=logits.device))
+        logits = logits.index_put(where, torch.tensor(values, dtype=logits.dtype, device=logits.device),
+                                  accumulate=True)
+    marked = [i for i, p in enumerate(params) if p.watermark]
+    if marked:
+        index = torch.tensor(marked, device=logits.device)
+        previous = [int(histories[i][-1]) for i in marked]  # a row without a history fails alone
+        logits = logits.index_copy(0, index, watermark.bias(logits.index_select(0, index), previous))
+    return logits
 
 
 def _penalise(logits: torch.Tensor, params: list[SamplingParams],
@@ -149,7 +173,8 @@ def _typical_p(logits: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
 
 
 def _process_rows(logits: torch.Tensor, ids: torch.Tensor, samplers: list[SequenceSampler],
-                  histories: list[torch.Tensor | None]) -> tuple[torch.Tensor, dict[int, Exception]]:
+                  histories: list[torch.Tensor | None],
+                  watermark: Watermark | None) -> tuple[torch.Tensor, dict[int, Exception]]:
     """Processed logits of every row (writing the picked ids into ``ids``), and the rows that failed.
 
     One batched pass over the rows that need it; a row whose draw raises (a NaN row's
@@ -159,7 +184,8 @@ def _process_rows(logits: torch.Tensor, ids: torch.Tensor, samplers: list[Sequen
     rows = [i for i, s in enumerate(samplers) if s.params.needs_processing]
     processed, failures = logits.clone(), {}
     try:
-        batch = process_rows(logits[rows], [samplers[i].params for i in rows], [histories[i] for i in rows])
+        batch = process_rows(logits[rows], [samplers[i].params for i in rows], [histories[i] for i in rows],
+                             watermark)
     except Exception:  # noqa: BLE001 - find the row at fault below
         batch = None
     for j, i in enumerate(rows):
@@ -174,7 +200,7 @@ def _process_rows(logits: torch.Tensor, ids: torch.Tensor, samplers: list[Sequen
 
 
 def choose_tokens(logits: torch.Tensor, samplers: list[SequenceSampler], histories: list[torch.Tensor | None],
-                  top_n: list[int]) -> Selection:
+                  top_n: list[int], watermark: Watermark | None = None) -> Selection:
     """Next token for every row of ``logits`` [batch, vocab], and those ids as a device tensor.
 
     One host sync for the whole batch (the ``tolist`` that streaming needs); the id tensor stays
@@ -184,7 +210,7 @@ def choose_tokens(logits: torch.Tensor, samplers: list[SequenceSampler], histori
     ids = logits.argmax(dim=-1)
     processed, failures = logits, {}
     if any(s.params.needs_processing for s in samplers):
-        processed, failures = _process_rows(logits, ids, samplers, histories)
+        processed, failures = _process_rows(logits, ids, samplers, histories, watermark)
     log_probs = torch.log_softmax(processed, dim=-1)
     chosen = log_probs.gather(1, ids[:, None])[:, 0]
     max_n = max(top_n, default=0)

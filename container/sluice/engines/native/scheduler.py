@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,13 @@ class Scheduler:
         self.budget = budget
         self.waiting: collections.deque = collections.deque()
 
-    def admit(self, running: list) -> tuple[list, list]:
+    def admit(self, running: list, gate: Callable[[object], bool] | None = None) -> tuple[list, list]:
         """(admitted, cancelled): waiting sequences in arrival order while they fit.
 
         The first newcomer is taken even when its prompt exceeds the prefill budget: it is then
         prefilled in chunks. Later ones must fit the rest of that budget, the KV budget and rows.
+        ``gate`` is asked last, for each sequence that fits (the engine's adapter slots): a no
+        stops admission there, as a full budget does.
         """
         admitted, cancelled = [], []
         used = sum(kv_need(s) for s in running)
@@ -53,6 +56,8 @@ class Scheduler:
                 continue
             if (admitted or running) and not self._fits(candidate, used, prefill_tokens,
                                                          len(running) + len(admitted), bool(admitted)):
+                break
+            if gate is not None and not gate(candidate):
                 break
             admitted.append(self.waiting.popleft())
             used += kv_need(candidate)

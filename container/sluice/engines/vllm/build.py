@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 from ...config import Config, ConfigError, TokenLimits
 from ...model.facts import KV_MEMORY_FRACTION, eos_token_ids, free_memory_bytes, kv_bytes_per_token, text_config
 from ..base import EngineBuild
+from .adapters import VllmAdapters, lora_engine_args, meta_linear_shapes
 from .engine import VllmEngine
 
 log = logging.getLogger("sluice.vllm_bootstrap")
@@ -82,6 +83,14 @@ def prepare_environment(config: Config, cuda: bool, kv_bytes: int, limits: Token
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_cache_gib(config, limits, kv_bytes)))
 
 
+def lora_capacity(config: Config) -> int:
+    """Adapters vLLM holds at once: ``MAX_LORA_ADAPTERS``, else as many as ``LORA_ADAPTERS`` names,
+    else 0: LoRA off, since vLLM's LoRA layers cost every batch something even without adapters."""
+    if config.max_lora_adapters is not None:
+        return config.max_lora_adapters
+    return len(config.lora_adapters)
+
+
 def engine_args(config: Config, limits: TokenLimits, cuda: bool, dtype: str, kv_bytes: int):
     from vllm.config import StructuredOutputsConfig
     from vllm.engine.arg_utils import EngineArgs
@@ -98,7 +107,8 @@ def engine_args(config: Config, limits: TokenLimits, cuda: bool, dtype: str, kv_
         max_logprobs=max(1, config.max_top_n_tokens), logprobs_mode="processed_logprobs", seed=0,
         # llguidance, the library Sluice's own engine constrains with: the same grammar text
         # compiles to the same constraint on both engines.
-        structured_outputs_config=StructuredOutputsConfig(backend="guidance"))
+        structured_outputs_config=StructuredOutputsConfig(backend="guidance"),
+        **lora_engine_args(lora_capacity(config), config.max_lora_rank))
 
 
 def load_tokenizer(config: Config):
@@ -160,8 +170,15 @@ def build(config: Config) -> EngineBuild:
     eos_ids = eos_token_ids(generation_config(config), tokenizer)
     from vllm.v1.engine.core_client import InprocClient
 
+    adapters = None
+    if lora_capacity(config):
+        adapters = VllmAdapters(meta_linear_shapes(model_config), lora_capacity(config), config.max_lora_rank,
+                                separate_base=not cuda)
+        log.info("LoRA adapters: up to %d loaded, rank <= %d; base and adapter requests %s", lora_capacity(config),
+                 config.max_lora_rank, "share batches" if cuda else "take turns (vLLM's CPU LoRA kernels)")
+    description["max_lora_adapters"] = lora_capacity(config)
     engine = VllmEngine(llm, tokenizer, eos_ids, frozenset(tokenizer.all_special_ids), description,
-                        vocab_size=llm.vllm_config.model_config.get_vocab_size(),
+                        vocab_size=llm.vllm_config.model_config.get_vocab_size(), adapters=adapters,
                         in_process=isinstance(llm.engine_core, InprocClient)).start()
     log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, limits %s", dtype, device,
              args.tensor_parallel_size, args.enforce_eager, limits)

@@ -17,7 +17,12 @@ only for Sluice to take the ids back out. Two layouts, as vLLM's
   and aborts are sent from the calling thread (under a lock: the client's socket is not
   thread-safe); this engine's thread receives each step's outputs and publishes them;
 - the engine core in this process: this engine's thread owns it and steps it while requests run;
-  requests and aborts are queued for that thread.
+  requests, aborts and adapter calls are queued for that thread.
+
+LoRA adapters (``adapters``): vLLM's ``LoRARequest`` per request; adding, pinning and removing one
+goes to the engine core under the same lock (or, in process, through the engine's thread). On
+vLLM's CPU build base and adapter requests never share a step: a request of the other kind waits
+(in arrival order) until the running ones are done.
 
 vLLM itself is imported by ``build`` and inside this module's functions, so nothing imports it
 unless the engine is selected.
@@ -30,16 +35,30 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import Future
+from typing import Callable
 
-from ...errors import GenerationError, ValidationError
-from ...request import COMPACT_JSON, JSON, LARK, REGEX, GenerateRequest, GrammarSpec, ValidRequest
+from ...errors import AdapterNotFoundError, ConflictError, GenerationError, ValidationError
+from ...request import (
+    COMPACT_JSON,
+    JSON,
+    LARK,
+    REGEX,
+    AdapterRef,
+    AdapterSpec,
+    GenerateRequest,
+    GrammarSpec,
+    ValidRequest,
+)
 from ...text.events import Token
 from ..base import EngineStats, Sequence, SequenceMaker, StepSink
+from .adapters import VllmAdapters, batch_kind, refused_by_vllm
 from .outputs import PromptLogprobs, choices_from
 
 log = logging.getLogger("sluice.vllm_engine")
 
 ENGINE_NAME = "vllm"
+CONTROL_SECONDS = 120  # how long a request thread waits for vLLM to load an adapter
 
 
 def unsupported_parameter(request: GenerateRequest) -> tuple[str, object] | None:
@@ -93,6 +112,7 @@ def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: froze
               if s.do_sample else dict(temperature=0.0))
     return SamplingParams(
         **chosen, repetition_penalty=s.repetition_penalty, frequency_penalty=s.frequency_penalty,
+        logit_bias=dict(s.logit_bias) or None,
         max_tokens=valid.max_new_tokens, stop_token_ids=sorted(stop_token_ids),
         logprobs=request.top_n_tokens if needs_logprobs(request) else None,  # 0: the chosen token's only
         prompt_logprobs=0 if request.decoder_input_details else None,
@@ -105,11 +125,15 @@ class VllmEngine:
     name = ENGINE_NAME
 
     def __init__(self, llm, tokenizer, eos_token_ids: frozenset[int], special_ids: frozenset[int],
-                 description: dict, vocab_size: int, in_process: bool):
+                 description: dict, vocab_size: int, in_process: bool, adapters: VllmAdapters | None = None):
         """``llm``: a started ``vllm.v1.engine.llm_engine.LLMEngine`` (its input processor and
         engine-core client are used); ``in_process``: its engine core runs in this process;
-        ``vocab_size``: the width of its logits (grammar masks cover it)."""
+        ``vocab_size``: the width of its logits (grammar masks cover it); ``adapters``: None when
+        LoRA is off."""
         self._llm = llm
+        self._adapters = adapters
+        self._control: collections.deque[tuple[Callable, Future]] = collections.deque()  # in process: adapter calls
+        self._waiting: collections.deque = collections.deque()  # (sequence, request) waiting for their turn
         self._core = llm.engine_core
         self._in_process = in_process
         self.vocab_size = vocab_size
@@ -171,6 +195,10 @@ class VllmEngine:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def end_session(self, session_id: str) -> None:
+        """Nothing to release: vLLM has no API to pin a session's blocks (its automatic prefix
+        caching keeps them while they are not needed for others; see docs/engines.md)."""
+
     @property
     def stats(self) -> EngineStats:
         """TGI's gauges at scrape time: of the live requests, those vLLM's scheduler ran at its
@@ -178,7 +206,7 @@ class VllmEngine:
         with self._lock:
             live = list(self._live.values())
         self._stats.batch_size = min(len(live), self._running)
-        self._stats.queue_size = len(live) - self._stats.batch_size
+        self._stats.queue_size = len(live) - self._stats.batch_size + len(self._waiting)
         self._stats.batch_tokens = sum(s.valid.input_length + len(s.generated_ids) for s in live)
         return self._stats
 
@@ -187,6 +215,9 @@ class VllmEngine:
         sequence = self._sequences.new(valid, seed)
         try:
             request = self._request(sequence)
+        except AdapterNotFoundError as error:
+            sequence.fail(error)
+            return sequence
         except Exception as error:  # vLLM refused this one request
             log.exception("vLLM refused request %d", sequence.id)
             sequence.fail(GenerationError(str(error) or type(error).__name__))
@@ -214,23 +245,100 @@ class VllmEngine:
         sequence.release()
         self._abort(sequence)
 
+    # --- adapters --------------------------------------------------------------------------------
+
+    def add_adapter(self, spec: AdapterSpec) -> dict:
+        """Sluice's check, then vLLM's ``add_lora`` (and ``pin_lora``) when it is to be loaded now."""
+        if self._adapters is None:
+            raise ConflictError(f"LoRA adapters are off on the {ENGINE_NAME} engine: start it with "
+                                "MAX_LORA_ADAPTERS > 0 (or LORA_ADAPTERS)")
+        facts = self._adapters.check(spec)
+        self._adapters.remember(spec)
+        if not (spec.preload or spec.pinned):
+            return dict(facts, loaded=False)
+        request = self._adapters.lora_request(spec.ref)
+        try:
+            loaded = self._call(lambda llm: llm.add_lora(request) and (not spec.pinned or llm.pin_lora(spec.ref.uid)))
+        except Exception as error:
+            self._adapters.forget(spec.ref)
+            log.exception("vLLM refused adapter %s", spec.ref.name)
+            raise refused_by_vllm(spec.ref.name, error) from None
+        return dict(facts, loaded=bool(loaded))
+
+    def remove_adapter(self, ref: AdapterRef) -> None:
+        if self._adapters is not None:
+            self._adapters.forget(ref)
+            self._call(lambda llm: llm.remove_lora(ref.uid))
+
+    def adapter_loaded(self, ref: AdapterRef) -> bool:
+        return self._adapters is not None and ref.uid in self._call(lambda llm: llm.list_loras())
+
+    def _call(self, call: Callable, timeout: float = CONTROL_SECONDS):
+        """``call(llm)`` on vLLM's engine: under the lock with the engine core in its own process
+        (a utility call over the client's socket), else by this engine's thread between steps."""
+        if not self._in_process:
+            with self._lock:
+                return call(self._llm)
+        future: Future = Future()
+        with self._wakeup:
+            self._control.append((call, future))
+            self._wakeup.notify()
+        return future.result(timeout)
+
+    def _run_calls(self) -> None:
+        """In process, under the lock: the queued adapter calls."""
+        while self._control:
+            call, future = self._control.popleft()
+            try:
+                future.set_result(call(self._llm))
+            except Exception as error:  # handed to the request thread that asked
+                future.set_exception(error)
+
     # --- requests in -----------------------------------------------------------------------------
 
     def _request(self, sequence: Sequence):
-        """The engine-core request of a sequence: its token ids and sampling parameters, under
-        vLLM's own request id (the sequence id and a random suffix)."""
+        """The engine-core request of a sequence: its token ids, sampling parameters and adapter,
+        under vLLM's own request id (the sequence id and a random suffix)."""
         from vllm.inputs import TokensPrompt
 
         params = sampling_params(sequence.valid, sequence.seed, self.eos_token_ids)
+        adapter = sequence.valid.adapter
+        try:
+            lora = self._adapters.lora_request(adapter) if self._adapters is not None else None
+        except KeyError:
+            raise AdapterNotFoundError(adapter.name, "the request (unregistered while it waited)") from None
         inputs = self._llm.input_processor
         prompt = TokensPrompt(prompt_token_ids=list(sequence.valid.input_ids))
-        request = inputs.process_inputs(str(sequence.id), prompt, params, supported_tasks=self._tasks)
+        request = inputs.process_inputs(str(sequence.id), prompt, params, supported_tasks=self._tasks,
+                                        lora_request=lora)
         inputs.assign_request_id(request)
         return request
 
+    def _waits_for_its_turn(self, sequence: Sequence) -> bool:
+        """On vLLM's CPU build base and adapter requests never share a batch (``adapters``)."""
+        if self._adapters is None or not self._adapters.separate_base or not self._live:
+            return False
+        return batch_kind(next(iter(self._live.values()))) != batch_kind(sequence)
+
+    def _admit_waiting(self) -> list[tuple[Sequence, GenerationError]]:
+        """Under the lock, in the thread that may add requests: those whose turn has come."""
+        refused = []
+        while self._waiting and not self._waits_for_its_turn(self._waiting[0][0]):
+            sequence, request = self._waiting.popleft()
+            if (error := self._add_now(sequence, request)) is not None:
+                refused.append((sequence, error))
+        return refused
+
     def _add(self, sequence: Sequence, request) -> GenerationError | None:
-        """Under the lock: hand vLLM the request (not if it was cancelled meanwhile); the error
-        to fail it with, once the lock is released, if vLLM refused it."""
+        """Under the lock: hand vLLM the request, or keep it waiting for its turn behind those
+        that came first; the error to fail it with, once the lock is released, if vLLM refused it."""
+        if self._waiting or self._waits_for_its_turn(sequence):
+            self._waiting.append((sequence, request))
+            return None
+        return self._add_now(sequence, request)
+
+    def _add_now(self, sequence: Sequence, request) -> GenerationError | None:
+        """Under the lock: hand vLLM the request (not if it was cancelled meanwhile)."""
         if sequence.stopped:
             return None
         rid = request.request_id
@@ -257,8 +365,12 @@ class VllmEngine:
             if self._in_process:
                 self._incoming.append((rid, None))  # the loop thread aborts it
                 self._wakeup.notify()
+                refused = []
             else:
                 self._core.abort_requests([rid])
+                refused = self._admit_waiting()
+        for waiting, error in refused:  # outside the lock: the sink may call back in
+            waiting.fail(error)
         return True
 
     def _forget(self, rid: str, sequence: Sequence) -> None:
@@ -282,6 +394,8 @@ class VllmEngine:
             self._dead = error
             with self._lock:
                 live, self._live = list(self._live.values()), {}
+                live += [sequence for sequence, _ in self._waiting]
+                self._waiting.clear()
                 self._request_ids.clear()
             self._sequences.sink.fail(live, GenerationError(str(error) or type(error).__name__))
 
@@ -293,10 +407,11 @@ class VllmEngine:
         while True:
             refused = []
             with self._wakeup:
-                while not self._stopped and not self._incoming and not self._live:
+                while not self._stopped and not self._incoming and not self._live and not self._control:
                     self._wakeup.wait()
                 if self._stopped:
                     return None
+                self._run_calls()
                 pending, self._incoming = list(self._incoming), collections.deque()
                 aborts = [rid for rid, request in pending if request is None]
                 if aborts:
@@ -304,6 +419,7 @@ class VllmEngine:
                 for sequence, request in pending:
                     if request is not None and (error := self._add(sequence, request)) is not None:
                         refused.append((sequence, error))
+                refused += self._admit_waiting()
                 running = bool(self._live)
             for sequence, error in refused:  # outside the lock: the sink may call back in
                 sequence.fail(error)
@@ -321,6 +437,9 @@ class VllmEngine:
             prompt = self._prompt_logprobs.get(rid)
             if prompt is not None and output.new_prompt_logprobs_tensors is not None:
                 prompt.add(output.new_prompt_logprobs_tensors)
+            if output.prefill_stats is not None and output.prefill_stats.num_cached_tokens:
+                self._stats.prefix_cache_hits += 1  # vLLM's automatic prefix caching, in Sluice's counters
+                self._stats.prefix_cache_hit_tokens += output.prefill_stats.num_cached_tokens
             if output.new_token_ids:
                 if prompt is not None and not sequence.prefill:
                     sequence.prefill = self._prefill_tokens(sequence, prompt.values)
@@ -342,6 +461,11 @@ class VllmEngine:
             self._stats.finished_total += 1
             if not sequence.finished:  # Sluice's rules had not ended it: vLLM did (its context is full)
                 sequence.fail(GenerationError(f"vLLM ended the request early ({reason})"))
+        if ended and self._waiting:
+            with self._lock:
+                refused = self._admit_waiting()
+            for sequence, error in refused:
+                sequence.fail(error)
 
     def _prefill_tokens(self, sequence: Sequence, logprobs: list[float | None]) -> tuple[Token, ...]:
         return tuple(Token(token_id, self._text.token(token_id), logprobs[i] if i < len(logprobs) else None,

@@ -14,6 +14,7 @@ from ...text.events import Finish, TokenEvent
 from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
 from .chat_messages import chat_messages
+from .choices import copies, read_choices
 from .common import (
     FINISH_REASONS,
     Envelope,
@@ -64,14 +65,20 @@ def call_finish_reason(finish: Finish) -> str:
 
 
 class ChatExchange:
-    """One chat request: its typed request and the state its answer is written with."""
+    """One chat request: its typed request (one per choice, ``n``) and the state its answer is
+    written with."""
 
-    def __init__(self, request: GenerateRequest, names: FieldNames, envelope: Envelope, *, plan: ToolPlan | None,
-                 call_id: str, logprobs: bool, include_usage: bool):
-        self.request, self.names, self.envelope = request, names, envelope
+    def __init__(self, requests: list[GenerateRequest], names: FieldNames, envelope: Envelope, *,
+                 plan: ToolPlan | None, call_id: str, logprobs: bool, include_usage: bool):
+        self.requests, self.names, self.envelope = requests, names, envelope
         self.plan, self.call_id, self.logprobs, self.include_usage = plan, call_id, logprobs, include_usage
         self.calls = ToolCallStream(plan.auto, call_id) if plan is not None else None
         self.last_finish: Finish | None = None
+
+    @property
+    def request(self) -> GenerateRequest:
+        """The first choice's request (the others differ only in their seeds)."""
+        return self.requests[0]
 
     @property
     def stream(self) -> bool:
@@ -79,7 +86,7 @@ class ChatExchange:
 
     @property
     def prompts(self) -> list[Prompt]:
-        return [Prompt(self.request, add_special_tokens=False)]  # the template holds BOS already
+        return [Prompt(request, add_special_tokens=False) for request in self.requests]  # the template holds BOS
 
     def encode_event(self, event: TokenEvent) -> list[dict]:
         self.last_finish = event.finish
@@ -96,12 +103,14 @@ class ChatExchange:
         return []
 
     def encode_final(self, outcomes: list[Outcome], seconds: float) -> tuple[object, dict]:
-        events = outcomes[0].runs[0]
-        finish = events[-1].finish
-        message, reason = self._message(finish)
-        choice = {"index": 0, "message": message, "logprobs": logprobs_json(events) if self.logprobs else None,
-                  "finish_reason": reason}
-        return self.envelope(choices=[choice], usage=usage([finish])), {}
+        choices, finishes = [], []
+        for index, outcome in enumerate(outcomes):
+            events = outcome.runs[0]
+            finishes.append(events[-1].finish)
+            message, reason = self._message(finishes[-1])
+            choices.append({"index": index, "message": message,
+                            "logprobs": logprobs_json(events) if self.logprobs else None, "finish_reason": reason})
+        return self.envelope(choices=choices, usage=usage(finishes, n=len(outcomes))), {}
 
     def chunk(self, delta: dict, reason: str | None, logprobs: dict | None = None) -> dict:
         return self.envelope(choices=[{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}],
@@ -145,10 +154,11 @@ class ChatDialect(OpenAIDialect):
         stream, usage_wanted = stream_flag(body), include_usage(body)
         request = build_request(prompt, read_parameters(body, names), context.limits, stream=stream, names=names)
         request = replace(request, token_logprobs=body.get("logprobs") is True)
+        n = read_choices(body, context.limits, stream)
         grammar = plan.grammar if plan is not None else parse_response_format(body.get("response_format"))
         if grammar is not None:
             request = replace(request, grammar=grammar)
         envelope = Envelope(model_name(body, context.model_name), self.fingerprint,
                             "chat.completion.chunk" if stream else "chat.completion", "chatcmpl-")
-        return ChatExchange(request, names, envelope, plan=plan, call_id=next_tool_call_id(messages),
+        return ChatExchange(copies(request, n), names, envelope, plan=plan, call_id=next_tool_call_id(messages),
                             logprobs=body.get("logprobs") is True, include_usage=usage_wanted)

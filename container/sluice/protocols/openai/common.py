@@ -12,7 +12,7 @@ import time
 import uuid
 
 from ...errors import DeserializeError, ServerError
-from ...request import FieldNames, Parameters
+from ...request import AdapterSelection, FieldNames, Parameters
 from ...text.events import Finish
 from ..fields import describe, stop_sequences, typed, typed_integer
 from .errors import error_event
@@ -44,7 +44,35 @@ def read_parameters(body: dict, names: FieldNames) -> Parameters:
         frequency_penalty=number("frequency_penalty"), repetition_penalty=_repetition_penalty(number),
         max_new_tokens=typed_integer(body, max_tokens, "u32", max_tokens),
         top_n_tokens=typed_integer(body, "top_logprobs", "u32", "top_logprobs") if logprobs else None,
-        stop=_stop(body.get("stop")), details=True)
+        stop=_stop(body.get("stop")), details=True, adapter=model_adapter(body),
+        logit_bias=_logit_bias(body.get("logit_bias")))
+
+
+def model_adapter(body: dict) -> AdapterSelection | None:
+    """OpenAI's ``model`` as TGI reads it: the name of a LoRA adapter, unless it is ``"tgi"`` (the
+    base). Serving decides what a name that is no adapter means (the served model's own name is
+    the base; see ``serving.adapters``)."""
+    model = body.get("model")
+    if not isinstance(model, str) or model in ("", "tgi"):
+        return None
+    return AdapterSelection(model, "model", strict=False)
+
+
+def _logit_bias(value) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``logit_bias``: a map from token ids (JSON keys are strings) to numbers."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise DeserializeError(f"logit_bias: invalid type: {describe(value)}, expected a map")
+    biases = []
+    for key, bias in value.items():
+        if not key.isascii() or not key.isdigit():
+            raise DeserializeError(f"logit_bias: invalid value: string {key!r}, expected a token id")
+        bias = typed(value, key, float, f"logit_bias.{key}")
+        if bias is None:
+            raise DeserializeError(f"logit_bias.{key}: invalid type: null, expected a number")
+        biases.append((int(key), bias))
+    return tuple(sorted(biases))
 
 
 def _repetition_penalty(number) -> float | None:
@@ -76,8 +104,9 @@ def model_name(body: dict, served: str) -> str:
     return model if isinstance(model, str) and model and model != "tgi" else served
 
 
-def usage(finishes: list[Finish]) -> dict:
-    prompt = sum(f.input_length for f in finishes)
+def usage(finishes: list[Finish], n: int = 1) -> dict:
+    """Each prompt's tokens once (``n`` choices in a row share one), every choice's completion."""
+    prompt = sum(f.input_length for f in finishes[::n])
     completion = sum(f.generated_tokens for f in finishes)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

@@ -12,6 +12,7 @@ from ...serving.exchange import Outcome, ParseContext, Prompt
 from ...text.events import TokenEvent
 from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
+from .choices import copies, read_choices
 from .common import FINISH_REASONS, Envelope, OpenAIDialect, field_names, model_name, read_parameters, usage
 
 
@@ -31,8 +32,10 @@ def completion_prompts(body, limits: RequestLimits) -> list[str]:
 
 
 class CompletionsExchange:
-    def __init__(self, requests: list[GenerateRequest], names: FieldNames, envelope: Envelope):
-        self.requests, self.names, self.envelope = requests, names, envelope
+    """Every prompt's requests, ``n`` in a row for each (choice ``i * n + j`` is prompt i's j-th)."""
+
+    def __init__(self, requests: list[GenerateRequest], names: FieldNames, envelope: Envelope, n: int = 1):
+        self.requests, self.names, self.envelope, self.n = requests, names, envelope, n
 
     @property
     def stream(self) -> bool:
@@ -57,7 +60,7 @@ class CompletionsExchange:
         finishes = [outcome.runs[0][-1].finish for outcome in outcomes]
         choices = [{"index": index, "text": finish.generated_text, "logprobs": None,
                     "finish_reason": FINISH_REASONS[finish.finish_reason]} for index, finish in enumerate(finishes)]
-        return self.envelope(choices=choices, usage=usage(finishes)), {}
+        return self.envelope(choices=choices, usage=usage(finishes, n=self.n)), {}
 
 
 class CompletionsDialect(OpenAIDialect):
@@ -77,6 +80,7 @@ class CompletionsDialect(OpenAIDialect):
             request = replace(request, grammar=grammar)
         if stream and len(prompts) > 1:
             raise ValidationError("streaming completions take a single prompt")
-        requests = [replace(request, inputs=prompt) for prompt in prompts]
+        n = read_choices(body, context.limits, stream)
+        requests = [choice for prompt in prompts for choice in copies(replace(request, inputs=prompt), n)]
         envelope = Envelope(model_name(body, context.model_name), self.fingerprint, "text_completion", "cmpl-")
-        return CompletionsExchange(requests, names, envelope)
+        return CompletionsExchange(requests, names, envelope, n)

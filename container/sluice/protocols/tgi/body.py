@@ -8,7 +8,7 @@ the OpenAI dialects.
 from __future__ import annotations
 
 from ...errors import DeserializeError
-from ...request import GenerateRequest, Parameters, RequestLimits, build_request
+from ...request import AdapterSelection, GenerateRequest, Parameters, RequestLimits, build_request
 from ..fields import describe, stop_sequences, stream_flag, typed, typed_integer
 from ..grammar_fields import parse_grammar
 
@@ -56,4 +56,10 @@ def read_parameters(params: dict) -> Parameters:
         best_of=integer("best_of", "u64"), top_n_tokens=integer("top_n_tokens", "u32"),
         return_full_text=flag("return_full_text"), details=flag("details") or False,
         decoder_input_details=flag("decoder_input_details") or False, watermark=flag("watermark") or False,
-        stop=stop_sequences(params.get("stop"), field("stop")), grammar=parse_grammar(params.get("grammar")))
+        stop=stop_sequences(params.get("stop"), field("stop")), grammar=parse_grammar(params.get("grammar")),
+        adapter=adapter_selection(typed(params, "adapter_id", str, field("adapter_id"))))
+
+
+def adapter_selection(adapter_id: str | None) -> AdapterSelection | None:
+    """TGI's ``adapter_id``: a LoRA adapter that must be registered (an empty one means the base)."""
+    return AdapterSelection(adapter_id, "parameters.adapter_id") if adapter_id else None
