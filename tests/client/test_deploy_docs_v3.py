@@ -23,9 +23,9 @@ LOCAL_ONLY = [e for e in python_examples() if e.doc == "docs/deploy.md" and '"sl
 
 
 def test_the_examples_this_file_runs_are_still_in_the_docs():
-    calls = {name for example in LOCAL_ONLY for name in ("stream_tokens(endpoint", "create_inference_component(")
-             if name in example.code}
-    assert calls == {"stream_tokens(endpoint", "create_inference_component("}
+    wanted = ("stream_tokens(endpoint", "create_inference_component(", "InferenceComponent.create(", "open_session(")
+    calls = {name for example in LOCAL_ONLY for name in wanted if name in example.code}
+    assert calls == set(wanted)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,20 @@ def make_local(trained_tiny_model_dir):
         yield endpoint
 
 
+@pytest.fixture(scope="module")
+def checkout(trained_tiny_model_dir, tmp_path_factory):
+    """A working directory with ``models/adapters/cheese`` where ``make adapter`` puts it (a random
+    adapter of the same model here: the example shows the mechanics, not the style)."""
+    from demo.build_adapter import build_adapter
+
+    root = tmp_path_factory.mktemp("checkout")
+    build_adapter(trained_tiny_model_dir, root / "models" / "adapters" / "cheese", seed=1)
+    return root
+
+
 @pytest.mark.parametrize("example", LOCAL_ONLY, ids=str)
-def test_local_example_prints_an_answer(make_local, example, monkeypatch):
+def test_local_example_prints_an_answer(make_local, checkout, example, monkeypatch):
+    monkeypatch.chdir(checkout)
     for name, value in make_local.client_environment().items():
         monkeypatch.setenv(name, value)
     from sagemaker.core.utils.utils import SageMakerClient
