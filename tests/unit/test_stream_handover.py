@@ -11,8 +11,8 @@ from types import SimpleNamespace
 from sluice.http.raw_body import RawBody
 from sluice.protocols.tgi.dialect import TgiDialect
 from sluice.request import RequestLimits
-from sluice.serving.delivery import StreamConsumer, StreamEncoder
 from sluice.serving.exchange import ParseContext
+from sluice.serving.stream_consumers import StreamConsumer, StreamEncoder
 from sluice.text.events import Finish, Token, TokenEvent
 from sluice.wire.framing import SSE
 

@@ -9,7 +9,7 @@ import torch
 from grammar_cases import REGEX, SCHEMA
 from sluice.config import Config, ConfigError
 from sluice.engines import registry
-from sluice.engines.vllm.engine import check_request, structured_output
+from sluice.engines.vllm.params import check_request, structured_output
 from sluice.errors import ValidationError
 from sluice.protocols.tgi.body import parse_generate_body
 from sluice.request import COMPACT_JSON, GrammarSpec, RequestLimits

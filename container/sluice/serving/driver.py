@@ -21,9 +21,9 @@ import time
 from ..errors import ClientClosedError, DeserializeError, IncompleteGenerationError, ServerError, ValidationError
 from ..wire.framing import StreamFormat, choose_stream_format
 from .admission import GATE
-from .delivery import StreamEncoder
 from .exchange import Dialect, Exchange, HttpContext, ParseContext, Reply
 from .service import GenerationService
+from .stream_consumers import StreamEncoder
 
 log = logging.getLogger("sluice.driver")
 

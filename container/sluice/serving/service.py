@@ -25,12 +25,13 @@ from ..request import NO_HEADERS, TGI_NAMES, FieldNames, GenerateRequest, Reques
 from ..text.events import Finish
 from .adapters import AdapterRegistry
 from .admission import GATE
-from .delivery import Collector, StreamConsumer, StreamEncoder, StreamHub
+from .delivery import StreamHub
 from .exchange import Outcome, Run
 from .metrics import Metrics
 from .response_cache import ResponseCache, cache_key
 from .session_store import Session
 from .sessions import Sessions
+from .stream_consumers import Collector, StreamConsumer, StreamEncoder
 from .validation import Validator
 
 if TYPE_CHECKING:

@@ -31,94 +31,27 @@ unless the engine is selected.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 import time
 from concurrent.futures import Future
 from typing import Callable
 
-from ...errors import AdapterNotFoundError, ConflictError, GenerationError, ValidationError
+from ...errors import AdapterNotFoundError, ConflictError, GenerationError
 from ...request import (
-    COMPACT_JSON,
-    JSON,
-    LARK,
-    REGEX,
     AdapterRef,
     AdapterSpec,
-    GenerateRequest,
-    GrammarSpec,
     ValidRequest,
 )
 from ...text.events import Token
 from ..base import EngineStats, Sequence, SequenceMaker, StepSink
 from .adapters import VllmAdapters, batch_kind, refused_by_vllm
 from .outputs import PromptLogprobs, choices_from
+from .params import ENGINE_NAME, check_request, sampling_params
 
 log = logging.getLogger("sluice.vllm_engine")
 
-ENGINE_NAME = "vllm"
 CONTROL_SECONDS = 120  # how long a request thread waits for vLLM to load an adapter
-
-
-def unsupported_parameter(request: GenerateRequest) -> tuple[str, object] | None:
-    """The first TGI parameter vLLM has no equivalent for, with its value; None if all map."""
-    sampling = request.sampling
-    if sampling.do_sample and sampling.typical_p < 1.0:
-        return "typical_p", sampling.typical_p
-    if sampling.watermark:
-        return "watermark", "true"
-    return None
-
-
-def check_request(request: GenerateRequest) -> None:
-    """Refuse (422) what this engine would otherwise silently drop."""
-    refused = unsupported_parameter(request)
-    if refused is not None:
-        name, value = refused
-        raise ValidationError(f"`{name}` is not supported by the {ENGINE_NAME} engine "
-                              f"(SLUICE_ENGINE={ENGINE_NAME}). Given: {value}")
-
-
-def structured_output(spec: GrammarSpec) -> dict:
-    """A Sluice grammar as vLLM's ``StructuredOutputsParams`` fields. vLLM's llguidance backend
-    compiles them to the same grammar Sluice's compiler builds (a schema carries Sluice's compact
-    JSON options in ``x-guidance``, which wins over vLLM's whitespace default)."""
-    if spec.kind == JSON:
-        return {"json": dict(json.loads(spec.source), **{"x-guidance": COMPACT_JSON})}
-    if spec.kind == REGEX:
-        return {"regex": spec.source}
-    if spec.kind == LARK:
-        return {"grammar": spec.source}
-    raise ValueError(f"unknown grammar kind {spec.kind!r}")
-
-
-def needs_logprobs(request: GenerateRequest) -> bool:
-    """Whether the answer needs vLLM's per-token log-probabilities: shown (TGI's events; OpenAI's
-    when asked), top tokens, or ranking ``best_of`` runs. vLLM's engine core gathers and sends
-    them per request per step, a cost its step pays (gpu-sim: about 40 % at 512 streams)."""
-    return request.token_logprobs or request.top_n_tokens > 0 or request.best_of > 1
-
-
-def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: frozenset[int]):
-    """TGI parameters -> vLLM ``SamplingParams`` (greedy is temperature 0; stop strings stay
-    with Sluice's stopping criteria, which see the text as the client will)."""
-    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
-
-    from vllm import SamplingParams
-
-    request, s = valid.request, valid.request.sampling
-    chosen = (dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
-              if s.do_sample else dict(temperature=0.0))
-    return SamplingParams(
-        **chosen, repetition_penalty=s.repetition_penalty, frequency_penalty=s.frequency_penalty,
-        logit_bias=dict(s.logit_bias) or None,
-        max_tokens=valid.max_new_tokens, stop_token_ids=sorted(stop_token_ids),
-        logprobs=request.top_n_tokens if needs_logprobs(request) else None,  # 0: the chosen token's only
-        prompt_logprobs=0 if request.decoder_input_details else None,
-        detokenize=False, skip_special_tokens=False, output_kind=RequestOutputKind.DELTA,
-        structured_outputs=(StructuredOutputsParams(**structured_output(valid.grammar.spec))
-                            if valid.grammar is not None else None))
 
 
 class VllmEngine:
