@@ -101,7 +101,9 @@ def test_ping_answers_within_sagemakers_budget_while_8_streams_run(server):
             time.sleep(0.02)
 
     with futures.ThreadPoolExecutor(9) as pool:
-        streams = [pool.submit(stream_text, server.url, p, max_new_tokens=96) for p in PROMPTS]
+        # Long enough that the pinger gets well over 10 answers in while they run (96 tokens gave
+        # exactly 10 on a fast run: the count, not the latency, failed).
+        streams = [pool.submit(stream_text, server.url, p, max_new_tokens=256) for p in PROMPTS]
         pinger = pool.submit(ping_loop)
         [s.result() for s in streams]
         stop.set()
