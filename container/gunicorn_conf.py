@@ -48,6 +48,7 @@ control_socket_disable = True  # one fixed path (~/.gunicorn/gunicorn.ctl) share
 # Access lines only on request: SageMaker pings every few seconds.
 _access_level = "INFO" if _config.access_log else "WARNING"
 loglevel = _config.log_level
+logger_class = "sluice.http.access_log.AccessLogger"  # access fields built only when written
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

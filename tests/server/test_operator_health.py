@@ -106,3 +106,18 @@ def test_cache_gauges_report_what_the_caches_hold_and_stay_within_their_bounds(s
     post(server.url, {"inputs": distinct_prompt(99), "parameters": {"max_new_tokens": 60}}, path="/generate")
     assert metric(server.url, "sluice_response_cache_bytes") > bytes_for_four  # a longer answer in, a short one out
 
+
+
+def test_access_lines_are_written_only_when_asked_for(start_server):
+    """``SLUICE_ACCESS_LOG=1`` gives one line per request with its path and status; by default
+    there are none (SageMaker pings every few seconds)."""
+    quiet, loud = start_server(), start_server({"SLUICE_ACCESS_LOG": "1"})
+    for process in (quiet, loud):
+        assert requests.get(process.url + "/ping", timeout=10).status_code == 200
+        generate(process.url, "access", max_new_tokens=2)
+    deadline = time.monotonic() + 10
+    while '"POST /invocations HTTP/1.1" 200' not in loud.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert '"GET /ping HTTP/1.1" 200' in loud.log_text()
+    assert '"POST /invocations HTTP/1.1" 200' in loud.log_text()
+    assert "/invocations HTTP/1.1" not in quiet.log_text() and "/ping HTTP/1.1" not in quiet.log_text()

@@ -47,9 +47,11 @@ from ..errors import (
     TransferCodingNotImplementedError,
     UriTooLongError,
 )
+from ..serving.admission import GATE
 from ..serving.shutdown import CLOCK as SHUTDOWN
 from ..wire.framing import dump_json
 from .raw_body import with_raw_body
+from .whole_request import whole_generation_request
 from .worker_exit import WorkerExit
 
 CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client; gunicorn's own first-data wait
@@ -58,6 +60,7 @@ LINGER_MAX_BYTES = 64 * 1024
 QUICK_EXIT_SECONDS = 1.0  # Ctrl-C: streams get their in-band end, then the worker goes (the
 # arbiter, stopped by SIGTERM first, allows 2 s after a Ctrl-C before its SIGKILL)
 ACCEPT_BURST = 64  # connections accepted in one turn of gunicorn's main loop, at most
+HEARTBEAT_SECONDS = 1.0  # the arbiter's heartbeat file is touched at most this often
 EXIT_MARGIN_SECONDS = 1.0  # SIGTERM: the worker starts its exit (at most 0.5 s) this long before the arbiter's SIGKILL
 
 # gunicorn's parse errors, most specific first, and the error each is answered with.
@@ -83,6 +86,17 @@ class SluiceThreadWorker(ThreadWorker):
         super().load_wsgi()
         self.wsgi = with_raw_body(self.wsgi)
 
+    def notify(self):
+        """The heartbeat the arbiter reads, at most once per ``HEARTBEAT_SECONDS``: gunicorn's
+        loop touches its file on every turn, a system call that lets the GIL go, so in a burst
+        each turn then waited for the GIL behind the request threads before it could accept or
+        dispatch the next connections. (The arbiter reads it only with a worker timeout, which
+        Sluice sets to 0; a second's resolution is plenty for any.)"""
+        now = time.monotonic()
+        if now - getattr(self, "_last_heartbeat", -HEARTBEAT_SECONDS) >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = now
+            super().notify()
+
     def run(self):
         """gunicorn's loop and drain, then the worker's own exit (see ``worker_exit``)."""
         super().run()
@@ -91,7 +105,13 @@ class SluiceThreadWorker(ThreadWorker):
     def handle(self, conn):
         """One turn of a connection in a worker thread, with receives bounded in time."""
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(CLIENT_IDLE_TIMEOUT))
-        keepalive = super().handle(conn)
+        # A whole generation request holds one admission turn until the engine has it (``whole_request``).
+        turn = whole_generation_request(conn.sock) and GATE.take()
+        try:
+            keepalive = super().handle(conn)
+        finally:
+            if turn:
+                GATE.give()
         if keepalive is False:
             _linger(conn.sock)  # gunicorn then closes it from its main loop, at once
         return keepalive

@@ -96,6 +96,7 @@ class ResponseDriver:
         try:
             with self.service.accounted(), self.service.slot():
                 if cached is not None:
+                    GATE.give()  # the replay writes to the client: not in a turn
                     for event in cached[0]:
                         yield encoder.events([event])
                     self.service.sessions.record(http.session, valid, cached[0], add_special_tokens)

@@ -141,6 +141,7 @@ class GenerationService:
             return valid
         if self.grammars is None:
             raise ValidationError("grammar is not supported")
+        GATE.give()  # a compile may wait on the compile pool: not in a turn
         return dataclasses.replace(valid, grammar=self.grammars.compile(request.grammar))
 
     # --- cache --------------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class GenerationService:
         """Every prompt of a non-streaming request; several are submitted together, so the engine
         batches them instead of running one after another. ``client``: the client's socket,
         whose closing cancels them."""
+        GATE.give()  # the prompts wait for their answers, each submitted in its own turn
         if len(valids) == 1:
             return [self.complete(valids[0], client)]
         return run_side_by_side([lambda v=v: self.complete(v, client) for v in valids])
@@ -198,6 +200,7 @@ class GenerationService:
         with GATE:
             sequence = self.engine.submit(valid)
             self.delivery.follow(sequence, consumer, self.request_timeout, client)
+        GATE.give()  # admitted: a turn held since the request arrived ends here
         ended = False
         try:
             yield from consumer.chunks(self._delivering)
@@ -230,6 +233,7 @@ class GenerationService:
         with GATE:
             sequence = self.engine.submit(valid)
             self.delivery.follow(sequence, collector, self.request_timeout, client)
+        GATE.give()
         ended = False
         try:
             events = collector.wait(self._delivering)

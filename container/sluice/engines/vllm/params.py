@@ -8,6 +8,8 @@ selected.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 
 from ...errors import ValidationError
@@ -60,12 +62,10 @@ def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: froze
     with Sluice's stopping criteria, which see the text as the client will)."""
     from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-    from vllm import SamplingParams
-
     request, s = valid.request, valid.request.sampling
     chosen = (dict(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
               if s.do_sample else dict(temperature=0.0))
-    return SamplingParams(
+    return _request_owned_params()(
         **chosen, repetition_penalty=s.repetition_penalty, frequency_penalty=s.frequency_penalty,
         logit_bias=dict(s.logit_bias) or None,
         max_tokens=valid.max_new_tokens, stop_token_ids=sorted(stop_token_ids),
@@ -74,3 +74,20 @@ def sampling_params(valid: ValidRequest, seed: int | None, stop_token_ids: froze
         detokenize=False, skip_special_tokens=False, output_kind=RequestOutputKind.DELTA,
         structured_outputs=(StructuredOutputsParams(**structured_output(valid.grammar.spec))
                             if valid.grammar is not None else None))
+
+
+@functools.cache
+def _request_owned_params():
+    """vLLM's ``SamplingParams`` made for one request and never shared: its ``clone`` is a
+    shallow copy. vLLM's ``process_inputs`` clones the parameters it is given, deeply, for
+    callers that share one object among requests; Sluice builds a fresh one per request and drops
+    it once submitted, so the deep copy (and the ``__post_init__`` it reruns) was pure cost in the
+    request thread. The copy is what vLLM then completes (stop ids, max tokens) and sends to its
+    engine core, as a ``SamplingParams``."""
+    from vllm import SamplingParams
+
+    class RequestOwnedSamplingParams(SamplingParams):
+        def clone(self):
+            return copy.copy(self)
+
+    return RequestOwnedSamplingParams
