@@ -217,10 +217,14 @@ def tgi_request(prompt_text: str, new_tokens: int) -> StreamRequest:
                                               "parameters": {"max_new_tokens": new_tokens, "details": True}}, "tgi")
 
 
-def openai_request(input_ids, new_tokens: int) -> StreamRequest:
-    return StreamRequest("/v1/completions", {"prompt": list(input_ids), "max_tokens": new_tokens, "temperature": 0,
-                                             "ignore_eos": True, "stream": True,
-                                             "stream_options": {"include_usage": True}}, "openai")
+def openai_request(input_ids, new_tokens: int, logprobs: bool = False) -> StreamRequest:
+    """vLLM's ``/v1/completions`` given token ids; ``logprobs``: each token's log-probability too
+    (``logprobs: 0``: the chosen token's only, as every TGI stream event carries)."""
+    body = {"prompt": list(input_ids), "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}
+    if logprobs:
+        body["logprobs"] = 0
+    return StreamRequest("/v1/completions", body, "openai")
 
 
 def sluice_openai_request(prompt_text: str, new_tokens: int) -> StreamRequest:

@@ -15,6 +15,10 @@ cache (1 GiB), the same context and per-step token budget, and room for 512 sequ
 - ``vllm-server-uni``: the same with the model in the engine-core process, as on one GPU;
 - ``vllm-server-uni-2api``: that layout with two API-server processes in front of the engine
   core (vLLM's ``--api-server-count``), HTTP spread over both cores;
+- ``vllm-server-uni-logprobs``: the one-GPU layout asked for each token's log-probability
+  (``logprobs: 0``), the work TGI's stream asks of vLLM's engine core; not one of the layouts
+  "best vLLM server" is chosen from (its request differs), Sluice's TGI stream is also set
+  against it;
 - ``sluice-standin``: Sluice with the cost-free stand-in engine (``standin``): its own ceiling.
 
 vLLM's server is given the very token ids Sluice tokenizes each prompt text to, and
@@ -48,6 +52,7 @@ class SimContender:
     executor: str = ""  # vllm-server: "" (its CPU default, mp) | uni
     api_servers: int = 1
     protocol: str = "tgi"  # sluice: tgi (/generate_stream) | openai (/v1/completions, vLLM's request)
+    logprobs: bool = False  # vllm-server: each token's log-probability asked for (TGI's stream's work)
 
     @property
     def is_vllm_server(self) -> bool:
@@ -62,6 +67,8 @@ CONTENDERS = {c.key: c for c in [
     SimContender("vllm-server-uni", "vLLM server, model in its engine core", "vllm-server", executor="uni"),
     SimContender("vllm-server-uni-2api", "vLLM server, model in its engine core, 2 API servers", "vllm-server",
                  executor="uni", api_servers=2),
+    SimContender("vllm-server-uni-logprobs", "vLLM server, model in its engine core, log-probabilities asked",
+                 "vllm-server", executor="uni", logprobs=True),
     SimContender("sluice-standin", "Sluice, cost-free stand-in engine", "sluice", engine="standin"),
 ]}
 
@@ -78,7 +85,7 @@ class SimRunning:
 
     def request(self, prompt, new_tokens: int):
         if self.contender.is_vllm_server:
-            return openai_request(prompt.input_ids, new_tokens)
+            return openai_request(prompt.input_ids, new_tokens, logprobs=self.contender.logprobs)
         if self.contender.protocol == "openai":
             return sluice_openai_request(prompt.text, new_tokens)
         return tgi_request(prompt.text, new_tokens)

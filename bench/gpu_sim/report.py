@@ -57,6 +57,13 @@ def acceptance(results: dict) -> list[str]:
             lines.append(f"- Sluice on vLLM, {how}, ≥ 1.0× the best vLLM server layout at every point: "
                          f"{'met' if met else 'NOT met'} (lowest {worst[2]:.2f}× at S = {worst[0]} ms, "
                          f"N = {worst[1]}).")
+    same = [(s, n, results["ratios"][s][n]["same_work"]) for s in points for n in points[s]
+            if "same_work" in results["ratios"][s][n]]
+    if same:
+        worst = min(same, key=lambda p: p[2])
+        listed = ", ".join(f"{r:.2f}× (S = {s}, N = {n})" for s, n, r in same)
+        lines.append(f"- (Not an issue line.) Sluice on vLLM, TGI stream, against vLLM's server (one-GPU layout) asked "
+                     f"for the same log-probabilities: lowest {worst[2]:.2f}×; {listed}.")
     for step_ms, floor in STANDIN_MIN_VS_IDEAL.items():
         entry = points.get(f"{step_ms:g}", {}).get("256", {}).get(STANDIN)
         if entry:

@@ -29,6 +29,8 @@ GRID = {"streams": [16, 64, 256, 512], "step_ms": [10, 20], "new_tokens": 256, "
         "shortest": 8, "longest": 32, "contenders": list(sim.CONTENDERS)}
 QUICK = {"streams": [4, 16], "step_ms": [20], "new_tokens": 32, "rounds": 1, "shortest": 16, "longest": 32,
          "contenders": ["sluice-standin"]}
+# Sluice's TGI stream and the vLLM server asked for the same log-probabilities.
+SAME_WORK = ("sluice-vllm", "vllm-server-uni-logprobs")
 SETTLE_S = 2.0  # vLLM's mp executor busy-polls its queue for 1 s after its last step
 
 
@@ -146,10 +148,15 @@ def ratios(results: dict) -> dict:
     out: dict = {}
     for step_ms, by_streams in results["points"].items():
         for streams, by_key in by_streams.items():
-            servers = {k: v["median"]["tokens_per_s"] for k, v in by_key.items() if sim.CONTENDERS[k].is_vllm_server}
+            servers = {k: v["median"]["tokens_per_s"] for k, v in by_key.items()
+                       if sim.CONTENDERS[k].is_vllm_server and not sim.CONTENDERS[k].logprobs}
             best = max(servers, key=servers.get) if servers else None
             entry = {"best_vllm_server": best}
             for key, value in by_key.items():
                 entry[key] = value["median"]["tokens_per_s"] / servers[best] if best and servers[best] else None
+            same_work = by_key.get(SAME_WORK[1])
+            if same_work and SAME_WORK[0] in by_key and same_work["median"]["tokens_per_s"]:
+                entry["same_work"] = (by_key[SAME_WORK[0]]["median"]["tokens_per_s"]
+                                      / same_work["median"]["tokens_per_s"])
             out.setdefault(step_ms, {})[streams] = entry
     return out
