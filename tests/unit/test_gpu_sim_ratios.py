@@ -23,7 +23,8 @@ def test_the_log_probability_server_is_never_the_best_layout_but_is_the_tgi_stre
 
 
 def test_the_same_work_line_is_reported_apart_from_the_issue_lines_and_only_when_measured():
-    points = {"10": {"256": _point({"sluice-vllm": 900.0, "vllm-server-uni": 1000.0, "vllm-server-uni-logprobs": 600.0})}}
+    rates = {"sluice-vllm": 900.0, "vllm-server-uni": 1000.0, "vllm-server-uni-logprobs": 600.0}
+    points = {"10": {"256": _point(rates)}}
     results = {"points": points}
     results["ratios"] = scenario.ratios(results)
     lines = report.acceptance(results)
