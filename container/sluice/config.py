@@ -81,14 +81,21 @@ class ConfigError(ValueError):
     """A configuration the server cannot start with; the message is one line for the log."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 0) -> int | None:
+def _number(env: Mapping[str, str], name: str, convert, kind: str) -> tuple[str, int | float | None]:
+    """The variable as written and as ``convert`` (``int`` or ``float``) reads it; None when unset."""
     raw = env.get(name, "").strip()
     if raw == "":
-        return default
+        return raw, None
     try:
-        value = int(raw)
+        return raw, convert(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer. Given: {raw!r}") from None
+        raise ConfigError(f"{name} must be {kind}. Given: {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None, minimum: int = 0) -> int | None:
+    _, value = _number(env, name, int, "an integer")
+    if value is None:
+        return default
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}. Given: {value}")
     return value
@@ -107,13 +114,9 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def _float(env: Mapping[str, str], name: str, default: float, above: float, below: float = float("inf")) -> float:
     """A number strictly between ``above`` and ``below``."""
-    raw = env.get(name, "").strip()
-    if raw == "":
+    raw, value = _number(env, name, float, "a number")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number. Given: {raw!r}") from None
     if not above < value < below:
         bound = f"> {above:g}" if below == float("inf") else f"> {above:g} and < {below:g}"
         raise ConfigError(f"{name} must be {bound}. Given: {raw}")

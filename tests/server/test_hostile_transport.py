@@ -99,13 +99,20 @@ def test_a_7_mib_body_gets_a_413_that_http_client_can_read(hostile_server):
         connection.close()
 
 
+def stalled_bodies(server, path: str, count: int) -> list[socket.socket]:
+    """``count`` POSTs whose 100-byte body stops after its first byte; the clients hold them."""
+    socks = []
+    for _ in range(count):
+        sock = connect(server)
+        sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + JSON + b"Content-Length: 100\r\n\r\n{")
+        socks.append(sock)
+    return socks
+
+
 def test_stalled_bodies_never_starve_health_checks_and_end_in_408(hostile_server):
     stalled = []
     try:
-        for _ in range(20):
-            sock = connect(hostile_server)
-            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + JSON + b"Content-Length: 100\r\n\r\n{")
-            stalled.append(sock)
+        stalled += stalled_bodies(hostile_server, "/invocations", 20)
         answered = 0
         for _ in range(3):  # SageMaker's health-check budget is 2 s per ping
             try:
@@ -116,6 +123,21 @@ def test_stalled_bodies_never_starve_health_checks_and_end_in_408(hostile_server
         timed_out = (408, "application/json",
                      {"error": "Request body not received: no data for 5 s", "error_type": "request_timeout"})
         assert [read_response(sock) for sock in stalled] == [timed_out] * len(stalled)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_clients_stalled_mid_body_hold_no_admission_turn(hostile_server):
+    """More clients stalled half-way through a generation body than there are admission turns
+    (``serving.admission``): a whole request sent meanwhile is answered at once, not after their
+    5 s receive timeout ends them."""
+    stalled = []
+    try:
+        stalled += stalled_bodies(hostile_server, "/generate", 4)
+        answer = requests.post(hostile_server.url + "/generate", timeout=3.5,
+                               json={"inputs": "whole", "parameters": {"max_new_tokens": 2}})
+        assert answer.status_code == 200 and "generated_text" in answer.json()
     finally:
         for sock in stalled:
             sock.close()
