@@ -20,6 +20,7 @@ def info(service: GenerationService, config: Config) -> Response:
         "model_dtype_reason": engine.get("model_dtype_reason"),
         "model_linear_kernels": engine.get("model_linear_kernels"),
         "fused_prefill": engine.get("fused_prefill"),
+        "engine_core": engine.get("engine_core"),  # vLLM: "own process" or "worker process"
         "max_concurrent_requests": config.max_concurrent_requests, "max_best_of": service.limits.max_best_of,
         "max_stop_sequences": service.limits.max_stop_sequences, "max_input_tokens": limits.max_input_tokens,
         "max_input_length": limits.max_input_tokens, "max_total_tokens": limits.max_total_tokens,

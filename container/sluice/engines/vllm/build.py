@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 from ...config import Config, ConfigError, TokenLimits
 from ...model.facts import KV_MEMORY_FRACTION, eos_token_ids, free_memory_bytes, kv_bytes_per_token, text_config
 from ..base import EngineBuild
+from . import output_decoding
 from .adapters import VllmAdapters, lora_engine_args, meta_linear_shapes
 from .engine import VllmEngine
 
@@ -170,6 +171,12 @@ def build(config: Config) -> EngineBuild:
     eos_ids = eos_token_ids(generation_config(config), tokenizer)
     from vllm.v1.engine.core_client import InprocClient
 
+    in_process = isinstance(llm.engine_core, InprocClient)
+    description["engine_core"] = "worker process" if in_process else "own process"
+    if not in_process and not output_decoding.lighten(llm.engine_core):
+        log.info("vLLM's own decoder reads its engine core's outputs: this vLLM's client is laid out "
+                 "otherwise than engines/vllm/output_decoding expects")
+
     adapters = None
     if lora_capacity(config):
         adapters = VllmAdapters(meta_linear_shapes(model_config), lora_capacity(config), config.max_lora_rank,
@@ -179,7 +186,7 @@ def build(config: Config) -> EngineBuild:
     description["max_lora_adapters"] = lora_capacity(config)
     engine = VllmEngine(llm, tokenizer, eos_ids, frozenset(tokenizer.all_special_ids), description,
                         vocab_size=llm.vllm_config.model_config.get_vocab_size(), adapters=adapters,
-                        in_process=isinstance(llm.engine_core, InprocClient)).start()
-    log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, limits %s", dtype, device,
-             args.tensor_parallel_size, args.enforce_eager, limits)
+                        in_process=in_process).start()
+    log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, engine core: %s, limits %s", dtype, device,
+             args.tensor_parallel_size, args.enforce_eager, description["engine_core"], limits)
     return EngineBuild(engine, tokenizer, limits, engine.vocab_size, eos_ids, device)
