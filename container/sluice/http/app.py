@@ -4,7 +4,9 @@
 (via ``container/inference.py``) and tests. The generation routes come from the protocols' tables
 (``protocols.registry``): a route picks the dialect, the response driver (``serving.driver``)
 answers every dialect the same way, ``reply_response`` writes its reply, and an HTTP error on a
-route leaves in that route's protocol's error body.
+route leaves in that route's protocol's error body. A generation route's POST reaches the same
+handler through ``generation_wsgi`` in front of Flask's dispatch (Flask's own routing still answers
+its other methods, 404s and 405s).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ..serving.session_store import Session
 from ..serving.sessions import SessionAnswer, session_request_type
 from . import info_routes
 from .adapter_routes import register_adapter_routes
-from .guards import register_guards
+from .generation_wsgi import GenerationRoutes
+from .guards import api_key_check, register_guards
 from .json_io import json_response, read_json_body, register_error_handlers
 from .raw_body import RAW_BODY
 from .sagemaker_headers import read_sagemaker_headers
@@ -44,16 +47,17 @@ class Routes:
             raise NotReadyError("Model is loading" if self.host.error is None else LOAD_FAILED)
         return self.host.service
 
-    def body(self):
-        return read_json_body(self.config.payload_limit)
+    def body(self, incoming=request):
+        return read_json_body(self.config.payload_limit, incoming)
 
-    def answer(self, route: Route) -> Response:
+    def answer(self, route: Route, incoming=request) -> Response:
         """The one path of every generation route: the route picks the dialect, the driver
         answers, the reply is written. On ``/invocations`` first SageMaker's own requests: a
-        session's opening or closing, and ``route=`` choosing another route for the body."""
-        payload = self.body()
+        session's opening or closing, and ``route=`` choosing another route for the body.
+        ``incoming``: Flask's request, or ``generation_wsgi``'s reading of the same environ."""
+        payload = self.body(incoming)
         service = self.service()
-        sagemaker = read_sagemaker_headers(request.headers)
+        sagemaker = read_sagemaker_headers(incoming.headers)
         if route is invocations.ROUTE:
             kind = session_request_type(payload)
             if kind is not None:
@@ -62,7 +66,7 @@ class Routes:
         session = service.sessions.resolve(sagemaker.session_id)
         dialect = route.choose(payload)
         driver = ResponseDriver(service, self.host.compute_type)
-        return reply_response(driver.respond(dialect, payload, http_context(sagemaker, session)))
+        return reply_response(driver.respond(dialect, payload, http_context(incoming, sagemaker, session)))
 
     def health(self) -> Response:
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
@@ -95,15 +99,16 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     for route in ROUTES:
         app.add_url_rule(route.path, route.name, lambda route=route: routes.answer(route), methods=["POST"])
     register_adapter_routes(app, routes.service, config.payload_limit)
+    app.wsgi_app = GenerationRoutes(app.wsgi_app, routes.answer, api_key_check(config.api_key), config.payload_limit)
     return app
 
 
-def http_context(sagemaker: SageMakerHeaders, session: Session | None) -> HttpContext:
+def http_context(incoming, sagemaker: SageMakerHeaders, session: Session | None) -> HttpContext:
     """What the driver reads of the HTTP request: the stream format, SageMaker's headers, the
     session it runs in, the client's socket (watched for its closing) and, under gunicorn, the
     streamed body's writer."""
-    environ = request.environ
-    return HttpContext(accept=request.headers.get("Accept"), sagemaker=sagemaker, session=session,
+    environ = incoming.environ
+    return HttpContext(accept=incoming.headers.get("Accept"), sagemaker=sagemaker, session=session,
                        client_socket=environ.get("gunicorn.socket"), raw_body=environ.get(RAW_BODY))
 
 

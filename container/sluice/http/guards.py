@@ -30,7 +30,7 @@ def key_bytes(api_key: str) -> bytes:
 def register_guards(app: Flask, api_key: str | None, protected: set[str], admin: tuple[str, ...] = ()) -> None:
     """``protected``: the paths whose POST needs the API key (the generation routes, /tokenize);
     ``admin``: path prefixes whose every method needs it (``/adapters``: registering weights)."""
-    key = key_bytes(api_key) if api_key else None
+    check_key = api_key_check(api_key)
 
     @app.before_request
     def refuse_redirects():
@@ -48,7 +48,20 @@ def register_guards(app: Flask, api_key: str | None, protected: set[str], admin:
         path = request.path
         guarded = (request.method == "POST" and path in protected) or any(
             path == prefix or path.startswith(prefix + "/") for prefix in admin)
-        if key and guarded:
-            token = bearer_token(request.headers.get("Authorization", ""))
-            if token is None or not hmac.compare_digest(token, key):
-                raise UnauthorizedError()
+        if check_key is not None and guarded:
+            check_key(request.headers)
+
+
+def api_key_check(api_key: str | None):
+    """None without ``API_KEY``; else a check of a request's headers that raises 401 unless they
+    carry ``Authorization: Bearer <API_KEY>``."""
+    if not api_key:
+        return None
+    key = key_bytes(api_key)
+
+    def check(headers) -> None:
+        token = bearer_token(headers.get("Authorization", ""))
+        if token is None or not hmac.compare_digest(token, key):
+            raise UnauthorizedError()
+
+    return check

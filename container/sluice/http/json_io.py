@@ -46,10 +46,11 @@ def is_json_content_type(value: str | None) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
-def read_json_body(payload_limit: int):
-    """The request's JSON, or a ServerError with the status TGI/axum would answer."""
-    raw = read_request_body(request.environ, payload_limit)  # 413 / 400 / 408 before anything else
-    if not is_json_content_type(request.content_type):
+def read_json_body(payload_limit: int, incoming=request):
+    """The request's JSON, or a ServerError with the status TGI/axum would answer. ``incoming``:
+    Flask's request, or anything with its ``environ`` and ``content_type`` (``generation_wsgi``)."""
+    raw = read_request_body(incoming.environ, payload_limit)  # 413 / 400 / 408 before anything else
+    if not is_json_content_type(incoming.content_type):
         raise UnsupportedMediaTypeError()
     try:
         return parse_json(raw)
@@ -120,19 +121,25 @@ def register_error_handlers(app, payload_limit: int, body: Callable[[ServerError
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        if isinstance(error, NotFound):
-            return error_response(NotFoundError(f"Route {request.method} {request.path} not found"), body)
-        if isinstance(error, MethodNotAllowed):
-            allowed = ", ".join(sorted(error.valid_methods or []))
-            response = error_response(MethodNotAllowedError(
-                f"Method {request.method} not allowed on {request.path}; allowed: {allowed}"), body)
-            response.headers["Allow"] = allowed
-            return response
-        if isinstance(error, RequestEntityTooLarge):
-            return error_response(PayloadTooLargeError(payload_limit), body)
-        return json_response({"error": error.description or error.name, "error_type": "http"}, error.code or 500)
+        return http_error_response(error, request.method, request.path, payload_limit, body)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(InternalError(), body)
+
+
+def http_error_response(error: HTTPException, method: str, path: str, payload_limit: int,
+                        body: Callable[[ServerError], dict] = ServerError.body) -> Response:
+    """werkzeug's HTTP errors as the route's JSON errors (a 404 or 405 with TGI's texts)."""
+    if isinstance(error, NotFound):
+        return error_response(NotFoundError(f"Route {method} {path} not found"), body)
+    if isinstance(error, MethodNotAllowed):
+        allowed = ", ".join(sorted(error.valid_methods or []))
+        response = error_response(MethodNotAllowedError(f"Method {method} not allowed on {path}; allowed: {allowed}"),
+                                  body)
+        response.headers["Allow"] = allowed
+        return response
+    if isinstance(error, RequestEntityTooLarge):
+        return error_response(PayloadTooLargeError(payload_limit), body)
+    return json_response({"error": error.description or error.name, "error_type": "http"}, error.code or 500)
