@@ -14,7 +14,7 @@ from text_generation import errors as tg_errors
 
 from deploy import errors as deploy_errors
 from deploy.stream import TokenIterator
-from http_client import generate, metric, post, wait_for
+from http_client import generate, metric, post, stream_events, wait_for
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "How do I make cheese?"}]
@@ -186,6 +186,15 @@ def test_metrics_counters_move_after_requests(server):
     assert _metric(server.url, "tgi_request_failure") == failures + 1
     assert _metric(server.url, "tgi_request_generated_tokens_count") > 0
     assert "tgi_batch_current_size" in requests.get(server.url + "/metrics", timeout=10).text
+
+
+def test_first_token_and_inter_token_latencies_are_observed_once_per_token(server):
+    names = "sluice_time_to_first_token_seconds_count", "sluice_inter_token_latency_seconds_count"
+    before = [_metric(server.url, name) for name in names]
+    events = stream_events(server.url, "Time every token of this answer", max_new_tokens=5)
+    assert len(events) == 5
+    assert [_metric(server.url, name) for name in names] == [before[0] + 1, before[1] + 4]
+    assert _metric(server.url, "sluice_inter_token_latency_seconds_sum") > 0
 
 
 def test_cache_serves_repeats_and_honours_x_use_cache_0(start_server):

@@ -173,6 +173,7 @@ class StreamHub:
 
     def _on_step(self, now: float, touched: dict, step) -> None:
         metrics = self._metrics
+        first_tokens, next_tokens = [], []  # latencies, observed once for the step
         for sequence, choices in step:
             text = sequence.text
             if text.finished or text.closed:
@@ -190,10 +191,9 @@ class StreamHub:
                 continue
             if not events:
                 continue
-            if metrics is not None:
-                for event in events:
-                    (metrics.ttft if event.index == 1 else metrics.inter_token).observe(now - delivery.last)
-                    delivery.last = now
+            for event in events:
+                (first_tokens if event.index == 1 else next_tokens).append(now - delivery.last)
+                delivery.last = now
             if delivery.consumer is None:
                 delivery.pending += events
             else:
@@ -201,6 +201,11 @@ class StreamHub:
             finish = events[-1].finish
             if finish is not None and finish.finish_reason == STOP_SEQUENCE:
                 self._engine.release(sequence)  # the engine cannot know: it drops it next step
+        if metrics is not None:
+            if first_tokens:
+                metrics.ttft.observe_all(first_tokens)
+            if next_tokens:
+                metrics.inter_token.observe_all(next_tokens)
 
     def _hand(self, delivery: _Delivery, events: list[TokenEvent], now: float, touched: dict) -> None:
         try:
