@@ -17,10 +17,6 @@ vLLM version lays them out differently nothing is changed and vLLM's own decodin
 
 from __future__ import annotations
 
-import logging
-
-log = logging.getLogger("sluice.vllm_engine")
-
 
 def array_hook(fallback, numpy):
     """A msgspec ``dec_hook``: numpy arrays vLLM inlined in the message (``(dtype, shape, bytes)``)
