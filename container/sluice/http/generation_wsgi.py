@@ -2,7 +2,7 @@
 
 Nearly every request a server sees is a POST to one of a few exact paths (``protocols.registry``).
 For each, Flask would push a request and an app context, match the URL map, run the guards
-(``guards``), dispatch, and pop it all again: about a sixth of the worker's CPU for a one-token
+(``guards``), dispatch, and pop it all again: about a tenth of the worker's CPU for a one-token
 answer, paid in the burst of requests that opens a busy minute, when it delays every first token.
 ``GenerationRoutes`` is the app's ``wsgi_app`` middleware: an exact POST to a generation route
 runs the same handler (``Routes.answer``) with the request read straight from the WSGI environ,
