@@ -14,8 +14,10 @@ import pytest
 from flask import Response
 
 from sluice.errors import ValidationError
-from sluice.http.generation_wsgi import GenerationRoutes
+from sluice.http.app import reply_response
+from sluice.http.generation_wsgi import GenerationRoutes, start_reply
 from sluice.http.guards import api_key_check
+from sluice.serving.exchange import Reply
 
 
 def environ(path="/generate", method="POST", raw_uri=None, **headers):
@@ -91,3 +93,27 @@ def test_with_an_api_key_a_generation_post_needs_the_bearer_token():
     assert not recorder.answered
     status, _, _ = call(app, environ(authorization="Bearer s3cret"))
     assert status == "200 OK" and len(recorder.answered) == 1
+
+
+@pytest.mark.parametrize("reply", [
+    Reply(payload=[{"generated_text": "Warm the milk, add rennet ✓"}]),
+    Reply(status=200, payload={"id": "cmpl-1", "choices": []}, headers={"X-Amzn-SageMaker-Session-Id": "s1"}),
+    Reply(chunks=iter([b"", b"data: {}\n\n"]), content_type="text/event-stream",
+          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}),
+    Reply(chunks=iter([b"", b"{}\n"]), content_type="application/jsonlines"),
+    Reply(chunks=[b'data: {"error":"Input validation error","error_type":"validation"}\n\n'],
+          content_type="text/event-stream", headers={"Cache-Control": "no-cache"}),  # an in-band error, whole
+], ids=["json", "json-with-header", "sse", "jsonlines", "whole-stream"])
+def test_a_reply_starts_with_the_status_line_and_headers_werkzeug_would_send(reply):
+    def again():  # the same reply afresh (a stream's chunks are read once)
+        chunks = reply.chunks if not hasattr(reply.chunks, "__next__") else iter(streamed)
+        return Reply(reply.status, reply.payload, chunks, reply.content_type, dict(reply.headers))
+
+    streamed = list(reply.chunks) if hasattr(reply.chunks, "__next__") else None
+    ours = call(lambda env, start: start_reply(again(), start), environ())
+    seen = {}
+    flask_response = reply_response(again())
+    body = b"".join(flask_response(environ(), lambda status, headers: seen.update(status=status, headers=headers)))
+    assert ours[0] == seen["status"]
+    assert list(ours[1].items()) == list(seen["headers"])  # the same headers, in the same order
+    assert ours[2] == body

@@ -51,10 +51,15 @@ class Routes:
         return read_json_body(self.config.payload_limit, incoming)
 
     def answer(self, route: Route, incoming=request) -> Response:
-        """The one path of every generation route: the route picks the dialect, the driver
-        answers, the reply is written. On ``/invocations`` first SageMaker's own requests: a
-        session's opening or closing, and ``route=`` choosing another route for the body.
-        ``incoming``: Flask's request, or ``generation_wsgi``'s reading of the same environ."""
+        """The one path of every generation route, as a Flask response (``reply``)."""
+        answer = self.reply(route, incoming)
+        return reply_response(answer) if isinstance(answer, Reply) else answer
+
+    def reply(self, route: Route, incoming=request) -> Reply | Response:
+        """The route picks the dialect, the driver answers. On ``/invocations`` first SageMaker's
+        own requests: a session's opening or closing (a ready response), and ``route=`` choosing
+        another route for the body. ``incoming``: Flask's request, or ``generation_wsgi``'s reading
+        of the same environ (which writes the reply itself)."""
         payload = self.body(incoming)
         service = self.service()
         sagemaker = read_sagemaker_headers(incoming.headers)
@@ -66,7 +71,7 @@ class Routes:
         session = service.sessions.resolve(sagemaker.session_id)
         dialect = route.choose(payload)
         driver = ResponseDriver(service, self.host.compute_type)
-        return reply_response(driver.respond(dialect, payload, http_context(incoming, sagemaker, session)))
+        return driver.respond(dialect, payload, http_context(incoming, sagemaker, session))
 
     def health(self) -> Response:
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
@@ -99,7 +104,7 @@ def create_app(host: ModelHost, config: Config) -> Flask:
     for route in ROUTES:
         app.add_url_rule(route.path, route.name, lambda route=route: routes.answer(route), methods=["POST"])
     register_adapter_routes(app, routes.service, config.payload_limit)
-    app.wsgi_app = GenerationRoutes(app.wsgi_app, routes.answer, api_key_check(config.api_key), config.payload_limit)
+    app.wsgi_app = GenerationRoutes(app.wsgi_app, routes.reply, api_key_check(config.api_key), config.payload_limit)
     return app
 
 
