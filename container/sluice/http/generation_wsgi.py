@@ -33,7 +33,7 @@ log = logging.getLogger("sluice.http")
 
 
 class EnvironRequest:
-    """What ``Routes.answer`` reads of a request, as Flask's ``request`` gives it."""
+    """What ``Routes.reply`` reads of a request, as Flask's ``request`` gives it."""
 
     __slots__ = ("environ", "headers")
 
@@ -47,6 +47,8 @@ class EnvironRequest:
 
 
 class GenerationRoutes:
+    """Flask's ``wsgi_app`` with the generation routes' POSTs taken first (the module's docstring)."""
+
     def __init__(self, flask_wsgi, answer: Callable[[Route, EnvironRequest], Reply | object],
                  check_api_key: Callable[[EnvironHeaders], None] | None, payload_limit: int):
         """``flask_wsgi``: Flask's own ``wsgi_app``; ``answer``: the routes' handler;
