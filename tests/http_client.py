@@ -79,6 +79,15 @@ def send_raw(url: str, path: str, body: dict) -> socket.socket:
     return sock
 
 
+def hang_up_and_wait_for_log(server, line: str, timeout: float = 10) -> None:
+    """Start a long stream on ``server`` (a ``ContainerProcess``), hang up after its first event,
+    and wait until the server's log has one more ``line`` (what it logs when it gives the request up)."""
+    before = server.log_text().count(line)
+    open_stream_and_hang_up(server.url)
+    wait_for(lambda: server.log_text().count(line) > before, f"the server logged {line!r}", timeout,
+             server.log_tail)
+
+
 def open_stream_and_hang_up(url: str, max_new_tokens: int = 1500) -> None:
     """Start a long stream, read until its first event, then close the connection."""
     body = {"inputs": "Tell me a long story", "stream": True, "parameters": {"max_new_tokens": max_new_tokens}}

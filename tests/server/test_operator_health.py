@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
 import socket
 import time
 
+import pytest
 import requests
 
 from http_client import generate, metric, post
@@ -121,3 +124,16 @@ def test_access_lines_are_written_only_when_asked_for(start_server):
     assert '"GET /ping HTTP/1.1" 200' in loud.log_text()
     assert '"POST /invocations HTTP/1.1" 200' in loud.log_text()
     assert "/invocations HTTP/1.1" not in quiet.log_text() and "/ping HTTP/1.1" not in quiet.log_text()
+
+
+def test_every_worker_thread_exists_before_the_first_request(start_server):
+    """A first burst finds all of the worker's threads started (``MAX_CONCURRENT_REQUESTS`` + 16
+    for health checks + 48 for slow clients): gunicorn's loop never waits on a new thread while
+    connections queue."""
+    process = start_server({"MAX_CONCURRENT_REQUESTS": "40"})
+    worker = re.search(r"Booting worker with pid: (\d+)", process.log_text())
+    assert worker is not None, process.log_tail()
+    tasks = f"/proc/{worker.group(1)}/task"
+    if not os.path.isdir(tasks):
+        pytest.skip("counting a process's threads needs Linux's /proc")
+    assert len(os.listdir(tasks)) >= 40 + 16 + 48

@@ -21,7 +21,7 @@ import text_generation
 from blog_token_iterator import BlogTokenIterator
 from deploy import TokenIterator
 from grammar_cases import BAD_GRAMMARS, REGEX, SAMPLED, SCHEMA, TOOLS, assert_valid_call, chat, constrained, in_parallel
-from http_client import generate, open_stream_and_hang_up, post, sse_events, stream_events, stream_raw
+from http_client import generate, hang_up_and_wait_for_log, post, sse_events, stream_events, stream_raw
 
 pytestmark = pytest.mark.vllm
 
@@ -158,12 +158,7 @@ def test_text_generation_client(vllm_server):
 
 
 def test_a_client_that_disconnects_aborts_the_vllm_request(vllm_server):
-    before = vllm_server.log_text().count("vLLM request aborted")
-    open_stream_and_hang_up(vllm_server.url)
-    deadline = time.monotonic() + 10
-    while vllm_server.log_text().count("vLLM request aborted") == before:
-        assert time.monotonic() < deadline, vllm_server.log_tail()
-        time.sleep(0.05)
+    hang_up_and_wait_for_log(vllm_server, "vLLM request aborted")
     deadline = time.monotonic() + 10
     while _gauge(vllm_server.url, "sluice_requests_in_flight") or _gauge(vllm_server.url, "tgi_batch_current_size"):
         assert time.monotonic() < deadline, "the hung-up request still holds its slot or vLLM row"

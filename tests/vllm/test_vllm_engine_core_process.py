@@ -8,13 +8,11 @@ boundary. Skips when .venv-vllm is absent (make install-vllm).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from deploy.local import ContainerProcess
-from http_client import generate, open_stream_and_hang_up, stream_events
+from http_client import generate, hang_up_and_wait_for_log, stream_events
 from local_processes import VLLM_BIN, VLLM_START_SECONDS
 
 pytestmark = pytest.mark.vllm
@@ -71,11 +69,6 @@ def test_each_streamed_event_carries_the_non_streamed_tokens_log_probability(cor
 
 
 def test_a_client_that_disconnects_aborts_the_request_in_the_engine_core_process(core_process_server):
-    before = core_process_server.log_text().count("vLLM request aborted")
-    open_stream_and_hang_up(core_process_server.url)
-    deadline = time.monotonic() + 10
-    while core_process_server.log_text().count("vLLM request aborted") == before:
-        assert time.monotonic() < deadline, core_process_server.log_tail()
-        time.sleep(0.05)
+    hang_up_and_wait_for_log(core_process_server, "vLLM request aborted")
     # the engine core still answers
     assert generate(core_process_server.url, "Hello", max_new_tokens=4)[0]["generated_text"]
