@@ -178,10 +178,17 @@ def test_the_request_model_and_the_engine_contract_need_neither_flask_nor_torch(
         assert not third_party_imports(path) & {"flask", "torch", "werkzeug", "transformers", "vllm"}, path
 
 
+# Subclasses of vLLM's own classes, which vLLM imports by name from its config (in its engine-core
+# process); only the vLLM engine's build names them.
+VLLM_LOADED = {"sluice.engines.vllm.core_scheduler"}
+
+
 def test_vllm_is_imported_only_inside_functions_of_its_own_engine_folder():
     """Importing any module of the package never imports vLLM: only the vLLM engine's functions
-    do, once that engine is chosen."""
+    do, once that engine is chosen (and vLLM itself, for the modules it loads by name)."""
     for path in PACKAGE.rglob("*.py"):
+        if module_name(path) in VLLM_LOADED:
+            continue
         assert "vllm" not in third_party_imports(path, module_level_only=True), path
         if engine_part(module_name(path)) not in ("vllm", "registry"):
             assert "vllm" not in third_party_imports(path), path

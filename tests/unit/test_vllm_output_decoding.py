@@ -1,7 +1,8 @@
 """The array hook Sluice gives vLLM's output decoder (engines/vllm/output_decoding), checked with
 numpy alone: the arrays vLLM inlines come back equal to vLLM's own rebuilding of them (its
-``np.frombuffer(data, dtype=<string>).reshape(shape)``), as zero-copy views, and everything else
-goes to vLLM's hook. Decoding real engine-core messages is in vllm/test_vllm_engine_core_process."""
+``np.frombuffer(data, dtype=<string>).reshape(shape)``), as zero-copy views; arrays Sluice's
+scheduler sends as lists come back as arrays of the same numbers; everything else goes to vLLM's
+hook. Decoding real engine-core messages is in vllm/test_vllm_engine_core_process."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ def test_inline_arrays_come_back_as_vllm_would_rebuild_them(array):
     assert decoded.dtype == expected.dtype and decoded.shape == expected.shape
     assert np.array_equal(decoded, expected) and not calls
     assert not decoded.flags.owndata  # a view of the message, as vLLM's (share_mem) decoding gives
+
+
+@pytest.mark.parametrize("rows", [[[-0.25, -1.5]], [[17, 4, 99]], [3], [[1, 2], [3, 4]], []])
+def test_arrays_sent_as_lists_come_back_as_arrays_of_the_same_numbers(rows):
+    calls = []
+    decoded = array_hook(lambda kind, obj: calls.append(kind), np)(np.ndarray, rows)
+    assert isinstance(decoded, np.ndarray) and decoded.tolist() == rows and not calls
 
 
 def test_arrays_in_aux_buffers_and_other_types_go_to_vllms_hook():

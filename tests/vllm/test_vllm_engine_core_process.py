@@ -39,7 +39,8 @@ def _info(server) -> dict:
 def test_info_says_where_vllms_engine_core_runs(core_process_server, vllm_server):
     assert _info(core_process_server)["engine_core"] == "own process"
     assert _info(vllm_server)["engine_core"] == "worker process"
-    assert "engine core: own process" in core_process_server.log_text()
+    assert "engine core: own process (log-probabilities sent as lists)" in core_process_server.log_text()
+    assert "engine core: worker process (log-probabilities sent as lists)" in vllm_server.log_text()
 
 
 def test_details_and_log_probabilities_equal_the_in_process_engine_cores(core_process_server, vllm_server):

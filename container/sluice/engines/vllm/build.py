@@ -142,6 +142,23 @@ def flask_proxies_resolvable():
         yield
 
 
+def choose_scheduler(vllm_config) -> bool:
+    """vLLM's scheduler, or the same handing log-probabilities on as lists (``core_scheduler``)
+    where Sluice reads what the engine core sends: always when it runs in this process, and in its
+    own process when Sluice's decoder can replace vLLM's (``output_decoding``). True if chosen."""
+    import vllm.envs as envs
+
+    scheduler = vllm_config.scheduler_config
+    if scheduler.scheduler_cls is not None:  # a platform's or model's own scheduler stays
+        return False
+    if envs.VLLM_ENABLE_V1_MULTIPROCESSING and not output_decoding.can_lighten():
+        return False
+    from .core_scheduler import scheduler_class
+
+    scheduler.scheduler_cls = scheduler_class(bool(scheduler.async_scheduling))
+    return True
+
+
 def build(config: Config) -> EngineBuild:
     """Start vLLM's engine on the model: its engine core in its own process on CUDA, in this
     worker process on CPU (``prepare_environment``)."""
@@ -155,10 +172,13 @@ def build(config: Config) -> EngineBuild:
     kv_bytes = kv_bytes_per_token(model_config, 4 if dtype == "float32" else 2)
     prepare_environment(config, cuda, kv_bytes, limits)
     with flask_proxies_resolvable():
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.llm_engine import LLMEngine
 
         args = engine_args(config, limits, cuda, dtype, kv_bytes)
-        llm = LLMEngine.from_engine_args(args)
+        vllm_config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)
+        list_logprobs = choose_scheduler(vllm_config)
+        llm = LLMEngine.from_vllm_config(vllm_config, disable_log_stats=args.disable_log_stats)
     tokenizer = load_tokenizer(config)
     device = "cuda" if cuda else "cpu"
     cache = llm.vllm_config.cache_config
@@ -174,6 +194,9 @@ def build(config: Config) -> EngineBuild:
     in_process = isinstance(llm.engine_core, InprocClient)
     description["engine_core"] = "worker process" if in_process else "own process"
     if not in_process and not output_decoding.lighten(llm.engine_core):
+        if list_logprobs:  # can_lighten said otherwise: the engine core's lists would be unreadable
+            llm.engine_core.shutdown()
+            raise ConfigError("vLLM's engine-core client could not be given Sluice's output decoder")
         log.info("vLLM's own decoder reads its engine core's outputs: this vLLM's client is laid out "
                  "otherwise than engines/vllm/output_decoding expects")
 
@@ -187,6 +210,7 @@ def build(config: Config) -> EngineBuild:
     engine = VllmEngine(llm, tokenizer, eos_ids, frozenset(tokenizer.all_special_ids), description,
                         vocab_size=llm.vllm_config.model_config.get_vocab_size(), adapters=adapters,
                         in_process=in_process).start()
-    log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, engine core: %s, limits %s", dtype, device,
-             args.tensor_parallel_size, args.enforce_eager, description["engine_core"], limits)
+    log.info("vllm engine: %s on %s, tensor parallel %d, eager %s, engine core: %s (log-probabilities sent as %s), "
+             "limits %s", dtype, device, args.tensor_parallel_size, args.enforce_eager, description["engine_core"],
+             "lists" if list_logprobs else "vLLM's arrays", limits)
     return EngineBuild(engine, tokenizer, limits, engine.vocab_size, eos_ids, device)

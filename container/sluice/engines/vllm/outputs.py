@@ -14,8 +14,15 @@ from __future__ import annotations
 from ..base import Choice
 
 
+def _listed(row) -> list:
+    """A row of log-probabilities or ids: a numpy array as vLLM sends it, or already a list
+    (``core_scheduler``)."""
+    return row if type(row) is list else row.tolist()
+
+
 def choices_from(token_ids: list[int], logprobs, top_n: int) -> list[Choice]:
-    """One ``EngineCoreOutput``'s new tokens; ``logprobs`` is its ``LogprobsLists`` (or None)."""
+    """One ``EngineCoreOutput``'s new tokens; ``logprobs`` is its ``LogprobsLists`` (or None),
+    whose rows are numpy arrays or lists."""
     if logprobs is None:  # not asked for: nothing shows them
         return [Choice(token_id, None) for token_id in token_ids]
     ids_rows, value_rows, ranks = logprobs.logprob_token_ids, logprobs.logprobs, logprobs.sampled_token_ranks
@@ -24,10 +31,10 @@ def choices_from(token_ids: list[int], logprobs, top_n: int) -> list[Choice]:
         if index >= len(value_rows):
             choices.append(Choice(token_id, 0.0))
             continue
-        values = value_rows[index].tolist()
+        values = _listed(value_rows[index])
         tops: tuple = ()
         if top_n:
-            ids = ids_rows[index].tolist()
+            ids = _listed(ids_rows[index])
             entry = {ids[0]: (int(ranks[index]), values[0])}
             for rank, (tid, value) in enumerate(zip(ids[1:], values[1:], strict=True), start=1):
                 entry[tid] = (rank, value)  # a chosen token in the top k keeps its top-k rank
