@@ -26,7 +26,9 @@ sys.path.insert(0, sys.argv[1])
 from vllm.v1.engine import EngineCoreOutput, EngineCoreOutputs
 from vllm.v1.outputs import LogprobsLists
 from vllm.v1.serial_utils import MsgpackDecoder, MsgpackEncoder
-from sluice.engines.vllm.core_scheduler import ListLogprobsScheduler, as_lists
+from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.scheduler import Scheduler
+from sluice.engines.vllm.core_scheduler import ListLogprobs, as_lists, scheduler_class
 from sluice.engines.vllm.output_decoding import lighten
 from sluice.engines.vllm.outputs import choices_from
 
@@ -44,7 +46,7 @@ class Base:
     def update_from_output(self, scheduler_output, model_runner_output):
         return model_runner_output.logprobs
 
-class Probe(ListLogprobsScheduler.__mro__[1], Base):  # the mixin over a stand-in for vLLM's scheduler
+class Probe(ListLogprobs, Base):  # the mixin over a stand-in for vLLM's scheduler
     pass
 
 seen = Probe().update_from_output(None, Output())
@@ -65,7 +67,11 @@ class Client:
 
 client = Client()
 lightened = lighten(client)
-results = {"lightened": lightened, "mixin_converts": isinstance(seen.logprobs, list), "cases": []}
+chosen = {str(flag): scheduler_class(flag) for flag in (False, True)}
+results = {"lightened": lightened, "mixin_converts": isinstance(seen.logprobs, list), "cases": [],
+           "classes": {flag: [issubclass(cls, AsyncScheduler), issubclass(cls, Scheduler),
+                              cls.update_from_output is ListLogprobs.update_from_output]
+                       for flag, cls in chosen.items()}}
 for name, source, positions in (("one token each", arrays, [1] * rows), ("several tokens", spec, [2, 1, 3])):
     sent = as_lists(source)
     encoded_arrays.clear()
@@ -97,6 +103,12 @@ def round_trip():
 
 def test_the_scheduler_hands_the_steps_log_probabilities_on_as_lists(round_trip):
     assert round_trip["mixin_converts"] is True
+
+
+def test_the_async_scheduler_cuda_uses_gets_the_same_conversion(round_trip):
+    """vLLM schedules asynchronously on CUDA (not on its CPU build): that class is the mixin over
+    vLLM's ``AsyncScheduler``, the synchronous one over its ``Scheduler``."""
+    assert round_trip["classes"] == {"True": [True, True, True], "False": [False, True, True]}
 
 
 def test_each_request_gets_the_rows_vllms_arrays_give_it_after_encoding_and_decoding(round_trip):
