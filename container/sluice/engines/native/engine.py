@@ -35,10 +35,11 @@ from ...text.events import Token
 from ..base import EngineStats, LoopThread, Sequence, SequenceMaker, StepSink, draw_seed
 from .adapters import NativeAdapters
 from .constraint import MaskBuilder, RowConstraint
-from .kv_batch import KVBatch, cache_from_columns, concatenate, row_columns
+from .kv_batch import KVBatch, cache_from_columns, concatenate
 from .lora import LoadedLora
 from .model_runner import ModelRunner, PrefillJob
 from .prefix_cache import Hit, PrefixCache
+from .prefix_keeper import PrefixKeeper
 from .sampling import Selection, SequenceSampler, choose_tokens
 from .scheduler import Scheduler, SchedulerBudget, group_by_length
 from .watermark import Watermark
@@ -69,7 +70,6 @@ class NativeEngine(LoopThread):
         super().__init__("sluice-engine")
         self._adapters = adapters  # None: no LoRA adapters (MAX_LORA_ADAPTERS=0)
         self.runner = runner
-        self._prefixes = prefix_cache
         self._watermark = watermark or Watermark()
         # What request threads ask of the prefix cache, which only the engine thread touches.
         self._cache_chores: collections.deque[Callable[[PrefixCache], None]] = collections.deque()
@@ -80,6 +80,8 @@ class NativeEngine(LoopThread):
         self.eos_token_ids = eos_token_ids
         self.special_ids = special_ids
         self.stats = EngineStats(prefix_cache_capacity_tokens=prefix_cache.budget_tokens if prefix_cache else 0)
+        # The prefix cache's bookkeeping, on the engine thread only.
+        self._prefixes = PrefixKeeper(prefix_cache, self.stats) if prefix_cache is not None else None
         self._scheduler = Scheduler(budget)
         self._waiting = self._scheduler.waiting  # guarded by _wakeup: request threads append
         self._prefilling: collections.deque[tuple[list[NativeSequence], PrefillJob]] = collections.deque()
@@ -173,7 +175,8 @@ class NativeEngine(LoopThread):
                 newcomers = [] if self._prefilling else self._admit()
                 chores = list(self._cache_chores)
                 self._cache_chores.clear()
-            self._do_cache_chores(chores)
+            if self._prefixes is not None:
+                self._prefixes.run(chores)
             self._begin_prefills(newcomers)
             try:
                 self._drop_cancelled()
@@ -236,19 +239,13 @@ class NativeEngine(LoopThread):
         now, cold = time.monotonic(), []
         for sequence in newcomers if self._adapters is None else self._adapters.take(newcomers):
             sequence.started_at = now
-            hit = self._prefix_hit(sequence)
+            hit = self._prefixes.hit(sequence) if self._prefixes is not None else None
             if hit is None:
                 cold.append(sequence)
             else:
                 self._queue_prefill([sequence], hit)
         for group in group_by_length(cold):
             self._queue_prefill(group)
-
-    def _prefix_hit(self, sequence: NativeSequence) -> Hit | None:
-        # Prompt log-probabilities need every prompt position's logits: such requests prefill all.
-        if self._prefixes is None or sequence.valid.request.decoder_input_details:
-            return None
-        return self._prefixes.lookup(sequence.valid.input_ids, sequence.valid.adapter)
 
     def _queue_prefill(self, group: list[NativeSequence], hit: Hit | None = None) -> None:
         try:
@@ -265,59 +262,6 @@ class NativeEngine(LoopThread):
         if hit is not None:
             self.stats.prefix_cache_hits += 1
             self.stats.prefix_cache_hit_tokens += hit.length
-
-    def _remember_prefixes(self, group: list[NativeSequence], job: PrefillJob) -> None:
-        """Keep each prompt's whole blocks of KV for later prompts that start the same way."""
-        if self._prefixes is None:
-            return
-        for row, sequence in enumerate(group):
-            prompt, adapter = sequence.valid.input_ids, sequence.valid.adapter
-            if sequence.valid.session is not None and len(prompt) <= self._prefixes.pin_budget_tokens:
-                continue  # kept whole, with its answer, when it finishes (_keep_sessions)
-            length = self._prefixes.cacheable_length(prompt, adapter)
-            if length:
-                columns = row_columns(job.cache, row, job.width - len(prompt), length)
-                self._prefixes.insert(prompt[:length], columns, sum(k.nbytes + v.nbytes for k, v in columns), adapter)
-        self._update_prefix_stats()
-
-    def _update_prefix_stats(self) -> None:
-        self.stats.prefix_cache_entries = self._prefixes.entries
-        self.stats.prefix_cache_tokens = self._prefixes.cached_tokens
-        self.stats.prefix_cache_bytes = self._prefixes.cached_bytes
-        self.stats.prefix_cache_pinned_tokens = self._prefixes.pinned_tokens
-
-    def _keep_sessions(self, sequences: list[NativeSequence], rows: list[int], batch: KVBatch) -> None:
-        """Pin the conversation of each finished session row: its prompt and every generated
-        token whose KV the batch holds (all but the last, never fed), in whole blocks."""
-        if self._prefixes is None:
-            return
-        for row in rows:
-            sequence = sequences[row]
-            pin = sequence.valid.session
-            tokens = sequence.valid.input_ids + tuple(sequence.generated_ids[:-1])
-            columns = int(batch.attention_mask[row].sum())
-            if pin is None or columns != len(tokens):
-                continue
-            length = len(tokens) // self._prefixes.block * self._prefixes.block
-            if length == 0:
-                continue
-            start = batch.columns - columns
-
-            def payload(row=row, start=start, length=length):
-                kv = row_columns(batch.cache, row, start, length)
-                return kv, sum(k.nbytes + v.nbytes for k, v in kv)
-
-            # Keyed by the row's adapter as every entry is: a later turn with another adapter
-            # (or the base model) never reads this KV.
-            self._prefixes.pin(pin.id, pin.expires_at, tokens[:length], payload, sequence.valid.adapter)
-        self._update_prefix_stats()
-
-    def _do_cache_chores(self, chores: list[Callable[[PrefixCache], None]]) -> None:
-        if not chores:
-            return
-        for chore in chores:
-            chore(self._prefixes)
-        self._update_prefix_stats()
 
     def _prefill_step(self) -> None:
         """One chunk of the oldest prefill job; a finished job's rows join the running batch.
@@ -381,8 +325,9 @@ class NativeEngine(LoopThread):
         selection = self._choose(result.last_logits, group)
         result.batch.last_tokens = selection.ids
         finished = self._publish(group, selection)
-        self._remember_prefixes(group, job)  # after the first tokens are out: not on their TTFT
-        self._keep_sessions(group, finished, result.batch)
+        if self._prefixes is not None:
+            self._prefixes.remember(group, job)  # after the first tokens are out: not on their TTFT
+            self._prefixes.keep_sessions(group, finished, result.batch)
         keep = [i for i, s in enumerate(group) if not s.finished]
         if len(keep) == len(group):
             return result.batch, group
@@ -396,7 +341,8 @@ class NativeEngine(LoopThread):
         selection = self._choose(logits, self._running)
         self._batch.last_tokens = selection.ids
         finished = self._publish(self._running, selection)
-        self._keep_sessions(self._running, finished, self._batch)
+        if self._prefixes is not None:
+            self._prefixes.keep_sessions(self._running, finished, self._batch)
         self._last_was_prefill = False
         keep = [i for i, s in enumerate(self._running) if not s.finished]
         if len(keep) != len(self._running):
