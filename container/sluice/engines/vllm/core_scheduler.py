@@ -39,8 +39,7 @@ class ListLogprobs:
     ``update_from_output`` runs unchanged."""
 
     def update_from_output(self, scheduler_output, model_runner_output):
-        if model_runner_output.logprobs is not None:
-            model_runner_output.logprobs = as_lists(model_runner_output.logprobs)
+        model_runner_output.logprobs = as_lists(model_runner_output.logprobs)
         return super().update_from_output(scheduler_output, model_runner_output)
 
 
