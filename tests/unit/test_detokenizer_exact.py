@@ -11,18 +11,13 @@ that the Rust-backed one did not change what either says.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, normalizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer
 
+import tokenizer_cases
 from sluice.text.detokenizer import IncrementalDetokenizer, RustDetokenizer, detokenizer_for
-
-CORPUS = Path(__file__).resolve().parents[2] / "demo" / "corpus"
-EMOJI = "Emoji 🧀🍷👩‍👩‍👧‍👦 café naïve 日本語 🇯🇵 中文字符 😀😃😄 ＡＢＣ e\u0301 ok. "
-TEXTS = {"en": (CORPUS / "en_cheese.txt").read_text()[:3000], "ja": (CORPUS / "ja.txt").read_text()[:3000],
-         "zh": (CORPUS / "zh.txt").read_text()[:3000], "emoji": EMOJI * 6}
+from tokenizer_cases import TEXTS
 
 
 def reference(tokenizer, context):
@@ -37,15 +32,7 @@ def byte_level(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def sentencepiece_like():
-    tokenizer = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Replace(" ", "▁")
-    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                           decoders.Strip(" ", 1, 0)])
-    trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=300,
-                                  initial_alphabet=[f"<0x{b:02X}>" for b in range(256)])
-    texts = [(CORPUS / name).read_text()[:20000] for name in ("en_cheese.txt", "ja.txt", "zh.txt")]
-    tokenizer.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    return tokenizer_cases.sentencepiece_like()
 
 
 def runs(tokenizer, text: str, count: int = 12, length: int = 40) -> list[list[int]]:

@@ -12,6 +12,7 @@ from typing import Callable
 from ..config import TokenLimits
 from ..errors import ValidationError
 from ..request import TGI_NAMES, FieldNames, GenerateRequest, ValidRequest
+from ..text.prompt_encoder import prompt_encoder
 from .session_store import Transcript
 from .transcripts import continue_transcript
 
@@ -24,6 +25,7 @@ class Validator:
         """``check`` is the engine's capability check: it raises a 422 for a parameter the
         engine cannot honour, so nothing is silently dropped (every route validates here)."""
         self.tokenizer = tokenizer
+        self._encode = prompt_encoder(tokenizer)
         self.limits = limits
         self.default_max_new_tokens = default_max_new_tokens
         self.check = check
@@ -32,7 +34,7 @@ class Validator:
         """The prompt's token ids; a tokenizer failure is the client's 422 with a stable text,
         its message (library internals such as ``TextEncodeInput must be Union[...]``) is logged."""
         try:
-            return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+            return self._encode(text, add_special_tokens)
         except Exception:
             log.exception("tokenizer failed")
             raise ValidationError("tokenizer error: the input could not be tokenized") from None
