@@ -13,9 +13,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from transformers import AutoTokenizer
 
-import tokenizer_cases
 from sluice.text.detokenizer import IncrementalDetokenizer, RustDetokenizer, detokenizer_for
 from tokenizer_cases import TEXTS
 
@@ -23,16 +21,6 @@ from tokenizer_cases import TEXTS
 def reference(tokenizer, context):
     """Today's algorithm through transformers' own ``decode``: the text the API promises."""
     return IncrementalDetokenizer(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), context)
-
-
-@pytest.fixture(scope="module")
-def byte_level(tiny_model_dir):
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def sentencepiece_like():
-    return tokenizer_cases.sentencepiece_like()
 
 
 def runs(tokenizer, text: str, count: int = 12, length: int = 40) -> list[list[int]]:
