@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sim-streams", help="gpu-sim: comma-separated stream counts (default: 16,64,256,512)")
     parser.add_argument("--sim-steps", help="gpu-sim: comma-separated step times in ms (default: 10,20)")
     parser.add_argument("--sim-rounds", type=int, help="gpu-sim: alternating rounds per point (default: 2)")
+    parser.add_argument("--sim-serial-steps", action="store_true",
+                        help="gpu-sim: the host's work between two steps delays the next step (vLLM's CPU "
+                        "build, --no-async-scheduling), instead of running beside it as vLLM schedules on CUDA")
     parser.add_argument("--port-base", type=int, help="gpu-sim: listen on consecutive ports from this one "
                         "(default: free ports)")
     args = parser.parse_args(argv)
@@ -463,6 +466,8 @@ def run_gpu_sim(args) -> dict:
         spec["step_ms"] = [float(s) for s in args.sim_steps.split(",")]
     if args.sim_rounds:
         spec["rounds"] = args.sim_rounds
+    if args.sim_serial_steps:
+        spec["overlapped"] = False
     keys = args.sim_contenders.split(",") if args.sim_contenders else spec["contenders"]
     unknown = [k for k in keys if k not in sim_contenders.CONTENDERS]
     if unknown:
@@ -472,8 +477,8 @@ def run_gpu_sim(args) -> dict:
         keys = [k for k in keys if sim_contenders.CONTENDERS[k].engine == "standin"]
     model_dir = build("tiny-random", REPO / ".cache" / "models" / "tiny-random")
     from transformers import AutoTokenizer
-    _log(f"gpu-sim: contenders {', '.join(keys)}; streams {spec['streams']}, steps {spec['step_ms']} ms, "
-         f"{spec['rounds']} rounds")
+    _log(f"gpu-sim: contenders {', '.join(keys)}; streams {spec['streams']}, steps {spec['step_ms']} ms "
+         f"({'overlapped' if spec['overlapped'] else 'serial'}), {spec['rounds']} rounds")
     return gpu_sim.run(model_dir, AutoTokenizer.from_pretrained(model_dir), spec, keys, args.port_base)
 
 

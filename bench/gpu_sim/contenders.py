@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.gpu_sim.client import openai_request, sluice_openai_request, tgi_request
+from bench.gpu_sim.gpu_clock import OVERLAP
 from bench.processes import PeerServer
 from deploy.local import ContainerProcess, free_port
 
@@ -94,16 +95,19 @@ class SimRunning:
         return self.server.stop()
 
 
-def _sim_env(step_ms: float, step_log: str) -> dict:
+def _sim_env(step_ms: float, step_log: str, overlapped: bool) -> dict:
     return {"PYTHONPATH": str(HOOK), "SLUICE_GPU_SIM_STEP_MS": f"{step_ms:g}", "SLUICE_GPU_SIM_STEP_LOG": step_log,
+            OVERLAP: "1" if overlapped else "0",
             "OMP_NUM_THREADS": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_CPU_KVCACHE_SPACE": KV_GIB}
 
 
 def start(contender: SimContender, model_dir: Path, step_ms: float, limits: dict, port: int | None = None,
-          extra_env: dict | None = None) -> SimRunning:
-    """Starts the contender (not waiting for it to be ready)."""
+          extra_env: dict | None = None, overlapped: bool = True) -> SimRunning:
+    """Starts the contender (not waiting for it to be ready). ``overlapped``: the host's work
+    between two steps runs beside the GPU's step, as with vLLM's asynchronous scheduling on CUDA
+    (``gpu_clock``); otherwise after it."""
     step_log = tempfile.mkstemp(prefix=f"gpu-sim-{contender.key}-", suffix=".steps")[1]
-    env = {**_sim_env(step_ms, step_log), **(extra_env or {})}
+    env = {**_sim_env(step_ms, step_log, overlapped), **(extra_env or {})}
     port = port or free_port()
     if contender.kind == "sluice":
         env.update({"SLUICE_DEVICE": "cpu", "RESPONSE_CACHE_SIZE": "0", "DTYPE": "bfloat16",

@@ -20,8 +20,10 @@ def tables(results: dict) -> list[str]:
     lines = []
     spec = results["spec"]
     for step_ms, by_streams in results["points"].items():
-        lines += [f"Simulated GPU step S = {step_ms} ms, {spec['new_tokens']} new tokens per stream, medians of "
-                  f"{spec['rounds']} alternating rounds:", "",
+        clock = ("the host's work beside the step, as vLLM schedules on CUDA" if spec.get("overlapped", False)
+                 else "the host's work between two steps, serial")
+        lines += [f"Simulated GPU step S = {step_ms} ms ({clock}), {spec['new_tokens']} new tokens per stream, "
+                  f"medians of {spec['rounds']} alternating rounds:", "",
                   "| streams | setup | tok/s (rounds) | ideal | × ideal | × best vLLM server | TTFT p50 / p95 (ms) | "
                   "ITL p50 / p95 (ms) | step gap p50 / p95 (ms) | server CPU (cores) | client CPU | errors |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -26,9 +26,9 @@ from bench.load import percentile
 from bench.processes import tree_cpu_seconds
 
 GRID = {"streams": [16, 64, 256, 512], "step_ms": [10, 20], "new_tokens": 256, "rounds": 2,
-        "shortest": 8, "longest": 32, "contenders": list(sim.CONTENDERS)}
+        "shortest": 8, "longest": 32, "contenders": list(sim.CONTENDERS), "overlapped": True}
 QUICK = {"streams": [4, 16], "step_ms": [20], "new_tokens": 32, "rounds": 1, "shortest": 16, "longest": 32,
-         "contenders": ["sluice-standin"]}
+         "contenders": ["sluice-standin"], "overlapped": True}
 # Sluice's TGI stream and the vLLM server asked for the same log-probabilities.
 SAME_WORK = ("sluice-vllm", "vllm-server-uni-logprobs")
 SETTLE_S = 2.0  # vLLM's mp executor busy-polls its queue for 1 s after its last step
@@ -111,7 +111,8 @@ def run(model_dir: Path, tokenizer, spec: dict, keys: list[str], port_base: int 
             for index, key in enumerate(keys):
                 port = port_base + index if port_base else None
                 began = time.perf_counter()
-                running = sim.start(sim.CONTENDERS[key], model_dir, step_ms, limits, port=port)
+                running = sim.start(sim.CONTENDERS[key], model_dir, step_ms, limits, port=port,
+                                    overlapped=spec["overlapped"])
                 started.append(running)
                 running.server.wait_ready(timeout=600)
                 _log(f"{key} ready in {time.perf_counter() - began:.1f} s (S = {step_ms} ms)")

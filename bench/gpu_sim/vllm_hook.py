@@ -4,8 +4,10 @@ Patched into vLLM's ``GPUModelRunner`` (which vLLM's ``CPUModelRunner`` inherits
 module is imported, inside whichever process runs the model (Sluice's worker, or vLLM's engine
 core or worker process):
 
-- ``_model_forward`` sleeps ``SLUICE_GPU_SIM_STEP_MS`` (the GIL is released, as while a GPU
-  computes) and returns, as "hidden states", each position's input id;
+- ``_model_forward`` sleeps until its step of ``SLUICE_GPU_SIM_STEP_MS`` ends on the GPU's clock
+  (``gpu_clock``: overlapped with the host's work as with vLLM's asynchronous scheduling on CUDA,
+  or serial; the GIL is released, as while a GPU computes) and returns, as "hidden states", each
+  position's input id (``execute_model`` notes whether the batch carries requests over);
 - the model's ``compute_logits`` turns those into a one-column "logits" tensor holding each
   row's successor (``successors``);
 - ``_sample`` reads the chosen ids from it and returns vLLM's ``SamplerOutput``, with the
@@ -23,8 +25,8 @@ sake, which a sleeping forward does not need).
 from __future__ import annotations
 
 import os
-import time
 
+from bench.gpu_sim.gpu_clock import GpuClock, overlapped_from_environ
 from bench.gpu_sim.steps import StepLog
 from bench.gpu_sim.successors import table_for
 
@@ -43,15 +45,20 @@ def patch_model_runner(module) -> None:
 
     runner_class = module.GPUModelRunner
     real_sample = runner_class._sample
-    wait = step_seconds()
+    real_execute = runner_class.execute_model
+    clock = GpuClock(step_seconds(), overlapped_from_environ())
     log = StepLog()
+
+    def execute_model(self, scheduler_output, *args, **kwargs):
+        # A batch with requests carried over from the last step: the GPU was busy stepping.
+        self._sluice_gpu_sim_continuing = bool(scheduler_output.scheduled_cached_reqs.req_ids)
+        return real_execute(self, scheduler_output, *args, **kwargs)
 
     def simulated_forward(self, input_ids=None, positions=None, intermediate_tensors=None,
                           inputs_embeds=None, **model_kwargs):
         _simulate_logits(self, torch)
-        started = time.time()
-        time.sleep(wait)
-        log.record(started, time.time(), int(input_ids.shape[0]))
+        started, ended = clock.run_step(continuing=getattr(self, "_sluice_gpu_sim_continuing", False))
+        log.record(started, ended, int(input_ids.shape[0]))
         return input_ids.to(torch.float32).unsqueeze(-1)
 
     def simulated_sample(self, logits, spec_decode_metadata):
@@ -67,6 +74,7 @@ def patch_model_runner(module) -> None:
             logprobs = LogprobsTensors(ids, values, torch.ones(len(sampled), dtype=torch.int64))
         return SamplerOutput(sampled_token_ids=sampled.to(torch.int32).unsqueeze(-1), logprobs_tensors=logprobs)
 
+    runner_class.execute_model = execute_model
     runner_class._model_forward = simulated_forward
     runner_class._sample = simulated_sample
 
