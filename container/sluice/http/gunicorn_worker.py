@@ -121,7 +121,10 @@ class SluiceThreadWorker(ThreadWorker):
         """One turn of a connection in a worker thread, with receives bounded in time."""
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(CLIENT_IDLE_TIMEOUT))
         # A whole generation request holds one admission turn until the engine has it (``whole_request``).
-        turn = whole_generation_request(conn.sock) and GATE.take()
+        whole = whole_generation_request(conn.sock)
+        if whole:  # its bytes are buffered: gunicorn's wait for them (a selector made per connection) is moot
+            conn.data_ready = True
+        turn = whole and GATE.take()
         try:
             keepalive = super().handle(conn)
         finally:
