@@ -1,13 +1,13 @@
 """A stand-in engine that costs nothing: Sluice's own ceiling behind a simulated GPU.
 
-Its steps follow a fixed clock, ``SLUICE_GPU_SIM_STEP_MS`` each and back to back while
-sequences run (a sleep: the GIL is free, as while a GPU computes; a GPU with the next step queued
-does not wait for the host), and at each step's end every running sequence gets its next token
-(``successors``), handed over in one ``publish`` as a real engine hands its steps, so all of
-Sluice's per-token work runs for real: the text stage, encoding, the socket writes, HTTP. A
-request submitted before a step starts gets its first token at that step's end (its
-"prefill"). No scheduler, no KV cache, no sampling: whatever rate the server then delivers below
-``streams * 1000 / S`` tokens/s is the host path's own cost.
+Its steps follow the simulated GPU's clock (``gpu_clock``), ``SLUICE_GPU_SIM_STEP_MS`` each and,
+overlapped, back to back while sequences run (a sleep: the GIL is free, as while a GPU computes; a
+GPU with the next step queued does not wait for the host), and at each step's end every running
+sequence gets its next token (``successors``), handed over in one ``publish`` as a real engine
+hands its steps, so all of Sluice's per-token work runs for real: the text stage, encoding, the
+socket writes, HTTP. A request submitted before a step starts gets its first token at that
+step's end (its "prefill"). No scheduler, no KV cache, no sampling: whatever rate the server then
+delivers below ``streams * 1000 / S`` tokens/s is the host path's own cost.
 
 Patched in for ``sluice.engines.registry.build_engine`` by ``activation`` when the benchmark sets
 ``SLUICE_GPU_SIM_STANDIN=1``; never part of the production code.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import time
 
+from bench.gpu_sim.gpu_clock import GpuClock, overlapped_from_environ
 from bench.gpu_sim.steps import StepLog
 from bench.gpu_sim.successors import table_for
 from bench.gpu_sim.vllm_hook import step_seconds
@@ -60,6 +61,7 @@ class StandInEngine(_engine_base()):
         self._successors = successors
         self.eos_token_ids = eos_token_ids
         self._step_s = step_s
+        self._clock = GpuClock(step_s, overlapped_from_environ())
         self._stats = EngineStats()
         self._incoming: collections.deque = collections.deque()
         self._live: list = []
@@ -94,7 +96,6 @@ class StandInEngine(_engine_base()):
     def _loop(self) -> None:
         from sluice.engines.base import Choice
 
-        step_end = 0.0
         while True:
             with self._wakeup:
                 while not self._stopped and not self._incoming and not self._live:
@@ -103,13 +104,11 @@ class StandInEngine(_engine_base()):
                     return
                 newcomers = list(self._incoming)
                 self._incoming.clear()
-            # Steps back to back on a fixed clock, as a GPU runs them with the next one queued:
-            # the stand-in's own bookkeeping never delays the next step (late only if it overran).
-            started = time.monotonic()
-            step_end = max(started, step_end) + self._step_s if self._live else started + self._step_s
-            wall = time.time()
-            time.sleep(max(0.0, step_end - time.monotonic()))
-            self._log.record(wall, time.time(), len(self._live) + len(newcomers))
+            # The GPU's clock (``gpu_clock``): overlapped, the steps of running sequences follow
+            # each other back to back, as a GPU runs them with the next one queued, and the
+            # stand-in's own bookkeeping delays the next step only where it outlasts one.
+            started, ended = self._clock.run_step(continuing=bool(self._live))
+            self._log.record(started, ended, len(self._live) + len(newcomers))
             for sequence in newcomers:
                 sequence.started_at = time.monotonic()
             step, running = [], []
