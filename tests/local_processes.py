@@ -16,6 +16,14 @@ VLLM_BIN = Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin"  # `mak
 VLLM_START_SECONDS = 300  # vLLM's import and engine start (~15 s here, more on a busy machine)
 
 
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child a test stops with SIGINT, as Ctrl-C stops a foreground job: the
+    child starts with SIGINT at its default. A shell without job control (``make test &``, a
+    script) starts its background jobs with SIGINT ignored, and Python keeps an inherited ignored
+    SIGINT, so such a child would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_until(command: list[str], marker: str, cwd, env) -> tuple[subprocess.Popen, list[str]]:
     """Start ``command`` and read its output up to the first line containing ``marker``."""
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,

@@ -17,6 +17,7 @@ from aws_fixtures import REGION, ROLE
 from deploy.__main__ import main
 from deploy.catalog import load_catalog
 from deploy.local import free_port
+from local_processes import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "111122223333.dkr.ecr.{region}.amazonaws.com/sluice:0.1.0"
@@ -148,7 +149,7 @@ def test_local_serves_an_endpoint_that_invoke_streams_from(tiny_model_dir, tmp_p
     server = subprocess.Popen([sys.executable, "-m", "deploy", "local", "--model-dir",
                                str(tiny_model_dir), "--port", str(port), "--endpoint-name", "cli-local"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+                              text=True, preexec_fn=sigint_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 300
         for line in server.stdout:  # blocks until the endpoint announces itself

@@ -24,6 +24,7 @@ from deploy.errors import ModelStreamError, ValidationError
 from deploy.eventstream import decode_messages
 from deploy.local import LocalEndpoint, LocalRuntime, free_port
 from deploy.stream import EventIterator, TokenIterator
+from local_processes import sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 SSE_EVENTS = [b'data: {"token":{"id":1,"text":"\xe6\x97\xa5","special":false}}\n\n',
@@ -226,7 +227,7 @@ def test_run_local_endpoint_serves_until_ctrl_c(tiny_model_dir):
     code = ("import sys; from deploy.local import run_local_endpoint; "
             f"run_local_endpoint({str(tiny_model_dir)!r}, {port}, endpoint_name='cli')")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_as_in_a_terminal)
     try:
         banner = proc.stdout.readline()  # printed once the container is ready
         assert f"http://127.0.0.1:{port}" in banner, banner + proc.stdout.read()
