@@ -24,6 +24,20 @@ def sigint_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def ctrl_c(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """SIGINT to ``proc``, as Ctrl-C, then the rest of its output once it has exited. One still
+    running after ``timeout`` is killed, so a failing test leaves nothing behind (its container
+    goes with it: ``deploy.local.orphan_guard``), and the test fails."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"still running {timeout:g} s after SIGINT") from None
+    return output or ""
+
+
 def start_until(command: list[str], marker: str, cwd, env) -> tuple[subprocess.Popen, list[str]]:
     """Start ``command`` and read its output up to the first line containing ``marker``."""
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,

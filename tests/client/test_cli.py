@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from aws_fixtures import REGION, ROLE
 from deploy.__main__ import main
 from deploy.catalog import load_catalog
 from deploy.local import free_port
-from local_processes import sigint_as_in_a_terminal
+from local_processes import ctrl_c, sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "111122223333.dkr.ecr.{region}.amazonaws.com/sluice:0.1.0"
@@ -167,5 +166,5 @@ def test_local_serves_an_endpoint_that_invoke_streams_from(tiny_model_dir, tmp_p
         missing = run_module("invoke", "no-such-endpoint", "hi", env=env)
         assert missing.returncode == 1 and missing.stderr.startswith("error:")
     finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 0
+        ctrl_c(server)
+    assert server.returncode == 0

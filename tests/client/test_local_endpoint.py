@@ -24,7 +24,7 @@ from deploy.errors import ModelStreamError, ValidationError
 from deploy.eventstream import decode_messages
 from deploy.local import LocalEndpoint, LocalRuntime, free_port
 from deploy.stream import EventIterator, TokenIterator
-from local_processes import sigint_as_in_a_terminal
+from local_processes import ctrl_c, sigint_as_in_a_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 SSE_EVENTS = [b'data: {"token":{"id":1,"text":"\xe6\x97\xa5","special":false}}\n\n',
@@ -236,7 +236,6 @@ def test_run_local_endpoint_serves_until_ctrl_c(tiny_model_dir):
             Body=json.dumps({"inputs": "Hi", "parameters": GREEDY}))
         assert json.loads(answer["Body"].read())[0]["generated_text"]
     finally:
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        output = ctrl_c(proc)
     assert proc.returncode == 0, output
     assert "Stopping." in output
