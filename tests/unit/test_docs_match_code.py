@@ -4,7 +4,7 @@ What the examples answer is checked through the real server in test_readme_examp
 error table in test_error_table.py; here: every server variable is documented (and nothing
 documented as one is unknown to the code), every default the docs give one is its default, the
 routes table lists exactly the app's routes, every header and metric named exists, every make
-target, `python -m deploy` line and benchmark flag shown exists, every Python block is valid and
+target and variable passed to make, `python -m deploy` line and benchmark flag shown exists, every Python block is valid and
 its `deploy` imports resolve, every link lands, the README stays short, and no page speaks of
 project history.
 """
@@ -194,6 +194,20 @@ def test_every_make_target_the_docs_name_exists():
     named = {target for text in DOCS.values() for target in pattern.findall(text)}
     assert named, "the docs name no make target"
     assert named - makefile_targets() == set()
+
+
+def make_variables_in_docs() -> set[str]:
+    """`make serve [SIZE=small] [PORT=8080]`, `make bench SCENARIOS=gpu-sim`: the VAR= given to make."""
+    pattern = re.compile(r"(?:^|`)make [a-z][a-z0-9-]*((?: \[?[A-Z_]+=[^\]`\s]*\]?)+)", flags=re.MULTILINE)
+    return {name for text in DOCS.values() for arguments in pattern.findall(text)
+            for name in re.findall(r"([A-Z_]+)=", arguments)}
+
+
+def test_every_make_variable_the_docs_pass_is_read_by_the_makefile():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    named = make_variables_in_docs()
+    assert {"SIZE", "PORT", "MODEL_DIR"} <= named
+    assert {name for name in named if f"$({name})" not in makefile} == set()
 
 
 @pytest.mark.parametrize("command", deploy_cli_commands(), ids=str)
