@@ -4,9 +4,9 @@ What the examples answer is checked through the real server in test_readme_examp
 error table in test_error_table.py; here: every server variable is documented (and nothing
 documented as one is unknown to the code), every default the docs give one is its default, the
 routes table lists exactly the app's routes, every header and metric named exists, every make
-target and variable passed to make, `python -m deploy` line and benchmark flag shown exists, every Python block is valid and
-its `deploy` imports resolve, every link lands, the README stays short, and no page speaks of
-project history.
+target and variable passed to make, `python -m deploy` line and benchmark flag shown exists,
+every Python block is valid and its `deploy` imports resolve, every link lands, the README stays
+short, and no page speaks of project history.
 """
 
 from __future__ import annotations
