@@ -36,7 +36,7 @@ workers = _config.workers
 worker_class = "sluice.http.gunicorn_worker.SluiceThreadWorker"
 # Streams hold MAX_CONCURRENT_REQUESTS threads; health checks get 16 more, and clients still
 # sending their request another 48 (each held at most the worker's receive timeout, then 408).
-# Threads start only when needed.
+# All of them start when the worker boots (SluiceThreadWorker.get_thread_pool).
 HEALTH_THREADS = 16
 SLOW_CLIENT_THREADS = 48
 threads = _config.max_concurrent_requests + HEALTH_THREADS + SLOW_CLIENT_THREADS
