@@ -41,6 +41,7 @@ SLUICE_DEVICE = "SLUICE_DEVICE"
 SLUICE_TORCH_THREADS = "SLUICE_TORCH_THREADS"
 SLUICE_PACK_WEIGHTS = "SLUICE_PACK_WEIGHTS"  # 0: plain nn.Linear on CPU
 SLUICE_FUSED_PREFILL = "SLUICE_FUSED_PREFILL"  # 0: prefill chunks and decode steps take turns
+SLUICE_WARMUP = "SLUICE_WARMUP"  # 0: the native engine serves without its warm-up passes
 RESPONSE_CACHE_SIZE = "RESPONSE_CACHE_SIZE"
 COMPUTE_TYPE = "COMPUTE_TYPE"
 SSE_KEEPALIVE_SECONDS = "SSE_KEEPALIVE_SECONDS"
@@ -266,6 +267,7 @@ class Config:
     torch_threads: int | None = None
     pack_weights: bool = True  # CPU: linear weights pre-packed for oneDNN (model/packed_linear)
     fused_prefill: bool = True  # a prefill chunk shares the decode step's forward pass (engines/native/fused_pass)
+    warmup: bool = True  # the native engine's first passes run before the server is ready (engines/native/warmup)
     response_cache_size: int = 256
     compute_type: str | None = None  # None: by device, once it is known (model_loading)
     sse_keepalive_seconds: float = 15.0
@@ -328,6 +330,7 @@ class Config:
             torch_threads=_int(env, SLUICE_TORCH_THREADS, None, minimum=1),
             pack_weights=_bool(env, SLUICE_PACK_WEIGHTS, True),
             fused_prefill=_bool(env, SLUICE_FUSED_PREFILL, True),
+            warmup=_bool(env, SLUICE_WARMUP, True),
             response_cache_size=_int(env, RESPONSE_CACHE_SIZE, 256),
             compute_type=env.get(COMPUTE_TYPE, "").strip() or None,
             sse_keepalive_seconds=_int(env, SSE_KEEPALIVE_SECONDS, 15, minimum=1),

@@ -17,6 +17,7 @@ from .lora import LoraLayers
 from .model_runner import ModelRunner
 from .prefix_cache import PrefixCache
 from .scheduler import SchedulerBudget
+from .warmup import warm_up
 from .watermark import Watermark
 
 log = logging.getLogger("sluice.bootstrap")
@@ -72,4 +73,10 @@ def build(config: Config) -> EngineBuild:
                           PrefixCache(budget.max_batch_total_tokens // PREFIX_CACHE_SHARE), adapters,
                           Watermark(config.watermark_gamma, config.watermark_delta)).start()
     log.info("serving with %d torch threads, limits %s, budget %s", threads, limits, budget)
+    if config.warmup:
+        vocabulary = min(len(tokenizer), logits_width(loaded.model))
+        warmup = warm_up(engine, budget, limits, config.max_concurrent_requests, vocabulary)
+        log.info("warm-up: %s", warmup.describe())
+    else:
+        log.info("warm-up: off (SLUICE_WARMUP=0)")
     return EngineBuild(engine, tokenizer, limits, logits_width(loaded.model), eos_ids, loaded.device.type)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -153,6 +154,27 @@ class NativeEngine(LoopThread):
     def end_session(self, session_id: str) -> None:
         """Unpin a closed session's conversation."""
         self._ask_cache(lambda cache: cache.release(session_id))
+
+    def forget_warmup(self, timeout: float = 10.0) -> None:
+        """Drop what the warm-up (``warmup``) left, once the engine has run its sequences: its
+        prompts' prefix-cache entries (every base-model entry: nothing else has run yet) and its
+        counts, so ``/metrics`` starts from zero. Returns once the engine thread has done it."""
+        done = threading.Event()
+
+        def forget(cache: PrefixCache) -> None:
+            cache.forget(None)
+            self._reset_counts()
+            done.set()
+
+        if self._prefixes is None:
+            self._reset_counts()
+            return
+        self._ask_cache(forget)
+        done.wait(timeout)
+
+    def _reset_counts(self) -> None:
+        stats = self.stats
+        stats.finished_total = stats.failed_total = stats.prefix_cache_hits = stats.prefix_cache_hit_tokens = 0
 
     def _ask_cache(self, chore: Callable[[PrefixCache], None]) -> None:
         """Have the engine thread (which owns the prefix cache) run ``chore`` on it."""
