@@ -9,6 +9,7 @@ of the wrong shape are 422 `validation`, naming the field as the client wrote it
 
 from __future__ import annotations
 
+import gzip
 import http.client
 
 import pytest
@@ -91,6 +92,27 @@ def test_over_long_input_messages_are_tgis(start_server):
     assert response.json()["error"].startswith(
         "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 32. Given: ")
     assert response.json()["error"].endswith(" `inputs` tokens and 40 `max_new_tokens`")
+
+
+ENCODED_BODY = b'{"inputs": "How do I make cheese?", "parameters": {"max_new_tokens": 2}}'
+
+
+@pytest.mark.parametrize("path", ["/invocations", "/generate_stream", "/v1/completions"])
+@pytest.mark.parametrize("coding, raw", [
+    ("gzip", gzip.compress(ENCODED_BODY)),  # compressed: was parsed as JSON text, a misleading UTF-8 400
+    ("br", ENCODED_BODY),  # labelled compressed but plain: was served as if the header were not there
+    ("identity, gzip", gzip.compress(ENCODED_BODY)),
+], ids=["gzip", "br label on plain JSON", "identity then gzip"])
+def test_a_compressed_body_is_a_415_naming_the_coding(server, path, coding, raw):
+    response = post_raw(server.url, path, raw, headers={"Content-Encoding": coding})
+    unsupported = coding.replace("identity, ", "")
+    assert_json_error(response, 415, {"error": f"Unsupported Content-Encoding `{unsupported}`: send the body "
+                                               "uncompressed", "error_type": "unsupported_media_type"})
+
+
+def test_identity_content_encoding_is_served(server):
+    response = post_raw(server.url, "/generate", ENCODED_BODY, headers={"Content-Encoding": "identity"})
+    assert response.status_code == 200 and response.json()["generated_text"]
 
 
 def post_raw(url: str, path: str, raw: bytes, headers: dict | None = None) -> requests.Response:

@@ -52,12 +52,25 @@ def read_json_body(payload_limit: int, incoming=request):
     raw = read_request_body(incoming.environ, payload_limit)  # 413 / 400 / 408 before anything else
     if not is_json_content_type(incoming.content_type):
         raise UnsupportedMediaTypeError()
+    check_content_encoding(incoming.environ.get("HTTP_CONTENT_ENCODING"))
     try:
         return parse_json(raw)
     except UnicodeDecodeError as error:
         raise MalformedJSONError(f"invalid UTF-8: {error.reason} at byte {error.start}") from None
     except ValueError as error:
         raise MalformedJSONError(str(error)) from None
+
+
+def check_content_encoding(value: str | None) -> None:
+    """Bodies are read as sent: a compressed one (``Content-Encoding: gzip``) would otherwise be
+    parsed as if it were JSON text and fail with a misleading UTF-8 error, and one merely labelled
+    compressed would be served as if the label were not there. Any coding but ``identity`` is
+    RFC 9110's 415."""
+    codings = [part.strip().lower() for part in (value or "").split(",") if part.strip()]
+    unsupported = [coding for coding in codings if coding != "identity"]
+    if unsupported:
+        raise UnsupportedMediaTypeError(f"Unsupported Content-Encoding `{', '.join(unsupported)}`: "
+                                        "send the body uncompressed")
 
 
 def parse_json(raw: bytes):
