@@ -223,6 +223,12 @@ BAD_MESSAGES = [
     ("name a map", [{"role": "user", "name": {}, "content": "hi"}],
      "messages[0].name: invalid type: a map, expected a string"),
     ("message a string", ["hi"], "messages[0]: invalid type: string 'hi', expected a map"),
+    ("image part without image_url", [{"role": "user", "content": [{"type": "image_url"}]}],
+     "messages[0].content[0]: missing field `image_url`"),
+    ("image_url a string", [{"role": "user", "content": [{"type": "image_url", "image_url": "https://x/y.png"}]}],
+     "messages[0].content[0].image_url: invalid type: string 'https://x/y.png', expected a map"),
+    ("image url a number", [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}],
+     "messages[0].content[0].image_url.url: invalid type: number `5`, expected a string"),
 ]
 
 
@@ -233,14 +239,65 @@ def test_malformed_chat_message_is_a_422_naming_the_field(server, path, name, me
     assert_json_error(response, 422, chat_error(problem))
 
 
-def test_text_and_image_parts_are_served(server):
-    content = [{"type": "text", "text": "Make "}, {"type": "image_url", "image_url": {"url": "x"}},
+def test_text_and_image_parts_are_served_with_the_image_as_tgis_markdown(server):
+    """The server reads no images; an image part is not dropped from the prompt (the answer would
+    ignore it silently) but written as TGI writes it for a text-only model, ``![](<url>)``."""
+    content = [{"type": "text", "text": "Make "}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
                {"type": "text", "text": "cheese"}]
-    with_parts = post(server.url, {"messages": [{"role": "user", "content": content}], "max_tokens": 2},
-                      path="/v1/chat/completions").json()
-    as_text = post(server.url, {"messages": [{"role": "user", "content": "Make cheese"}], "max_tokens": 2},
-                   path="/v1/chat/completions").json()
-    assert with_parts["usage"] == as_text["usage"]
+
+    def answer(content) -> dict:
+        body = {"messages": [{"role": "user", "content": content}], "max_tokens": 4}
+        return post(server.url, body, path="/v1/chat/completions", headers={"x-use-cache": "0"}).json()
+
+    with_parts = answer(content)
+    assert with_parts == dict(answer("Make ![](https://x/y.png)cheese"), id=with_parts["id"],
+                              created=with_parts["created"])
+    assert with_parts["usage"]["prompt_tokens"] > answer("Make cheese")["usage"]["prompt_tokens"]
+
+
+VALIDATION = "Input validation error: "
+CHAT = {"messages": [{"role": "user", "content": "How do I make cheese?"}], "max_tokens": 2}
+COMPLETION = {"prompt": "How do I make cheese?", "max_tokens": 2}
+# Fields the client sent that used to be accepted and then ignored (or, for `model`, read as absent).
+UNHONOURED_OPENAI_FIELDS = [
+    ("model a number", "/v1/chat/completions", dict(CHAT, model=5),
+     DESERIALIZE + "model: invalid type: number `5`, expected a string"),
+    ("model a list", "/v1/completions", dict(COMPLETION, model=["tiny"]),
+     DESERIALIZE + "model: invalid type: a sequence, expected a string"),
+    ("include_usage a string", "/v1/chat/completions",
+     dict(CHAT, stream=True, stream_options={"include_usage": "x"}),
+     DESERIALIZE + "stream_options.include_usage: invalid type: string 'x', expected a boolean"),
+    ("include_usage a number on completions", "/v1/completions", dict(COMPLETION, stream_options={"include_usage": 1}),
+     DESERIALIZE + "stream_options.include_usage: invalid type: number `1`, expected a boolean"),
+    ("max_tokens and max_completion_tokens disagree", "/v1/chat/completions",
+     dict(CHAT, max_tokens=4, max_completion_tokens=3),
+     DESERIALIZE + "max_completion_tokens: `3` disagrees with max_tokens: `4`; send one of them"),
+    ("top_logprobs without logprobs", "/v1/chat/completions", dict(CHAT, top_logprobs=2),
+     VALIDATION + "when using `top_logprobs`, `logprobs` must be set to true"),
+    ("completions echo", "/v1/completions", dict(COMPLETION, echo=True),
+     VALIDATION + "`echo` is not supported: the answer holds the completion only"),
+    ("completions logprobs", "/v1/completions", dict(COMPLETION, logprobs=True),
+     VALIDATION + "`logprobs` is not supported on completions; chat completions return them"),
+    ("completions best_of", "/v1/completions", dict(COMPLETION, best_of=2),
+     VALIDATION + "`best_of` is not supported on completions; `n` gives several choices. Given: 2"),
+]
+
+
+@pytest.mark.parametrize("name, path, body, message", UNHONOURED_OPENAI_FIELDS,
+                         ids=[f[0] for f in UNHONOURED_OPENAI_FIELDS])
+def test_openai_fields_the_server_would_not_honour_are_a_422(server, name, path, body, message):
+    assert_json_error(post(server.url, body, path=path), 422, {"error": message, "error_type": "validation"})
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", dict(CHAT, max_tokens=3, max_completion_tokens=3)),
+    ("/v1/chat/completions", dict(CHAT, top_logprobs=0, logprobs=False)),
+    ("/v1/chat/completions", dict(CHAT, model=None, stream_options={"include_usage": False})),
+    ("/v1/completions", dict(COMPLETION, echo=False, logprobs=False, best_of=1)),
+], ids=["equal max_tokens", "top_logprobs 0", "nulls and false", "completions defaults"])
+def test_openai_fields_at_their_defaults_are_served(server, path, body):
+    response = post(server.url, body, path=path)
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("method, path", [

@@ -43,9 +43,19 @@ def _check_string(mapping: dict, key: str, field: str, required: bool) -> None:
     raise DeserializeError(f"{field}.{key}: invalid type: {_describe(value)}, expected a string")
 
 
+def _check_map(mapping: dict, key: str, field: str) -> None:
+    value = mapping.get(key)
+    if isinstance(value, dict):
+        return
+    if key not in mapping:
+        raise DeserializeError(f"{field}: missing field `{key}`")
+    raise DeserializeError(f"{field}.{key}: invalid type: {_describe(value)}, expected a map")
+
+
 def _message_content(content, field: str) -> str | None:
-    """A message's text: a string, or OpenAI content parts whose text parts are joined (this
-    server reads no images, so ``image_url`` parts are accepted and left out)."""
+    """A message's text: a string, or OpenAI content parts joined. This server reads no images:
+    an ``image_url`` part becomes the Markdown ``![](<url>)``, as TGI renders one for a text-only
+    model, so the model sees that an image was sent instead of it vanishing from the prompt."""
     if content is None or isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -63,5 +73,7 @@ def _part_text(part, field: str) -> str:
         _check_string(part, "text", field, required=True)
         return part["text"]
     if kind == "image_url":
-        return ""
+        _check_map(part, "image_url", field)
+        _check_string(part["image_url"], "url", f"{field}.image_url", required=True)
+        return f"![]({part['image_url']['url']})"
     raise DeserializeError(f"{field}.type: unknown variant `{kind}`, expected `text` or `image_url`")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from ...errors import DeserializeError, ServerError
+from ...errors import DeserializeError, ServerError, ValidationError
 from ...request import AdapterSelection, FieldNames, Parameters
 from ...text.events import Finish
 from ..fields import describe, stop_sequences, typed, typed_integer
@@ -36,16 +36,29 @@ def read_parameters(body: dict, names: FieldNames) -> Parameters:
 
     temperature = number("temperature")
     logprobs = typed(body, "logprobs", bool, "logprobs")
-    max_tokens = names("max_new_tokens")
+    top_logprobs = typed_integer(body, "top_logprobs", "u32", "top_logprobs")
+    if top_logprobs and not logprobs:  # would be computed and never shown (TGI); vLLM's rule
+        raise ValidationError("when using `top_logprobs`, `logprobs` must be set to true")
+    typed(body, "model", str, "model")
     return Parameters(
         do_sample=None if temperature is None else temperature != 0,
         temperature=temperature if temperature != 0 else None,
         top_p=number("top_p"), seed=typed_integer(body, "seed", "u64", "seed"),
         frequency_penalty=number("frequency_penalty"), repetition_penalty=_repetition_penalty(number),
-        max_new_tokens=typed_integer(body, max_tokens, "u32", max_tokens),
-        top_n_tokens=typed_integer(body, "top_logprobs", "u32", "top_logprobs") if logprobs else None,
+        max_new_tokens=_max_tokens(body, names), top_n_tokens=top_logprobs if logprobs else None,
         stop=_stop(body.get("stop")), details=True, adapter=model_adapter(body),
         logit_bias=_logit_bias(body.get("logit_bias")))
+
+
+def _max_tokens(body: dict, names: FieldNames) -> int | None:
+    """``max_completion_tokens`` (OpenAI's newer name) or ``max_tokens``; both with different
+    values is a 422 (serde, which reads one as the other's alias, refuses both), never one of
+    them silently dropped."""
+    values = {key: typed_integer(body, key, "u32", key) for key in ("max_tokens", "max_completion_tokens")}
+    if None not in values.values() and values["max_tokens"] != values["max_completion_tokens"]:
+        raise DeserializeError(f"max_completion_tokens: `{values['max_completion_tokens']}` disagrees with "
+                               f"max_tokens: `{values['max_tokens']}`; send one of them")
+    return values[names("max_new_tokens")]
 
 
 def model_adapter(body: dict) -> AdapterSelection | None:
@@ -94,7 +107,7 @@ def include_usage(body: dict) -> bool:
         return False
     if not isinstance(options, dict):
         raise DeserializeError(f"stream_options: invalid type: {describe(options)}, expected a map")
-    return bool(options.get("include_usage"))
+    return bool(typed(options, "include_usage", bool, "stream_options.include_usage"))
 
 
 def model_name(body: dict, served: str) -> str:
