@@ -94,6 +94,23 @@ def test_over_long_input_messages_are_tgis(start_server):
     assert response.json()["error"].endswith(" `inputs` tokens and 40 `max_new_tokens`")
 
 
+REPEATED_KEYS = [
+    ("inputs twice", "/generate", b'{"inputs": "Why?", "inputs": "How do I make cheese?"}', "inputs"),
+    ("max_new_tokens twice", "/invocations",
+     b'{"inputs": "x", "parameters": {"max_new_tokens": 2, "max_new_tokens": 900}}', "max_new_tokens"),
+    ("stream twice", "/generate_stream", b'{"inputs": "x", "stream": true, "stream": false}', "stream"),
+    ("chat role twice", "/v1/chat/completions",
+     b'{"messages": [{"role": "system", "role": "user", "content": "hi"}]}', "role"),
+    ("max_tokens twice", "/v1/completions", b'{"prompt": "hi", "max_tokens": 1, "max_tokens": 2}', "max_tokens"),
+]
+
+
+@pytest.mark.parametrize("name, path, raw, key", REPEATED_KEYS, ids=[r[0] for r in REPEATED_KEYS])
+def test_a_key_repeated_in_one_object_is_a_422_not_a_silent_last_wins(server, name, path, raw, key):
+    assert_json_error(post_raw(server.url, path, raw), 422,
+                      {"error": DESERIALIZE + f"duplicate field `{key}`", "error_type": "validation"})
+
+
 ENCODED_BODY = b'{"inputs": "How do I make cheese?", "parameters": {"max_new_tokens": 2}}'
 
 

@@ -12,6 +12,7 @@ from flask import Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ..errors import (
+    DeserializeError,
     InternalError,
     MalformedJSONError,
     MethodNotAllowedError,
@@ -77,9 +78,11 @@ def parse_json(raw: bytes):
     """``raw`` parsed as strictly as serde_json (TGI's parser) does, so that nothing after this
     meets what TGI would refuse: non-UTF-8 text, NaN/Infinity, nesting past serde_json's limit
     (which also keeps every later recursive walk, json.dumps included, off the stack limit) and
-    lone surrogates (which cannot be encoded when echoed back). Raises ValueError."""
+    lone surrogates (which cannot be encoded when echoed back). Raises ValueError, or
+    DeserializeError (a 422, as serde's) for a key repeated in one object."""
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float,
+                           object_pairs_hook=_unique_keys)
     except RecursionError:
         raise ValueError("recursion limit exceeded") from None
     # A body with fewer brackets than the limit cannot nest past it: most bodies skip the walk.
@@ -87,6 +90,18 @@ def parse_json(raw: bytes):
         raise ValueError("recursion limit exceeded")
     if _ESCAPED_SURROGATE.search(raw) and _has_lone_surrogate(value):
         raise ValueError("lone surrogate in hex escape")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    """An object whose keys are unique. Python keeps the last of repeated keys, so the first
+    value would be dropped without a word; serde refuses a repeated field (``duplicate field``,
+    a 422), and so does this, in every object. (Costs ~3 us on a small body.)"""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise DeserializeError(f"duplicate field `{repeated}`")
     return value
 
 
