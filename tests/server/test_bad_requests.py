@@ -22,6 +22,9 @@ TOO_DEEP = {"error": "Failed to parse the request body as JSON: recursion limit 
 LONE_SURROGATE = {"error": "Failed to parse the request body as JSON: lone surrogate in hex escape",
                   "error_type": "bad_request"}
 DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
+VALIDATION = "Input validation error: "
+CHAT = {"messages": [{"role": "user", "content": "How do I make cheese?"}], "max_tokens": 2}
+COMPLETION = {"prompt": "How do I make cheese?", "max_tokens": 2}
 
 BAD = [
     ("malformed json", dict(data=b'{"inputs": "x",', headers={"Content-Type": "application/json"}), 400, "bad_request"),
@@ -92,6 +95,21 @@ def test_over_long_input_messages_are_tgis(start_server):
     assert response.json()["error"].startswith(
         "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 32. Given: ")
     assert response.json()["error"].endswith(" `inputs` tokens and 40 `max_new_tokens`")
+
+
+MISNAMED_FIELDS = [  # each once named the wrong problem ("a sequence" for a bad item, "missing" for a number)
+    ("/generate", {"inputs": "x", "parameters": {"stop": ["ok", None]}},
+     "parameters.stop[1]: invalid type: null, expected a string"),
+    ("/v1/chat/completions", dict(CHAT, stop=["ok", 5]), "stop[1]: invalid type: number `5`, expected a string"),
+    ("/tokenize", {"inputs": 5}, "inputs: invalid type: number `5`, expected a string"),
+    ("/tokenize", ["x"], "invalid type: a sequence, expected a map with an `inputs` string"),
+]
+
+
+@pytest.mark.parametrize("path, body, problem", MISNAMED_FIELDS, ids=[f"{m[0]} {m[2][:20]}" for m in MISNAMED_FIELDS])
+def test_a_wrong_item_or_type_is_named_as_serde_names_it(server, path, body, problem):
+    assert_json_error(post(server.url, body, path=path), 422,
+                      {"error": DESERIALIZE + problem, "error_type": "validation"})
 
 
 REPEATED_KEYS = [
@@ -272,9 +290,6 @@ def test_text_and_image_parts_are_served_with_the_image_as_tgis_markdown(server)
     assert with_parts["usage"]["prompt_tokens"] > answer("Make cheese")["usage"]["prompt_tokens"]
 
 
-VALIDATION = "Input validation error: "
-CHAT = {"messages": [{"role": "user", "content": "How do I make cheese?"}], "max_tokens": 2}
-COMPLETION = {"prompt": "How do I make cheese?", "max_tokens": 2}
 # Fields the client sent that used to be accepted and then ignored (or, for `model`, read as absent).
 UNHONOURED_OPENAI_FIELDS = [
     ("model a number", "/v1/chat/completions", dict(CHAT, model=5),
