@@ -312,6 +312,17 @@ UNHONOURED_OPENAI_FIELDS = [
      VALIDATION + "`logprobs` is not supported on completions; chat completions return them"),
     ("completions best_of", "/v1/completions", dict(COMPLETION, best_of=2),
      VALIDATION + "`best_of` is not supported on completions; `n` gives several choices. Given: 2"),
+    ("legacy functions", "/v1/chat/completions",
+     dict(CHAT, functions=[{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]),
+     VALIDATION + "`functions` is not supported: use `tools`"),
+    ("legacy function_call", "/v1/chat/completions", dict(CHAT, function_call="auto"),
+     VALIDATION + "`function_call` is not supported: use `tool_choice`"),
+    ("audio output", "/v1/chat/completions", dict(CHAT, audio={"voice": "alloy", "format": "wav"}),
+     VALIDATION + "`audio` is not supported: this server answers with text only"),
+    ("modalities with audio", "/v1/chat/completions", dict(CHAT, modalities=["text", "audio"]),
+     VALIDATION + "`modalities` other than [\"text\"] are not supported. Given: ['text', 'audio']"),
+    ("reasoning_effort", "/v1/chat/completions", dict(CHAT, reasoning_effort="high"),
+     VALIDATION + "`reasoning_effort` is not supported: the served model does not reason in a separate phase"),
 ]
 
 
@@ -326,7 +337,10 @@ def test_openai_fields_the_server_would_not_honour_are_a_422(server, name, path,
     ("/v1/chat/completions", dict(CHAT, top_logprobs=0, logprobs=False)),
     ("/v1/chat/completions", dict(CHAT, model=None, stream_options={"include_usage": False})),
     ("/v1/completions", dict(COMPLETION, echo=False, logprobs=False, best_of=1)),
-], ids=["equal max_tokens", "top_logprobs 0", "nulls and false", "completions defaults"])
+    ("/v1/chat/completions", dict(CHAT, functions=None, reasoning_effort=None, modalities=["text"], user="u",
+                                  store=False, metadata={"k": "v"}, service_tier="auto", parallel_tool_calls=False)),
+], ids=["equal max_tokens", "top_logprobs 0", "nulls and false", "completions defaults",
+        "chat fields that change nothing"])
 def test_openai_fields_at_their_defaults_are_served(server, path, body):
     response = post(server.url, body, path=path)
     assert response.status_code == 200, response.text

@@ -34,6 +34,7 @@ from .tools import (
     split_call,
     tool_call,
 )
+from .unserved import refuse_unserved_chat_fields
 
 
 def render_chat(tokenizer, messages: list[dict], plan: ToolPlan | None = None) -> str:
@@ -148,6 +149,7 @@ class ChatDialect(OpenAIDialect):
         """Messages, tools and template first (their errors are HTTP 4xx, as TGI's), then the
         parameters under OpenAI's names."""
         messages = chat_messages(body)
+        refuse_unserved_chat_fields(body)
         plan = plan_tools(body)
         prompt = render_chat(context.tokenizer, messages, plan)
         names = field_names(body, "messages")

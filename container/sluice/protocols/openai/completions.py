@@ -10,7 +10,7 @@ from ...errors import BatchSizeError, DeserializeError, SuffixNotSupportedError,
 from ...request import FieldNames, GenerateRequest, RequestLimits, build_request
 from ...serving.exchange import Outcome, ParseContext, Prompt
 from ...text.events import TokenEvent
-from ..fields import stream_flag, typed, typed_integer
+from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
 from .choices import copies, read_choices
 from .common import (
@@ -23,6 +23,7 @@ from .common import (
     read_parameters,
     usage,
 )
+from .unserved import refuse_unserved_completion_fields
 
 
 def completion_prompts(body, limits: RequestLimits) -> list[str]:
@@ -38,20 +39,6 @@ def completion_prompts(body, limits: RequestLimits) -> list[str]:
         raise BatchSizeError(f"Number of prompts exceeds the maximum batch size of {limits.max_client_batch_size}. "
                              f"Given: {len(prompts)}")
     return prompts
-
-
-def refuse_unserved_fields(body: dict) -> None:
-    """OpenAI's completions fields this server does not answer with (TGI ignores them): a 422
-    rather than an answer that silently lacks what was asked. ``stream_options`` is only checked:
-    a completions stream always carries ``usage`` on its last event, as TGI's."""
-    include_usage(body)
-    if typed(body, "echo", bool, "echo"):
-        raise ValidationError("`echo` is not supported: the answer holds the completion only")
-    if typed(body, "logprobs", bool, "logprobs"):
-        raise ValidationError("`logprobs` is not supported on completions; chat completions return them")
-    best_of = typed_integer(body, "best_of", "u32", "best_of")
-    if best_of is not None and best_of != 1:
-        raise ValidationError(f"`best_of` is not supported on completions; `n` gives several choices. Given: {best_of}")
 
 
 class CompletionsExchange:
@@ -97,7 +84,8 @@ class CompletionsDialect(OpenAIDialect):
         names = field_names(body, "prompt")
         stream = stream_flag(body)
         request = build_request(prompts[0], read_parameters(body, names), context.limits, stream=stream, names=names)
-        refuse_unserved_fields(body)
+        include_usage(body)  # only checked: a completions stream always ends with usage, as TGI's
+        refuse_unserved_completion_fields(body)
         request = replace(request, token_logprobs=False)  # a completion's choices carry none
         grammar = parse_response_format(body.get("response_format"))
         if grammar is not None:
