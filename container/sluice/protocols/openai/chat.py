@@ -13,7 +13,7 @@ from ...serving.exchange import Outcome, ParseContext, Prompt
 from ...text.events import Finish, TokenEvent
 from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
-from .chat_messages import chat_messages
+from .chat_messages import chat_messages, tool_calls_as_text
 from .choices import copies, read_choices
 from .common import (
     FINISH_REASONS,
@@ -43,6 +43,8 @@ def render_chat(tokenizer, messages: list[dict], plan: ToolPlan | None = None) -
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise TemplateError("template not found")
+    if "tool_calls" not in str(template):
+        messages = [tool_calls_as_text(message) for message in messages]
     extra = {}
     if plan is not None and "tools" in str(template):
         extra["tools"] = list(plan.tools)

@@ -6,6 +6,8 @@ a TypeError inside the template or the tokenizer.
 
 from __future__ import annotations
 
+import json
+
 from ...errors import DeserializeError
 from ..fields import describe as _describe
 
@@ -30,7 +32,28 @@ def chat_messages(body) -> list[dict]:
         _check_string(message, "name", field, required=False)
         if "content" in message:
             message["content"] = _message_content(message["content"], f"{field}.content")
+        _check_tool_calls(message.get("tool_calls"), f"{field}.tool_calls")
     return messages
+
+
+def tool_calls_as_text(message: dict) -> dict:
+    """For a chat template that does not read ``tool_calls``: an assistant turn that made calls
+    (its content null) carries them as their JSON text, as TGI writes every message for its
+    templates, so a tool round trip (call, then the tool's answer) renders instead of failing
+    in the template on the missing content."""
+    if message.get("tool_calls") and message.get("content") is None:
+        return dict(message, content=json.dumps(message["tool_calls"], ensure_ascii=False, separators=(",", ":")))
+    return message
+
+
+def _check_tool_calls(calls, field: str) -> None:
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise DeserializeError(f"{field}: invalid type: {_describe(calls)}, expected a sequence")
+    for index, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise DeserializeError(f"{field}[{index}]: invalid type: {_describe(call)}, expected a map")
 
 
 def _check_string(mapping: dict, key: str, field: str, required: bool) -> None:
