@@ -321,6 +321,12 @@ UNHONOURED_OPENAI_FIELDS = [
      VALIDATION + "`audio` is not supported: this server answers with text only"),
     ("modalities with audio", "/v1/chat/completions", dict(CHAT, modalities=["text", "audio"]),
      VALIDATION + "`modalities` other than [\"text\"] are not supported. Given: ['text', 'audio']"),
+    ("presence_penalty below -2", "/v1/chat/completions", dict(CHAT, presence_penalty=-2.5),
+     VALIDATION + "`presence_penalty` must be > -2.0 and < 1e37 (it is applied as TGI's `repetition_penalty` "
+                  "p + 2.0). Given: -2.5"),
+    ("presence_penalty 1e308 on completions", "/v1/completions", dict(COMPLETION, presence_penalty=1e308),
+     VALIDATION + "`presence_penalty` must be > -2.0 and < 1e37 (it is applied as TGI's `repetition_penalty` "
+                  "p + 2.0). Given: 1e308"),
     ("reasoning_effort", "/v1/chat/completions", dict(CHAT, reasoning_effort="high"),
      VALIDATION + "`reasoning_effort` is not supported: the served model does not reason in a separate phase"),
 ]

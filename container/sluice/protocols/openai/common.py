@@ -13,6 +13,7 @@ import uuid
 
 from ...errors import DeserializeError, ServerError, ValidationError
 from ...request import AdapterSelection, FieldNames, Parameters
+from ...request.rules import FLOAT32_SAFE_MAX, FLOAT32_SAFE_MIN
 from ...text.events import Finish
 from ..fields import describe, stop_sequences, typed, typed_integer
 from .errors import error_event
@@ -93,7 +94,12 @@ def _repetition_penalty(number) -> float | None:
     never silently dropped); Sluice's own ``repetition_penalty`` key, when given, wins."""
     explicit = number("repetition_penalty")
     presence = number("presence_penalty")
-    return explicit if explicit is not None or presence is None else presence + 2.0
+    if explicit is not None or presence is None:
+        return explicit
+    if not FLOAT32_SAFE_MIN <= presence + 2.0 <= FLOAT32_SAFE_MAX:  # named as sent, not `repetition_penalty`
+        raise ValidationError("`presence_penalty` must be > -2.0 and < 1e37 (it is applied as TGI's "
+                              f"`repetition_penalty` p + 2.0). Given: {repr(presence).replace('e+', 'e')}")
+    return presence + 2.0
 
 
 def _stop(value) -> tuple[str, ...]:
