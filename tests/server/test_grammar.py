@@ -211,6 +211,25 @@ def test_auto_tool_choice_answers_in_text_or_with_a_valid_call_and_none_means_no
     assert "tool_calls" not in plain["message"] and plain["finish_reason"] == "length"
 
 
+def test_a_required_call_cut_by_max_tokens_after_its_name_is_a_call_streamed_or_not(server):
+    """Every cut of a forced call: once the name is written the answer is `tool_calls` (arguments
+    so far, "" before their key), never the grammar's raw JSON in `content`; the stream agrees."""
+    name_only = 0
+    for max_tokens in range(1, 24):
+        body = dict(seed=0, tools=TOOLS, tool_choice="required", max_tokens=max_tokens, temperature=0)
+        choice = chat(server.url, **body)
+        call, content = reassemble(chat_stream_chunks(server.url, **body))
+        if choice["message"]["content"] is not None:  # cut inside the name: the text as written
+            assert not re.match(r'\{"name":"[a-z_]+"', choice["message"]["content"])
+            assert content == choice["message"]["content"] and call["name"] is None
+            continue
+        [whole] = choice["message"]["tool_calls"]
+        assert choice["finish_reason"] == "length" and whole["function"]["name"] in PARAMETERS
+        assert (content, call) == ("", {"name": whole["function"]["name"], "arguments": whole["function"]["arguments"]})
+        name_only += whole["function"]["arguments"] == ""
+    assert name_only >= 1  # some cut fell between the name and the arguments' key
+
+
 def test_a_tool_round_trip_renders_the_call_as_tgi_for_a_template_without_tool_calls(server):
     """The next turn of an agent loop: the model's call (content null), the tool's answer. The
     demo model's template reads only `content`; it was a 422 template_error ('dict object' has no
