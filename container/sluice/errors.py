@@ -65,8 +65,8 @@ class UnsupportedMediaTypeError(ServerError):
     status = 415
     error_type = "unsupported_media_type"
 
-    def __init__(self):
-        super().__init__("Expected request with `Content-Type: application/json`")
+    def __init__(self, message: str = "Expected request with `Content-Type: application/json`"):
+        super().__init__(message)
 
 
 class PayloadTooLargeError(ServerError):

@@ -9,6 +9,7 @@ of the wrong shape are 422 `validation`, naming the field as the client wrote it
 
 from __future__ import annotations
 
+import gzip
 import http.client
 
 import pytest
@@ -21,6 +22,9 @@ TOO_DEEP = {"error": "Failed to parse the request body as JSON: recursion limit 
 LONE_SURROGATE = {"error": "Failed to parse the request body as JSON: lone surrogate in hex escape",
                   "error_type": "bad_request"}
 DESERIALIZE = "Failed to deserialize the JSON body into the target type: "
+VALIDATION = "Input validation error: "
+CHAT = {"messages": [{"role": "user", "content": "How do I make cheese?"}], "max_tokens": 2}
+COMPLETION = {"prompt": "How do I make cheese?", "max_tokens": 2}
 
 BAD = [
     ("malformed json", dict(data=b'{"inputs": "x",', headers={"Content-Type": "application/json"}), 400, "bad_request"),
@@ -91,6 +95,59 @@ def test_over_long_input_messages_are_tgis(start_server):
     assert response.json()["error"].startswith(
         "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 32. Given: ")
     assert response.json()["error"].endswith(" `inputs` tokens and 40 `max_new_tokens`")
+
+
+MISNAMED_FIELDS = [  # each once named the wrong problem ("a sequence" for a bad item, "missing" for a number)
+    ("/generate", {"inputs": "x", "parameters": {"stop": ["ok", None]}},
+     "parameters.stop[1]: invalid type: null, expected a string"),
+    ("/v1/chat/completions", dict(CHAT, stop=["ok", 5]), "stop[1]: invalid type: number `5`, expected a string"),
+    ("/tokenize", {"inputs": 5}, "inputs: invalid type: number `5`, expected a string"),
+    ("/tokenize", ["x"], "invalid type: a sequence, expected a map with an `inputs` string"),
+]
+
+
+@pytest.mark.parametrize("path, body, problem", MISNAMED_FIELDS, ids=[f"{m[0]} {m[2][:20]}" for m in MISNAMED_FIELDS])
+def test_a_wrong_item_or_type_is_named_as_serde_names_it(server, path, body, problem):
+    assert_json_error(post(server.url, body, path=path), 422,
+                      {"error": DESERIALIZE + problem, "error_type": "validation"})
+
+
+REPEATED_KEYS = [
+    ("inputs twice", "/generate", b'{"inputs": "Why?", "inputs": "How do I make cheese?"}', "inputs"),
+    ("max_new_tokens twice", "/invocations",
+     b'{"inputs": "x", "parameters": {"max_new_tokens": 2, "max_new_tokens": 900}}', "max_new_tokens"),
+    ("stream twice", "/generate_stream", b'{"inputs": "x", "stream": true, "stream": false}', "stream"),
+    ("chat role twice", "/v1/chat/completions",
+     b'{"messages": [{"role": "system", "role": "user", "content": "hi"}]}', "role"),
+    ("max_tokens twice", "/v1/completions", b'{"prompt": "hi", "max_tokens": 1, "max_tokens": 2}', "max_tokens"),
+]
+
+
+@pytest.mark.parametrize("name, path, raw, key", REPEATED_KEYS, ids=[r[0] for r in REPEATED_KEYS])
+def test_a_key_repeated_in_one_object_is_a_422_not_a_silent_last_wins(server, name, path, raw, key):
+    assert_json_error(post_raw(server.url, path, raw), 422,
+                      {"error": DESERIALIZE + f"duplicate field `{key}`", "error_type": "validation"})
+
+
+ENCODED_BODY = b'{"inputs": "How do I make cheese?", "parameters": {"max_new_tokens": 2}}'
+
+
+@pytest.mark.parametrize("path", ["/invocations", "/generate_stream", "/v1/completions"])
+@pytest.mark.parametrize("coding, raw", [
+    ("gzip", gzip.compress(ENCODED_BODY)),  # compressed: was parsed as JSON text, a misleading UTF-8 400
+    ("br", ENCODED_BODY),  # labelled compressed but plain: was served as if the header were not there
+    ("identity, gzip", gzip.compress(ENCODED_BODY)),
+], ids=["gzip", "br label on plain JSON", "identity then gzip"])
+def test_a_compressed_body_is_a_415_naming_the_coding(server, path, coding, raw):
+    response = post_raw(server.url, path, raw, headers={"Content-Encoding": coding})
+    unsupported = coding.replace("identity, ", "")
+    assert_json_error(response, 415, {"error": f"Unsupported Content-Encoding `{unsupported}`: send the body "
+                                               "uncompressed", "error_type": "unsupported_media_type"})
+
+
+def test_identity_content_encoding_is_served(server):
+    response = post_raw(server.url, "/generate", ENCODED_BODY, headers={"Content-Encoding": "identity"})
+    assert response.status_code == 200 and response.json()["generated_text"]
 
 
 def post_raw(url: str, path: str, raw: bytes, headers: dict | None = None) -> requests.Response:
@@ -201,6 +258,12 @@ BAD_MESSAGES = [
     ("name a map", [{"role": "user", "name": {}, "content": "hi"}],
      "messages[0].name: invalid type: a map, expected a string"),
     ("message a string", ["hi"], "messages[0]: invalid type: string 'hi', expected a map"),
+    ("image part without image_url", [{"role": "user", "content": [{"type": "image_url"}]}],
+     "messages[0].content[0]: missing field `image_url`"),
+    ("image_url a string", [{"role": "user", "content": [{"type": "image_url", "image_url": "https://x/y.png"}]}],
+     "messages[0].content[0].image_url: invalid type: string 'https://x/y.png', expected a map"),
+    ("image url a number", [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}],
+     "messages[0].content[0].image_url.url: invalid type: number `5`, expected a string"),
 ]
 
 
@@ -211,14 +274,82 @@ def test_malformed_chat_message_is_a_422_naming_the_field(server, path, name, me
     assert_json_error(response, 422, chat_error(problem))
 
 
-def test_text_and_image_parts_are_served(server):
-    content = [{"type": "text", "text": "Make "}, {"type": "image_url", "image_url": {"url": "x"}},
+def test_text_and_image_parts_are_served_with_the_image_as_tgis_markdown(server):
+    """The server reads no images; an image part is not dropped from the prompt (the answer would
+    ignore it silently) but written as TGI writes it for a text-only model, ``![](<url>)``."""
+    content = [{"type": "text", "text": "Make "}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
                {"type": "text", "text": "cheese"}]
-    with_parts = post(server.url, {"messages": [{"role": "user", "content": content}], "max_tokens": 2},
-                      path="/v1/chat/completions").json()
-    as_text = post(server.url, {"messages": [{"role": "user", "content": "Make cheese"}], "max_tokens": 2},
-                   path="/v1/chat/completions").json()
-    assert with_parts["usage"] == as_text["usage"]
+
+    def answer(content) -> dict:
+        body = {"messages": [{"role": "user", "content": content}], "max_tokens": 4}
+        return post(server.url, body, path="/v1/chat/completions", headers={"x-use-cache": "0"}).json()
+
+    with_parts = answer(content)
+    assert with_parts == dict(answer("Make ![](https://x/y.png)cheese"), id=with_parts["id"],
+                              created=with_parts["created"])
+    assert with_parts["usage"]["prompt_tokens"] > answer("Make cheese")["usage"]["prompt_tokens"]
+
+
+# Fields the client sent that used to be accepted and then ignored (or, for `model`, read as absent).
+UNHONOURED_OPENAI_FIELDS = [
+    ("model a number", "/v1/chat/completions", dict(CHAT, model=5),
+     DESERIALIZE + "model: invalid type: number `5`, expected a string"),
+    ("model a list", "/v1/completions", dict(COMPLETION, model=["tiny"]),
+     DESERIALIZE + "model: invalid type: a sequence, expected a string"),
+    ("include_usage a string", "/v1/chat/completions",
+     dict(CHAT, stream=True, stream_options={"include_usage": "x"}),
+     DESERIALIZE + "stream_options.include_usage: invalid type: string 'x', expected a boolean"),
+    ("include_usage a number on completions", "/v1/completions", dict(COMPLETION, stream_options={"include_usage": 1}),
+     DESERIALIZE + "stream_options.include_usage: invalid type: number `1`, expected a boolean"),
+    ("max_tokens and max_completion_tokens disagree", "/v1/chat/completions",
+     dict(CHAT, max_tokens=4, max_completion_tokens=3),
+     DESERIALIZE + "max_completion_tokens: `3` disagrees with max_tokens: `4`; send one of them"),
+    ("top_logprobs without logprobs", "/v1/chat/completions", dict(CHAT, top_logprobs=2),
+     VALIDATION + "when using `top_logprobs`, `logprobs` must be set to true"),
+    ("completions echo", "/v1/completions", dict(COMPLETION, echo=True),
+     VALIDATION + "`echo` is not supported: the answer holds the completion only"),
+    ("completions logprobs", "/v1/completions", dict(COMPLETION, logprobs=True),
+     VALIDATION + "`logprobs` is not supported on completions; chat completions return them"),
+    ("completions best_of", "/v1/completions", dict(COMPLETION, best_of=2),
+     VALIDATION + "`best_of` is not supported on completions; `n` gives several choices. Given: 2"),
+    ("legacy functions", "/v1/chat/completions",
+     dict(CHAT, functions=[{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]),
+     VALIDATION + "`functions` is not supported: use `tools`"),
+    ("legacy function_call", "/v1/chat/completions", dict(CHAT, function_call="auto"),
+     VALIDATION + "`function_call` is not supported: use `tool_choice`"),
+    ("audio output", "/v1/chat/completions", dict(CHAT, audio={"voice": "alloy", "format": "wav"}),
+     VALIDATION + "`audio` is not supported: this server answers with text only"),
+    ("modalities with audio", "/v1/chat/completions", dict(CHAT, modalities=["text", "audio"]),
+     VALIDATION + "`modalities` other than [\"text\"] are not supported. Given: ['text', 'audio']"),
+    ("presence_penalty below -2", "/v1/chat/completions", dict(CHAT, presence_penalty=-2.5),
+     VALIDATION + "`presence_penalty` must be > -2.0 and < 1e37 (it is applied as TGI's `repetition_penalty` "
+                  "p + 2.0). Given: -2.5"),
+    ("presence_penalty 1e308 on completions", "/v1/completions", dict(COMPLETION, presence_penalty=1e308),
+     VALIDATION + "`presence_penalty` must be > -2.0 and < 1e37 (it is applied as TGI's `repetition_penalty` "
+                  "p + 2.0). Given: 1e308"),
+    ("reasoning_effort", "/v1/chat/completions", dict(CHAT, reasoning_effort="high"),
+     VALIDATION + "`reasoning_effort` is not supported: the served model does not reason in a separate phase"),
+]
+
+
+@pytest.mark.parametrize("name, path, body, message", UNHONOURED_OPENAI_FIELDS,
+                         ids=[f[0] for f in UNHONOURED_OPENAI_FIELDS])
+def test_openai_fields_the_server_would_not_honour_are_a_422(server, name, path, body, message):
+    assert_json_error(post(server.url, body, path=path), 422, {"error": message, "error_type": "validation"})
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", dict(CHAT, max_tokens=3, max_completion_tokens=3)),
+    ("/v1/chat/completions", dict(CHAT, top_logprobs=0, logprobs=False)),
+    ("/v1/chat/completions", dict(CHAT, model=None, stream_options={"include_usage": False})),
+    ("/v1/completions", dict(COMPLETION, echo=False, logprobs=False, best_of=1)),
+    ("/v1/chat/completions", dict(CHAT, functions=None, reasoning_effort=None, modalities=["text"], user="u",
+                                  store=False, metadata={"k": "v"}, service_tier="auto", parallel_tool_calls=False)),
+], ids=["equal max_tokens", "top_logprobs 0", "nulls and false", "completions defaults",
+        "chat fields that change nothing"])
+def test_openai_fields_at_their_defaults_are_served(server, path, body):
+    response = post(server.url, body, path=path)
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("method, path", [

@@ -211,6 +211,43 @@ def test_auto_tool_choice_answers_in_text_or_with_a_valid_call_and_none_means_no
     assert "tool_calls" not in plain["message"] and plain["finish_reason"] == "length"
 
 
+def test_a_required_call_cut_by_max_tokens_after_its_name_is_a_call_streamed_or_not(server):
+    """Every cut of a forced call: once the name is written the answer is `tool_calls` (arguments
+    so far, "" before their key), never the grammar's raw JSON in `content`; the stream agrees."""
+    name_only = 0
+    for max_tokens in range(1, 24):
+        body = dict(seed=0, tools=TOOLS, tool_choice="required", max_tokens=max_tokens, temperature=0)
+        choice = chat(server.url, **body)
+        call, content = reassemble(chat_stream_chunks(server.url, **body))
+        if choice["message"]["content"] is not None:  # cut inside the name: the text as written
+            assert not re.match(r'\{"name":"[a-z_]+"', choice["message"]["content"])
+            assert content == choice["message"]["content"] and call["name"] is None
+            continue
+        [whole] = choice["message"]["tool_calls"]
+        assert choice["finish_reason"] == "length" and whole["function"]["name"] in PARAMETERS
+        assert (content, call) == ("", {"name": whole["function"]["name"], "arguments": whole["function"]["arguments"]})
+        name_only += whole["function"]["arguments"] == ""
+    assert name_only >= 1  # some cut fell between the name and the arguments' key
+
+
+def test_a_tool_round_trip_renders_the_call_as_tgi_for_a_template_without_tool_calls(server):
+    """The next turn of an agent loop: the model's call (content null), the tool's answer. The
+    demo model's template reads only `content`; it was a 422 template_error ('dict object' has no
+    attribute 'content'). The call is now written as its JSON text, as TGI writes it."""
+    call = chat(server.url, seed=0, tools=TOOLS, tool_choice="required")["message"]
+    turn = [{"role": "user", "content": "What is the weather?"}, call,
+            {"role": "tool", "tool_call_id": call["tool_calls"][0]["id"], "content": "sunny, 21 C"}]
+    as_text = dict(call, content=json.dumps(call["tool_calls"], separators=(",", ":")))
+    body = {"max_tokens": 4, "temperature": 0}
+    answered = post(server.url, dict(body, messages=turn), path="/v1/chat/completions")
+    assert answered.status_code == 200, answered.text
+    written = post(server.url, dict(body, messages=[turn[0], as_text, turn[2]]), path="/v1/chat/completions").json()
+    assert answered.json()["choices"] == written["choices"] and answered.json()["usage"] == written["usage"]
+    bad = post(server.url, dict(body, messages=[dict(call, tool_calls="get_weather")]), path="/v1/chat/completions")
+    assert bad.status_code == 422 and bad.json()["error"].endswith(
+        "messages[0].tool_calls: invalid type: string 'get_weather', expected a sequence")
+
+
 def test_tool_errors_have_tgis_texts(server):
     body = {"messages": [{"role": "user", "content": "x"}], "tools": TOOLS}
     both = post(server.url, dict(body, response_format={"type": "json_object"}), path="/v1/chat/completions")

@@ -30,3 +30,13 @@ def test_an_unknown_route_is_a_404_json_error(server):
     response = post(server.url, {"inputs": "hi"}, headers={ATTRIBUTES: "x-use-cache=0, route=/v1/embeddings"})
     assert response.status_code == 404
     assert response.json()["error_type"] == "not_found" and "route=/v1/embeddings" in response.json()["error"]
+
+
+def test_two_different_routes_are_a_404_naming_both_not_the_last_winning(server):
+    body = {"inputs": "hi", "prompt": "hi", "parameters": {"max_new_tokens": 2}}
+    response = post(server.url, body, headers={ATTRIBUTES: "route=/generate, x-use-cache=0, route=/v1/completions"})
+    assert response.status_code == 404
+    assert response.json() == {"error": "Custom attributes name more than one route: route=/generate, "
+                                        "route=/v1/completions", "error_type": "not_found"}
+    same = post(server.url, body, headers={ATTRIBUTES: "route=/generate,route=/generate"})
+    assert same.status_code == 200 and "generated_text" in same.json()

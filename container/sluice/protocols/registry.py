@@ -23,9 +23,12 @@ _BY_PATH = {route.path: route for route in ROUTES}
 def invoked_route(sagemaker: SageMakerHeaders) -> Route:
     """The route an ``/invocations`` request goes to: the one its ``route=`` custom attribute
     names, else ``/invocations`` itself (which picks a protocol by the body's shape)."""
-    path = sagemaker.attribute(ROUTE_ATTRIBUTE)
-    if path is None:
+    paths = sagemaker.attributes(ROUTE_ATTRIBUTE)
+    if not paths:
         return invocations.ROUTE
+    if len(set(paths)) > 1:  # the last one winning would drop the others without a word
+        raise UnknownRouteError(f"Custom attributes name more than one route: {', '.join(f'route={p}' for p in paths)}")
+    path = paths[0]
     route = _BY_PATH.get(path)
     if route is None:
         raise UnknownRouteError(f"Custom attribute route={path} names no inference route; one of: "

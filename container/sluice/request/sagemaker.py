@@ -20,6 +20,10 @@ class SageMakerHeaders:
     adapter: str | None = None  # X-Amzn-SageMaker-Adapter-Identifier: the LoRA adapter to run with
     session_id: str | None = None  # X-Amzn-SageMaker-Session-Id, as sent (serving.sessions checks it)
 
+    def attributes(self, name: str) -> list[str]:
+        """Every value of custom attribute ``name`` (case-insensitive), in the order sent."""
+        return [value for key, value in self.custom_attributes if key.lower() == name.lower()]
+
     def attribute(self, name: str) -> str | None:
         """The value of custom attribute ``name`` (case-insensitive), the last one sent; None if absent."""
         values = [value for key, value in self.custom_attributes if key.lower() == name.lower()]

@@ -13,7 +13,7 @@ from ...serving.exchange import Outcome, ParseContext, Prompt
 from ...text.events import Finish, TokenEvent
 from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
-from .chat_messages import chat_messages
+from .chat_messages import chat_messages, tool_calls_as_text
 from .choices import copies, read_choices
 from .common import (
     FINISH_REASONS,
@@ -34,6 +34,7 @@ from .tools import (
     split_call,
     tool_call,
 )
+from .unserved import refuse_unserved_chat_fields
 
 
 def render_chat(tokenizer, messages: list[dict], plan: ToolPlan | None = None) -> str:
@@ -42,6 +43,8 @@ def render_chat(tokenizer, messages: list[dict], plan: ToolPlan | None = None) -
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise TemplateError("template not found")
+    if "tool_calls" not in str(template):
+        messages = [tool_calls_as_text(message) for message in messages]
     extra = {}
     if plan is not None and "tools" in str(template):
         extra["tools"] = list(plan.tools)
@@ -148,6 +151,7 @@ class ChatDialect(OpenAIDialect):
         """Messages, tools and template first (their errors are HTTP 4xx, as TGI's), then the
         parameters under OpenAI's names."""
         messages = chat_messages(body)
+        refuse_unserved_chat_fields(body)
         plan = plan_tools(body)
         prompt = render_chat(context.tokenizer, messages, plan)
         names = field_names(body, "messages")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from ...errors import DeserializeError, ServerError
+from ...errors import DeserializeError, ServerError, ValidationError
 from ...request import AdapterSelection, FieldNames, Parameters
+from ...request.rules import FLOAT32_SAFE_MAX, FLOAT32_SAFE_MIN
 from ...text.events import Finish
 from ..fields import describe, stop_sequences, typed, typed_integer
 from .errors import error_event
@@ -36,16 +37,29 @@ def read_parameters(body: dict, names: FieldNames) -> Parameters:
 
     temperature = number("temperature")
     logprobs = typed(body, "logprobs", bool, "logprobs")
-    max_tokens = names("max_new_tokens")
+    top_logprobs = typed_integer(body, "top_logprobs", "u32", "top_logprobs")
+    if top_logprobs and not logprobs:  # would be computed and never shown (TGI); vLLM's rule
+        raise ValidationError("when using `top_logprobs`, `logprobs` must be set to true")
+    typed(body, "model", str, "model")
     return Parameters(
         do_sample=None if temperature is None else temperature != 0,
         temperature=temperature if temperature != 0 else None,
         top_p=number("top_p"), seed=typed_integer(body, "seed", "u64", "seed"),
         frequency_penalty=number("frequency_penalty"), repetition_penalty=_repetition_penalty(number),
-        max_new_tokens=typed_integer(body, max_tokens, "u32", max_tokens),
-        top_n_tokens=typed_integer(body, "top_logprobs", "u32", "top_logprobs") if logprobs else None,
+        max_new_tokens=_max_tokens(body, names), top_n_tokens=top_logprobs if logprobs else None,
         stop=_stop(body.get("stop")), details=True, adapter=model_adapter(body),
         logit_bias=_logit_bias(body.get("logit_bias")))
+
+
+def _max_tokens(body: dict, names: FieldNames) -> int | None:
+    """``max_completion_tokens`` (OpenAI's newer name) or ``max_tokens``; both with different
+    values is a 422 (serde, which reads one as the other's alias, refuses both), never one of
+    them silently dropped."""
+    values = {key: typed_integer(body, key, "u32", key) for key in ("max_tokens", "max_completion_tokens")}
+    if None not in values.values() and values["max_tokens"] != values["max_completion_tokens"]:
+        raise DeserializeError(f"max_completion_tokens: `{values['max_completion_tokens']}` disagrees with "
+                               f"max_tokens: `{values['max_tokens']}`; send one of them")
+    return values[names("max_new_tokens")]
 
 
 def model_adapter(body: dict) -> AdapterSelection | None:
@@ -80,7 +94,12 @@ def _repetition_penalty(number) -> float | None:
     never silently dropped); Sluice's own ``repetition_penalty`` key, when given, wins."""
     explicit = number("repetition_penalty")
     presence = number("presence_penalty")
-    return explicit if explicit is not None or presence is None else presence + 2.0
+    if explicit is not None or presence is None:
+        return explicit
+    if not FLOAT32_SAFE_MIN <= presence + 2.0 <= FLOAT32_SAFE_MAX:  # named as sent, not `repetition_penalty`
+        raise ValidationError("`presence_penalty` must be > -2.0 and < 1e37 (it is applied as TGI's "
+                              f"`repetition_penalty` p + 2.0). Given: {repr(presence).replace('e+', 'e')}")
+    return presence + 2.0
 
 
 def _stop(value) -> tuple[str, ...]:
@@ -94,7 +113,7 @@ def include_usage(body: dict) -> bool:
         return False
     if not isinstance(options, dict):
         raise DeserializeError(f"stream_options: invalid type: {describe(options)}, expected a map")
-    return bool(options.get("include_usage"))
+    return bool(typed(options, "include_usage", bool, "stream_options.include_usage"))
 
 
 def model_name(body: dict, served: str) -> str:

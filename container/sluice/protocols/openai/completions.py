@@ -13,7 +13,17 @@ from ...text.events import TokenEvent
 from ..fields import stream_flag
 from ..grammar_fields import parse_response_format
 from .choices import copies, read_choices
-from .common import FINISH_REASONS, Envelope, OpenAIDialect, field_names, model_name, read_parameters, usage
+from .common import (
+    FINISH_REASONS,
+    Envelope,
+    OpenAIDialect,
+    field_names,
+    include_usage,
+    model_name,
+    read_parameters,
+    usage,
+)
+from .unserved import refuse_unserved_completion_fields
 
 
 def completion_prompts(body, limits: RequestLimits) -> list[str]:
@@ -74,6 +84,8 @@ class CompletionsDialect(OpenAIDialect):
         names = field_names(body, "prompt")
         stream = stream_flag(body)
         request = build_request(prompts[0], read_parameters(body, names), context.limits, stream=stream, names=names)
+        include_usage(body)  # only checked: a completions stream always ends with usage, as TGI's
+        refuse_unserved_completion_fields(body)
         request = replace(request, token_logprobs=False)  # a completion's choices carry none
         grammar = parse_response_format(body.get("response_format"))
         if grammar is not None:

@@ -26,8 +26,10 @@ DEFAULT_TOOL_PROMPT = (
     "{\"name\": function name, \"arguments\": dictionary of argument name and its value}. "
     "Do not use variables.\n")
 
-# The head of a call as the compact grammar writes it; what follows is the arguments object.
-_CALL_HEAD = re.compile(r'\{"name":("(?:[^"\\]|\\.)*"),"arguments":')
+# The head of a call as the compact grammar writes it: the name, then (once written) the key
+# whose value, the rest of the text, is the arguments object. A call cut by max_tokens after its
+# name but before that key is still a call (its arguments ""), never raw JSON in `content`.
+_CALL_HEAD = re.compile(r'\{"name":("(?:[^"\\]|\\.)*")(,"arguments":)?')
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ def split_call(text: str) -> tuple[str, str] | None:
     head = _CALL_HEAD.match(text)
     if head is None:
         return None
+    if head.group(2) is None:  # cut between the name and the arguments' key
+        return json.loads(head.group(1)), ""
     arguments = text[head.end():]
     if _complete(text):
         arguments = arguments.rstrip()[:-1]  # the call's own closing brace
@@ -194,7 +198,7 @@ class ToolCallStream:
         if self.mode != "call":
             return []
         call = split_call(self.text)
-        if call is None:  # cut before the call's head was written: the text as it is
+        if call is None:  # cut before the call's name was written: the text as it is
             return self._content(self.text)
         return self._call_deltas(None, call[1])
 
@@ -214,7 +218,10 @@ class ToolCallStream:
         if self.name is None:
             self.name = json.loads(head.group(1))
             deltas.append(self._delta(self.name, ""))
-        arguments = final_arguments if final_arguments is not None else held_text[head.end():]
+        if final_arguments is not None:
+            arguments = final_arguments
+        else:  # the arguments begin after their key; none while it is still being written
+            arguments = held_text[head.end():] if head.group(2) is not None else ""
         if len(arguments) > self.sent:
             deltas.append(self._delta(None, arguments[self.sent:]))
             self.sent = len(arguments)

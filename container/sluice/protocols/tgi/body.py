@@ -17,13 +17,7 @@ def parse_generate_body(body, limits: RequestLimits, *, stream: bool | None = No
                         return_full_text_default: bool = False) -> GenerateRequest:
     """The typed request of a TGI body. ``stream`` forces the mode for routes that imply it
     (``/generate_stream``); otherwise the body's ``"stream"`` decides, as TGI's compat route does."""
-    if not isinstance(body, dict):
-        raise DeserializeError(f"invalid type: {describe(body)}, expected a map with an `inputs` string")
-    if "inputs" not in body:
-        raise DeserializeError("missing field `inputs`")
-    inputs = body["inputs"]
-    if not isinstance(inputs, str):
-        raise DeserializeError(f"inputs: invalid type: {describe(inputs)}, expected a string")
+    inputs = body_inputs(body)
     params = body.get("parameters")
     if params is None:
         params = {}
@@ -32,6 +26,18 @@ def parse_generate_body(body, limits: RequestLimits, *, stream: bool | None = No
     stream = stream_flag(body) if stream is None else stream
     return build_request(inputs, read_parameters(params), limits, stream=stream,
                          return_full_text_default=return_full_text_default)
+
+
+def body_inputs(body) -> str:
+    """A TGI body's ``inputs`` (also ``/tokenize``'s), or serde's 422 for the body or the field."""
+    if not isinstance(body, dict):
+        raise DeserializeError(f"invalid type: {describe(body)}, expected a map with an `inputs` string")
+    if "inputs" not in body:
+        raise DeserializeError("missing field `inputs`")
+    inputs = body["inputs"]
+    if not isinstance(inputs, str):
+        raise DeserializeError(f"inputs: invalid type: {describe(inputs)}, expected a string")
+    return inputs
 
 
 def read_parameters(params: dict) -> Parameters:
