@@ -15,7 +15,8 @@ The warm-up runs the engine itself, not its model alone: a few short greedy gene
 sizes 1, 2, 4, ... (up to ``MAX_WARMUP_BATCH``, the batch limit and the concurrency limit), each
 prompt a few whole prefix-cache blocks, and one prompt as long as a prefill may be (bounded by
 ``LONG_PROMPT_TOKENS``), through the scheduler, the KV batch and the sampler as a request
-would go. Its sequences reach no client, no metric and no response cache (the serving's delivery
+would go; each batch arrives while the one before it decodes, so prefill chunks also run inside
+decode passes, as a burst's do. Its sequences reach no client, no metric and no response cache (the serving's delivery
 does not exist yet: they deliver to their own queues), and what they leave in the engine (prefix
 cache entries, the finished count) is dropped (``NativeEngine.forget_warmup``). It is bounded in
 time (``WARMUP_SECONDS``): what has not finished by then is cancelled and the server starts anyway.
@@ -91,16 +92,21 @@ def warm_up(engine, budget: SchedulerBudget, limits: TokenLimits, max_concurrent
     short = min(SHORT_PROMPT_TOKENS, room)
     long = min(LONG_PROMPT_TOKENS, room, budget.max_batch_prefill_tokens)
     rounds = [[short] * size for size in sizes] + [[long]]
-    ran, finished = 0, True
+    submitted: list = []
+    done: set[int] = set()
+    finished = True
     for lengths in rounds:
-        sequences = [engine.submit(_request(engine, vocabulary, length, ran + i, new_tokens))
+        sequences = [engine.submit(_request(engine, vocabulary, length, len(submitted) + i, new_tokens))
                      for i, length in enumerate(lengths)]
-        ran += len(sequences)
-        if not _wait(sequences, deadline):
+        submitted += sequences
+        # The next round comes once this one has its first tokens: its prefill then shares this
+        # round's decode passes (``fused_pass``), as a burst's newcomers do.
+        if not _wait(sequences, submitted, done, deadline, first_only=True):
             finished = False
             break
+    finished = finished and _wait(submitted, submitted, done, deadline, first_only=False)
     engine.forget_warmup()
-    return Warmup(sizes, ran, time.monotonic() - started, finished)
+    return Warmup(sizes, len(submitted), time.monotonic() - started, finished)
 
 
 def _request(engine, vocabulary: int, length: int, index: int, new_tokens: int) -> ValidRequest:
@@ -109,22 +115,25 @@ def _request(engine, vocabulary: int, length: int, index: int, new_tokens: int) 
                         max_new_tokens=new_tokens)
 
 
-def _wait(sequences, deadline: float) -> bool:
-    """Each sequence's events until its last; False (the rest cancelled) at the deadline or on a
-    failed pass."""
-    for index, sequence in enumerate(sequences):
-        while True:
-            remaining = deadline - time.monotonic()
-            event = _next_event(sequence, remaining)
+def _wait(sequences, submitted, done: set[int], deadline: float, first_only: bool) -> bool:
+    """Each of ``sequences``' events until its first (``first_only``) or its last, noting the
+    finished ones in ``done``; False (every unfinished warm-up sequence cancelled) at the
+    deadline or on a failed pass."""
+    for sequence in sequences:
+        while sequence.id not in done:
+            event = _next_event(sequence, deadline - time.monotonic())
             if event is None or isinstance(event, ErrorEvent):
                 if event is None:
                     log.warning("warm-up: not finished in time; serving without the rest of it")
                 else:
                     log.error("warm-up: a pass failed: %s", event.error)
-                for rest in sequences[index:]:
-                    rest.cancel()  # the engine drops it at its next step
+                for rest in submitted:
+                    if rest.id not in done:
+                        rest.cancel()  # the engine drops it at its next step
                 return False
             if event.finish is not None:
+                done.add(sequence.id)
+            if first_only:
                 break
     return True
 
