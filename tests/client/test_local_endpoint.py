@@ -151,6 +151,47 @@ def test_unknown_endpoint_is_a_validation_error(scripted_runtime):
     assert "nope" in caught.value.response["Error"]["Message"]
 
 
+def validation_error_of(call) -> str:
+    with pytest.raises(ClientError) as caught:
+        call()
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    return caught.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("TargetVariant", "Canary", "Variant Canary not found"),
+    ("TargetModel", "model-b.tar.gz", "not a multi-model endpoint"),
+    ("TargetContainerHostname", "secondary", "not a multi-container endpoint"),
+    ("EnableExplanations", "`true`", "no explainer"),
+])
+def test_routing_headers_the_endpoint_cannot_honour_are_validation_errors(scripted_runtime, field, value, says):
+    """SageMaker refuses them before any container runs; served anyway, the client would believe it
+    reached another variant, model or container than the one that answered."""
+    client = runtime_client(scripted_runtime.url)
+    body = json.dumps({"mode": "echo-headers"})
+    assert says in validation_error_of(lambda: client.invoke_endpoint(
+        EndpointName="scripted", Body=body, ContentType="application/json", **{field: value}))
+    if field in ("TargetVariant", "TargetContainerHostname"):  # the others are not streaming parameters
+        assert says in validation_error_of(lambda: stream(client, "scripted", {"mode": "echo-headers"},
+                                                           **{field: value}))
+    answered = client.invoke_endpoint(EndpointName="scripted", Body=body, ContentType="application/json",
+                                      TargetVariant="AllTraffic")
+    assert answered["InvokedProductionVariant"] == "AllTraffic"
+
+
+def test_the_streaming_api_cannot_open_a_session_nor_take_a_malformed_session_id(scripted_runtime):
+    client = runtime_client(scripted_runtime.url)
+    message = validation_error_of(lambda: stream(client, "scripted", {"mode": "echo-headers"},
+                                                 SessionId="NEW_SESSION"))
+    assert "sessionId" in message and "cannot open a session" in message
+    assert "regular expression" in validation_error_of(lambda: client.invoke_endpoint(
+        EndpointName="scripted", Body=b'{"mode": "echo-headers"}', SessionId="bad id!"))
+    seen = json.loads(client.invoke_endpoint(EndpointName="scripted", Body=b'{"mode": "echo-headers"}',
+                                             SessionId="NEW_SESSION")["Body"].read())
+    assert seen["X-Amzn-SageMaker-Session-Id"] == "NEW_SESSION"  # InvokeEndpoint may open one
+
+
 # --- the real Sluice container on the tiny demo model ------------------------------------------
 
 GREEDY = {"do_sample": False, "max_new_tokens": 16, "return_full_text": False}
