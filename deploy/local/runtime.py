@@ -51,6 +51,10 @@ SESSION_HEADER = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION_HEADER = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED_SESSION_HEADER = "X-Amzn-SageMaker-Closed-Session-Id"
 NEW_SESSION = "NEW_SESSION"  # the SessionId a client sends to open a session
+# SageMaker's words when the container does not answer in time (a ModelError, original status 0).
+INVOCATION_TIMED_OUT = (f"Your invocation timed out while waiting for a response from container {CONTAINER_HOSTNAME}. "
+                        "Review the latency metrics for each container in Amazon CloudWatch, resolve the issue, "
+                        "and try again.")
 
 
 class _ContainerFailed(Exception):
@@ -135,6 +139,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         try:
             conn.request("POST", "/invocations", body=body, headers=headers)
             response = conn.getresponse()
+        except TimeoutError as error:
+            conn.close()
+            raise _ContainerFailed(0, INVOCATION_TIMED_OUT.encode()) from error
         except (OSError, http.client.HTTPException) as error:
             conn.close()
             raise _ContainerFailed(0, f"Could not reach the container: {error}".encode()) from error
@@ -147,6 +154,8 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
     def _relay_body(self, response: http.client.HTTPResponse, route: Route) -> None:
         try:
             data = response.read()
+        except TimeoutError:
+            return self._send_model_error(0, INVOCATION_TIMED_OUT.encode())
         except (OSError, http.client.HTTPException) as error:  # died before finishing the body
             return self._send_model_error(0, f"Incomplete response from the container: {error!r}"
                                           .encode())

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class ScriptedContainer(BaseHTTPRequestHandler):
 
     def do_POST(self):
         mode = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["mode"]
+        if mode == "slow":
+            time.sleep(2)
+            return self._send(200, "application/json", b"[]")
         if mode == "echo-headers":
             return self._send(200, "application/json", json.dumps(dict(self.headers)).encode())
         if mode == "fail":
@@ -149,6 +153,24 @@ def test_unknown_endpoint_is_a_validation_error(scripted_runtime):
         stream(runtime_client(scripted_runtime.url), "nope", {"mode": "stream"})
     assert caught.value.response["Error"]["Code"] == "ValidationError"
     assert "nope" in caught.value.response["Error"]["Message"]
+
+
+def test_a_container_slower_than_the_invocation_limit_is_sagemakers_timeout_model_error():
+    container = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedContainer)
+    threading.Thread(target=container.serve_forever, daemon=True).start()
+    try:
+        with LocalRuntime({"slow": f"http://127.0.0.1:{container.server_address[1]}"},
+                          container_timeout=0.5) as runtime:
+            with pytest.raises(ClientError) as caught:
+                runtime_client(runtime.url).invoke_endpoint(EndpointName="slow", Body=b'{"mode": "slow"}')
+    finally:
+        container.shutdown()
+        container.server_close()
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError" and error["OriginalStatusCode"] == 0
+    assert error["Error"]["Message"].startswith(
+        'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
+        'response from container primary.')
 
 
 def validation_error_of(call) -> str:
