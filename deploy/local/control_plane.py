@@ -51,10 +51,11 @@ log = logging.getLogger(__name__)
 
 
 class Route:
-    """Where one runtime request goes: a container URL and the headers SageMaker adds."""
+    """Where one runtime request goes: a container URL, the headers SageMaker adds, and the
+    production variant that answers (``InvokedProductionVariant``, what ``TargetVariant`` must name)."""
 
-    def __init__(self, container_url: str, headers: dict[str, str] | None = None):
-        self.container_url, self.headers = container_url, dict(headers or {})
+    def __init__(self, container_url: str, headers: dict[str, str] | None = None, variant: str = DEFAULT_VARIANT):
+        self.container_url, self.headers, self.variant = container_url, dict(headers or {}), variant
 
 
 def not_found(kind: str, resource_arn: str) -> ApiError:
@@ -89,7 +90,7 @@ class ControlPlane:
                     raise ApiError("ValidationError", "Inference Component Name header is required for endpoints to "
                                    "which you plan to deploy inference components. Please include Inference Component "
                                    "Name header or consider using SageMaker models.")
-                return Route(endpoint.container_url)
+                return Route(endpoint.container_url, variant=endpoint.variant_name)
             component = self.components.get(component_name)
             if component is None or component.endpoint_name != endpoint_name:
                 raise ApiError("ValidationError", f"Inference Component {component_name} not found on endpoint "
@@ -100,8 +101,8 @@ class ControlPlane:
             headers = {INFERENCE_COMPONENT_HEADER: component.name}
             if component.is_adapter:
                 headers[ADAPTER_IDENTIFIER_HEADER] = component.name
-                return Route(self.components[component.base_name].container_url, headers)
-            return Route(component.container_url, headers)
+                return Route(self.components[component.base_name].container_url, headers, component.variant_name)
+            return Route(component.container_url, headers, component.variant_name)
 
     def shutdown(self) -> None:
         """Stop every container this control plane started."""
@@ -143,9 +144,11 @@ class ControlPlane:
             raise self._no_backend("CreateEndpoint")
         result = self.backend.call("CreateEndpoint", params)
         config = self.backend.call("DescribeEndpointConfig", {"EndpointConfigName": params["EndpointConfigName"]})
-        model_name = (config.get("ProductionVariants") or [{}])[0].get("ModelName")
+        variant = (config.get("ProductionVariants") or [{}])[0]
+        model_name = variant.get("ModelName")
         record = EndpointRecord(params["EndpointName"], result["EndpointArn"], local_only=False,
-                                config_name=params["EndpointConfigName"], status=CREATING if model_name else IN_SERVICE)
+                                config_name=params["EndpointConfigName"], status=CREATING if model_name else IN_SERVICE,
+                                variant_name=variant.get("VariantName", DEFAULT_VARIANT))
         with self._lock:
             self.endpoints[record.name] = record
         if model_name:

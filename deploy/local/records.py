@@ -40,6 +40,7 @@ class EndpointRecord:
     status: str = IN_SERVICE
     failure_reason: str | None = None
     container: object | None = None  # a container this record started (stopped with it)
+    variant_name: str = DEFAULT_VARIANT  # its (only) production variant
     created: datetime = field(default_factory=now)
     modified: datetime = field(default_factory=now)
 
@@ -50,7 +51,7 @@ class EndpointRecord:
         answer = {"EndpointName": self.name, "EndpointArn": self.arn,
                   "EndpointConfigName": self.config_name or self.name, "EndpointStatus": self.status,
                   "CreationTime": self.created, "LastModifiedTime": self.modified,
-                  "ProductionVariants": [{"VariantName": DEFAULT_VARIANT, "CurrentInstanceCount": 1,
+                  "ProductionVariants": [{"VariantName": self.variant_name, "CurrentInstanceCount": 1,
                                           "DesiredInstanceCount": 1, "CurrentWeight": 1.0, "DesiredWeight": 1.0}]}
         if self.failure_reason:
             answer["FailureReason"] = self.failure_reason

@@ -33,10 +33,10 @@ from deploy.eventstream import encode_exception, encode_payload_part
 from deploy.local import aws_json
 from deploy.local.backend import Backend
 from deploy.local.control_plane import ControlPlane, Route
+from deploy.local.invocation_checks import check_invocation_headers
 
 log = logging.getLogger(__name__)
 
-PRODUCTION_VARIANT = "AllTraffic"
 CONTAINER_HOSTNAME = "primary"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's documented request limit
 READ_SIZE = 64 * 1024
@@ -51,6 +51,10 @@ SESSION_HEADER = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION_HEADER = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED_SESSION_HEADER = "X-Amzn-SageMaker-Closed-Session-Id"
 NEW_SESSION = "NEW_SESSION"  # the SessionId a client sends to open a session
+# SageMaker's words when the container does not answer in time (a ModelError, original status 0).
+INVOCATION_TIMED_OUT = (f"Your invocation timed out while waiting for a response from container {CONTAINER_HOSTNAME}. "
+                        "Review the latency metrics for each container in Amazon CloudWatch, resolve the issue, "
+                        "and try again.")
 
 
 class _ContainerFailed(Exception):
@@ -80,14 +84,15 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             return self._send_error(404, "UnknownOperationException",
                                     f"Unknown operation {self.path}")
         name, operation = unquote(match.group(1)), match.group(2)
+        streaming = operation == "invocations-response-stream"
         try:
             route = self.server.control_plane.route(name, self.headers.get(COMPONENT_HEADER))
+            check_invocation_headers(self.headers, name, route.variant, streaming)
         except aws_json.ApiError as error:
             return self._send_error(error.status, error.code, error.message)
         if len(body) > MAX_PAYLOAD_BYTES:
             return self._send_error(400, "ValidationError",
                                     f"Request payload exceeds {MAX_PAYLOAD_BYTES} bytes.")
-        streaming = operation == "invocations-response-stream"
         accept = self.headers.get("X-Amzn-SageMaker-Accept" if streaming else "Accept")
         try:
             conn, response = self._call_container(route, body, accept)
@@ -95,9 +100,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             return self._send_model_error(failure.status, failure.body)
         try:
             if streaming:
-                self._relay_stream(response)
+                self._relay_stream(response, route)
             else:
-                self._relay_body(response)
+                self._relay_body(response, route)
         finally:
             conn.close()
 
@@ -134,6 +139,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         try:
             conn.request("POST", "/invocations", body=body, headers=headers)
             response = conn.getresponse()
+        except TimeoutError as error:
+            conn.close()
+            raise _ContainerFailed(0, INVOCATION_TIMED_OUT.encode()) from error
         except (OSError, http.client.HTTPException) as error:
             conn.close()
             raise _ContainerFailed(0, f"Could not reach the container: {error}".encode()) from error
@@ -143,24 +151,26 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             raise _ContainerFailed(response.status, failed_body)
         return conn, response
 
-    def _relay_body(self, response: http.client.HTTPResponse) -> None:
+    def _relay_body(self, response: http.client.HTTPResponse, route: Route) -> None:
         try:
             data = response.read()
+        except TimeoutError:
+            return self._send_model_error(0, INVOCATION_TIMED_OUT.encode())
         except (OSError, http.client.HTTPException) as error:  # died before finishing the body
             return self._send_model_error(0, f"Incomplete response from the container: {error!r}"
                                           .encode())
         self.send_response(200)
-        self._send_common_headers(response)
+        self._send_common_headers(response, route)
         self._send_session_headers(response)
         self.send_header("Content-Type", response.getheader("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
-    def _relay_stream(self, response: http.client.HTTPResponse) -> None:
+    def _relay_stream(self, response: http.client.HTTPResponse, route: Route) -> None:
         """Re-frame each chunk the container writes as one PayloadPart, flushed at once."""
         self.send_response(200)
-        self._send_common_headers(response)
+        self._send_common_headers(response, route)
         self.send_header("Content-Type", EVENTSTREAM_CONTENT_TYPE)
         self.send_header("X-Amzn-SageMaker-Content-Type",
                          response.getheader("Content-Type", "application/octet-stream"))
@@ -187,9 +197,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def _send_common_headers(self, response: http.client.HTTPResponse) -> None:
+    def _send_common_headers(self, response: http.client.HTTPResponse, route: Route) -> None:
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        self.send_header("x-Amzn-Invoked-Production-Variant", PRODUCTION_VARIANT)
+        self.send_header("x-Amzn-Invoked-Production-Variant", route.variant)
         attributes = response.getheader("X-Amzn-SageMaker-Custom-Attributes")
         if attributes:
             self.send_header("X-Amzn-SageMaker-Custom-Attributes", attributes)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class ScriptedContainer(BaseHTTPRequestHandler):
 
     def do_POST(self):
         mode = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["mode"]
+        if mode == "slow":
+            time.sleep(2)
+            return self._send(200, "application/json", b"[]")
         if mode == "echo-headers":
             return self._send(200, "application/json", json.dumps(dict(self.headers)).encode())
         if mode == "fail":
@@ -149,6 +153,65 @@ def test_unknown_endpoint_is_a_validation_error(scripted_runtime):
         stream(runtime_client(scripted_runtime.url), "nope", {"mode": "stream"})
     assert caught.value.response["Error"]["Code"] == "ValidationError"
     assert "nope" in caught.value.response["Error"]["Message"]
+
+
+def test_a_container_slower_than_the_invocation_limit_is_sagemakers_timeout_model_error():
+    container = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedContainer)
+    threading.Thread(target=container.serve_forever, daemon=True).start()
+    try:
+        with LocalRuntime({"slow": f"http://127.0.0.1:{container.server_address[1]}"},
+                          container_timeout=0.5) as runtime:
+            with pytest.raises(ClientError) as caught:
+                runtime_client(runtime.url).invoke_endpoint(EndpointName="slow", Body=b'{"mode": "slow"}')
+    finally:
+        container.shutdown()
+        container.server_close()
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError" and error["OriginalStatusCode"] == 0
+    assert error["Error"]["Message"].startswith(
+        'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
+        'response from container primary.')
+
+
+def validation_error_of(call) -> str:
+    with pytest.raises(ClientError) as caught:
+        call()
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    return caught.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("TargetVariant", "Canary", "Variant Canary not found"),
+    ("TargetModel", "model-b.tar.gz", "not a multi-model endpoint"),
+    ("TargetContainerHostname", "secondary", "not a multi-container endpoint"),
+    ("EnableExplanations", "`true`", "no explainer"),
+])
+def test_routing_headers_the_endpoint_cannot_honour_are_validation_errors(scripted_runtime, field, value, says):
+    """SageMaker refuses them before any container runs; served anyway, the client would believe it
+    reached another variant, model or container than the one that answered."""
+    client = runtime_client(scripted_runtime.url)
+    body = json.dumps({"mode": "echo-headers"})
+    assert says in validation_error_of(lambda: client.invoke_endpoint(
+        EndpointName="scripted", Body=body, ContentType="application/json", **{field: value}))
+    if field in ("TargetVariant", "TargetContainerHostname"):  # the others are not streaming parameters
+        assert says in validation_error_of(lambda: stream(client, "scripted", {"mode": "echo-headers"},
+                                                           **{field: value}))
+    answered = client.invoke_endpoint(EndpointName="scripted", Body=body, ContentType="application/json",
+                                      TargetVariant="AllTraffic")
+    assert answered["InvokedProductionVariant"] == "AllTraffic"
+
+
+def test_the_streaming_api_cannot_open_a_session_nor_take_a_malformed_session_id(scripted_runtime):
+    client = runtime_client(scripted_runtime.url)
+    message = validation_error_of(lambda: stream(client, "scripted", {"mode": "echo-headers"},
+                                                 SessionId="NEW_SESSION"))
+    assert "sessionId" in message and "cannot open a session" in message
+    assert "regular expression" in validation_error_of(lambda: client.invoke_endpoint(
+        EndpointName="scripted", Body=b'{"mode": "echo-headers"}', SessionId="bad id!"))
+    seen = json.loads(client.invoke_endpoint(EndpointName="scripted", Body=b'{"mode": "echo-headers"}',
+                                             SessionId="NEW_SESSION")["Body"].read())
+    assert seen["X-Amzn-SageMaker-Session-Id"] == "NEW_SESSION"  # InvokeEndpoint may open one
 
 
 # --- the real Sluice container on the tiny demo model ------------------------------------------
