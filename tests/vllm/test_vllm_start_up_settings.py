@@ -42,3 +42,12 @@ def test_dtype_float64_which_vllm_has_no_kernels_for_stops_the_start_with_one_li
     assert errors == ["sluice: error: model loading failed: ConfigError: DTYPE=float64 is not supported by "
                       "the vllm engine (SLUICE_ENGINE=vllm); it takes auto, float32, float16 or bfloat16"], errors
     assert "pydantic" not in process.log_text()
+
+
+def test_settings_only_the_embedded_engine_reads_are_named_at_start_as_ignored(vllm_server):
+    """The shared server sets SLUICE_WARMUP=0 and SLUICE_FUSED_PREFILL=0: vLLM runs its own
+    profiling pass and mixes prefill and decode whatever they say, so the start says so once."""
+    lines = [line for line in vllm_server.log_text().splitlines() if "ignored by the vllm engine" in line]
+    assert len(lines) == 1, vllm_server.log_tail()
+    assert lines[0].endswith("ignored by the vllm engine serving here (SLUICE_ENGINE=vllm): "
+                             "SLUICE_FUSED_PREFILL, SLUICE_WARMUP (read by the sluice engine only)"), lines
