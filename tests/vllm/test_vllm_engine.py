@@ -45,6 +45,7 @@ def test_info_reports_the_vllm_engine_its_dtype_and_device(vllm_server):
     info = requests.get(vllm_server.url + "/info", timeout=10).json()
     assert info["engine"] == "vllm" and info["router"] == "sluice"
     assert info["model_dtype"] == "bfloat16" and info["model_device_type"] == "cpu"
+    assert info["model_dtype_reason"] == "auto: vLLM's CPU kernels run bf16"  # why, as the embedded engine says
     assert info["max_input_tokens"] < info["max_total_tokens"] < info["max_batch_total_tokens"]  # vLLM's KV tokens
     assert info["fused_prefill"].startswith("vllm (")  # SLUICE_FUSED_PREFILL is the own engine's
 

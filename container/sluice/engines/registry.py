@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 
 from ..config import Config, ConfigError
 from .base import EngineBuild
+from .engine_settings import unused_settings_line
+
+log = logging.getLogger("sluice.engines")
 
 # SLUICE_ENGINE value -> the folder under engines/ that implements it.
 ENGINES = {"sluice": "native", "vllm": "vllm"}
@@ -33,5 +37,8 @@ def choose_engine(config: Config) -> str:
 
 def build_engine(config: Config) -> EngineBuild:
     """Build and start the engine ``config`` selects (slow: it loads the model)."""
-    folder = ENGINES[choose_engine(config)]
+    engine = choose_engine(config)
+    if (line := unused_settings_line(config, engine)) is not None:
+        log.warning(line)
+    folder = ENGINES[engine]
     return importlib.import_module(f"{__package__}.{folder}.build").build(config)

@@ -33,13 +33,24 @@ GIB = 1 << 30
 VLLM_QUANTIZATION = {"bitsandbytes-nf4": "bitsandbytes"}
 
 
-def vllm_dtype(config: Config, cuda: bool) -> str:
-    """bf16 on CUDA (fp16 without bf16 support) and on CPU (vLLM's CPU kernels' own choice)."""
+# The DTYPE values vLLM's ModelConfig takes; the embedded engine's float64 is not among them.
+VLLM_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def vllm_dtype(config: Config, cuda: bool) -> tuple[str, str]:
+    """The dtype and why (``/info`` ``model_dtype_reason``, as the embedded engine says): bf16 on
+    CUDA (fp16 without bf16 support) and on CPU (vLLM's CPU kernels' own choice). A DTYPE vLLM
+    has no kernels for is one clear line here, not vLLM's validation dump of its literals."""
+    if config.dtype not in VLLM_DTYPES:
+        raise ConfigError(f"DTYPE={config.dtype} is not supported by the vllm engine (SLUICE_ENGINE=vllm); "
+                          f"it takes {', '.join(VLLM_DTYPES[:-1])} or {VLLM_DTYPES[-1]}")
     if config.dtype != "auto":
-        return config.dtype
-    if cuda and not torch.cuda.is_bf16_supported():
-        return "float16"
-    return "bfloat16"
+        return config.dtype, f"DTYPE={config.dtype}"
+    if not cuda:
+        return "bfloat16", "auto: vLLM's CPU kernels run bf16"
+    if not torch.cuda.is_bf16_supported():
+        return "float16", "auto: CUDA device without bf16"
+    return "bfloat16", "auto: CUDA device supports bf16"
 
 
 def vllm_quantization(config: Config, cuda: bool) -> str | None:
@@ -168,7 +179,7 @@ def build(config: Config) -> EngineBuild:
     model_config = AutoConfig.from_pretrained(config.model_id, revision=config.revision,
                                               trust_remote_code=config.trust_remote_code)
     limits = config.token_limits(getattr(text_config(model_config), "max_position_embeddings", None))
-    dtype = vllm_dtype(config, cuda)
+    dtype, dtype_reason = vllm_dtype(config, cuda)
     kv_bytes = kv_bytes_per_token(model_config, 4 if dtype == "float32" else 2)
     prepare_environment(config, cuda, kv_bytes, limits)
     with flask_proxies_resolvable():
@@ -183,7 +194,8 @@ def build(config: Config) -> EngineBuild:
     device = "cuda" if cuda else "cpu"
     cache = llm.vllm_config.cache_config
     kv_tokens = cache.num_gpu_blocks * cache.block_size if cache.num_gpu_blocks else config.max_batch_total_tokens
-    description = {"model_dtype": dtype, "model_device_type": device, "max_batch_total_tokens": kv_tokens,
+    description = {"model_dtype": dtype, "model_dtype_reason": dtype_reason, "model_device_type": device,
+                   "max_batch_total_tokens": kv_tokens,
                    "max_batch_prefill_tokens": llm.vllm_config.scheduler_config.max_num_batched_tokens,
                    "max_batch_size": llm.vllm_config.scheduler_config.max_num_seqs,
                    # SLUICE_FUSED_PREFILL is the own engine's: vLLM's scheduler mixes both itself.
