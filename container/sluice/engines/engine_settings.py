@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import (SLUICE_FUSED_PREFILL, SLUICE_PACK_WEIGHTS, SLUICE_VLLM_ENFORCE_EAGER, SLUICE_WARMUP,
-                      WATERMARK_DELTA, WATERMARK_GAMMA, Config)
+from ..config import (
+    SLUICE_FUSED_PREFILL,
+    SLUICE_PACK_WEIGHTS,
+    SLUICE_VLLM_ENFORCE_EAGER,
+    SLUICE_WARMUP,
+    WATERMARK_DELTA,
+    WATERMARK_GAMMA,
+    Config,
+)
 
 # SLUICE_ENGINE value -> (environment variable, the Config field it sets) read by that engine only.
 OWN_SETTINGS = {
