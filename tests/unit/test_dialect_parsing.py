@@ -89,3 +89,12 @@ def test_completions_take_up_to_the_client_batch_size_and_refuse_suffix():
 def test_the_answer_names_the_model_the_client_named_unless_it_said_tgi():
     assert chat(model="tgi").envelope.fields["model"] == "served-model"
     assert chat(model="my-model").envelope.fields["model"] == "my-model"
+
+
+def test_an_empty_stop_string_stops_nothing_and_does_not_count_toward_the_limit():
+    """Five stops, one of them empty, fit the limit of four: the empty one is left out, as
+    docs/http-api.md says (matched, it would end every answer after its first token)."""
+    body = {"inputs": "hi", "parameters": {"stop": ["a", "", "b", "c", "d"]}}
+    request = TgiDialect(stream=False, compat=False).parse(body, CONTEXT).request
+    assert request.stop == ("a", "b", "c", "d")
+    assert chat(stop=["", "x"]).prompts[0].request.stop == ("x",)
