@@ -6,6 +6,7 @@ import warnings
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from aws_fixtures import ACCOUNT, REGION, ROLE, moto_endpoint
 from deploy.artifacts import upload_model_dir
@@ -212,3 +213,50 @@ def test_local_deploy_serves_the_same_predictor_api(aws_env, tiny_model_dir):
         assert tokens.details["generated_tokens"] == result[0]["details"]["generated_tokens"]
     finally:
         predictor.delete_endpoint()
+
+
+def test_a_deploy_refused_by_create_endpoint_config_leaves_no_model(aws):
+    """SageMaker refuses the instance type only at CreateEndpointConfig, after CreateModel: the
+    model the deploy made for it goes too, rather than pile up one per failed try."""
+    model = JumpStartModel(DEMO, "1.0.0", role=ROLE, image_uri=IMAGE, model_data="s3://b/p/")
+    with warnings.catch_warnings(), pytest.raises(ClientError, match="CreateEndpointConfig"):
+        warnings.simplefilter("ignore", UnsupportedInstanceTypeWarning)
+        model.deploy(instance_type="ml.bogus.xlarge", endpoint_name="refused", wait=False)
+    sm = boto3.client("sagemaker")
+    assert sm.list_models()["Models"] == [] and sm.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+@pytest.fixture
+def endpoint_names_taken_once(monkeypatch):
+    """SageMaker refuses CreateEndpoint for a name in use ("Cannot create already existing
+    endpoint"); moto 5.2.5 silently replaces the endpoint instead."""
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create = SageMakerModelBackend.create_endpoint
+
+    def create_endpoint(self, endpoint_name, *args, **kwargs):
+        if endpoint_name in self.endpoints:
+            raise ValidationError(message=f'Cannot create already existing endpoint "{endpoint_name}".')
+        return create(self, endpoint_name, *args, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_endpoint", create_endpoint)
+
+
+def test_a_deploy_refused_by_create_endpoint_leaves_nothing_and_can_be_retried(aws, endpoint_names_taken_once):
+    """An endpoint name already taken (or a quota) fails CreateEndpoint after its config and model
+    exist: both go, so the same deploy under a free name, or after the cause is fixed, succeeds;
+    the endpoint that held the name is untouched."""
+    model = JumpStartModel(DEMO, "1.0.0", role=ROLE, image_uri=IMAGE, model_data="s3://b/p/")
+    model.deploy(endpoint_name="taken", wait=False)
+    sm = boto3.client("sagemaker")
+    sm.delete_endpoint_config(EndpointConfigName="taken")  # the endpoint keeps running without it
+    before = {m["ModelName"] for m in sm.list_models()["Models"]}
+
+    with pytest.raises(ClientError, match="CreateEndpoint operation"):
+        model.deploy(endpoint_name="taken", wait=False)
+
+    assert {m["ModelName"] for m in sm.list_models()["Models"]} == before
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sm.describe_endpoint(EndpointName="taken")["EndpointStatus"] == "InService"
+    assert model.deploy(endpoint_name="free", wait=False).endpoint_name == "free"
