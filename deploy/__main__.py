@@ -2,14 +2,16 @@
 and publish models.
 
 Exit codes: 0 success, 1 a deploy/AWS/stream error (one ``error:`` line on stderr), 2 bad usage
-(argparse), 130 interrupted. A local endpoint (``local``, ``deploy --instance-type local``) runs in
-the foreground until Ctrl-C or SIGTERM: it lives as long as this process, and stops with it.
+(argparse), 130 interrupted, 141 its output's reader went away (``| head``). A local endpoint
+(``local``, ``deploy --instance-type local``) runs in the foreground until Ctrl-C or SIGTERM: it
+lives as long as this process, and stops with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -17,6 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.errors import SluiceError
 from deploy.local import LOCAL_RUNTIME_PORT
+
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE, as `cat` would be
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -27,6 +31,13 @@ def _env_pairs(pairs: list[str]) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"--env expects NAME=VALUE, got {pair!r}")
         env[name] = value
     return env
+
+
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return seconds
 
 
 def cmd_models(args) -> int:
@@ -42,8 +53,6 @@ def cmd_models(args) -> int:
 
 
 def _local_model_dir(args) -> str:
-    import os
-
     from deploy.jumpstart import ENV_MODEL_DIR
 
     model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
@@ -65,8 +74,16 @@ def cmd_deploy(args) -> int:
     if local_model_dir:
         return _deploy_local(model, local_model_dir, args)
     predictor = model.deploy(initial_instance_count=args.instance_count,
-                             instance_type=args.instance_type, endpoint_name=args.endpoint_name,
-                             wait=not args.no_wait, poll_interval=args.poll_interval)
+                             instance_type=args.instance_type, endpoint_name=args.endpoint_name, wait=False)
+    if not args.no_wait:
+        try:
+            model.wait(predictor.endpoint_name, poll_interval=args.poll_interval)
+        except KeyboardInterrupt:
+            # Ctrl-C stops the wait, not the endpoint, whose name is generated unless given.
+            name = predictor.endpoint_name
+            print(f"interrupted: endpoint {name} keeps creating in the background; "
+                  f"`sluice-deploy delete {name}` deletes it", file=sys.stderr)
+            raise
     state = "creating" if args.no_wait else "InService"
     print(f"endpoint {predictor.endpoint_name} ({state}); model {predictor.model_name}")
     return 0
@@ -211,7 +228,7 @@ def build_parser(prog: str = "sluice-deploy") -> argparse.ArgumentParser:
     p.add_argument("--model-data", help="s3://bucket/prefix/ holding the model files")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--region")
-    p.add_argument("--poll-interval", type=float, default=15.0)
+    p.add_argument("--poll-interval", type=_positive_seconds, default=15.0, metavar="SECONDS")
     add_local_arguments(p)
     p.set_defaults(func=cmd_deploy)
 
@@ -277,6 +294,11 @@ def main(argv: list[str] | None = None, prog: str = "sluice-deploy") -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing to report. Later writes, and the flush at exit,
+        # go to /dev/null so Python prints no second traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +75,62 @@ def test_deploy_then_delete_through_the_cli(aws, capsys):
     assert main(["delete", "cli-ep"]) == 0
     assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+@pytest.fixture
+def endpoints_stay_creating(monkeypatch):
+    """A real endpoint takes minutes in Creating; moto's is InService at once. Returns the
+    callbacks run once an endpoint exists."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create, created = SageMakerModelBackend.create_endpoint, []
+
+    def create_endpoint(self, *args, **kwargs):
+        endpoint = create(self, *args, **kwargs)
+        endpoint.endpoint_status = "Creating"
+        for callback in created:
+            callback()
+        return endpoint
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_endpoint", create_endpoint)
+    return created
+
+
+def test_ctrl_c_while_deploy_waits_names_the_endpoint_it_leaves_creating(aws, endpoints_stay_creating, capsys):
+    """Ctrl-C stops the wait, not the endpoint: the one line says which endpoint keeps creating
+    (its name is generated unless given) and how to delete it, or it is billed unnoticed."""
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    endpoints_stay_creating.append(timer.start)
+    try:
+        code = main(["deploy", DEMO, "--version", "1.0.0", "--role", ROLE, "--image-uri", "img:1",
+                     "--model-data", "s3://b/p/", "--poll-interval", "0.05"])
+    finally:
+        timer.cancel()
+    assert code == 130
+    [endpoint] = boto3.client("sagemaker").list_endpoints()["Endpoints"]
+    name = endpoint["EndpointName"]
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (f"interrupted: endpoint {name} keeps creating in the background; "
+                       f"`sluice-deploy delete {name}` deletes it")
+
+
+def test_poll_interval_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["deploy", DEMO, "--poll-interval", "-1"])
+    assert info.value.code == 2 and "--poll-interval" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`sluice-deploy models | head -1`: the pipe's reader has gone, which is no error of ours:
+    no traceback, the exit status a shell gives a command killed by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        listed = subprocess.run([sys.executable, "-m", "deploy", "models"], cwd=REPO, stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (listed.returncode, listed.stderr) == (141, "")
 
 
 def test_deploy_unknown_model_suggests_close_ids(aws, capsys):
