@@ -40,6 +40,13 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _tcp_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0-65535, got {text}")
+    return port
+
+
 def cmd_models(args) -> int:
     from deploy.filters import And, check_filter_keys, list_jumpstart_models
 
@@ -194,9 +201,9 @@ def cmd_publish(args) -> int:
 def add_local_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a local endpoint's model, ports and container come from (`local`, `deploy --instance-type local`)."""
     parser.add_argument("--model-dir", help="the model's files (default $SLUICE_MODEL_DIR)")
-    parser.add_argument("--port", type=int, default=LOCAL_RUNTIME_PORT,
+    parser.add_argument("--port", type=_tcp_port, default=LOCAL_RUNTIME_PORT,
                         help=f"local: the runtime API's port (default {LOCAL_RUNTIME_PORT})")
-    parser.add_argument("--container-port", type=int, help="local: the container's port (default: a free one)")
+    parser.add_argument("--container-port", type=_tcp_port, help="local: the container's port (default: a free one)")
     parser.add_argument("--docker", action="store_true", help="local: run the image (--image-uri), not a process")
     parser.add_argument("--checkout", help="local: the Sluice checkout that runs the container "
                                            "(default $SLUICE_CHECKOUT, or the one this package runs from)")
