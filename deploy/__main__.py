@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.errors import SluiceError
@@ -296,16 +297,18 @@ def main(argv: list[str] | None = None, prog: str = "sluice-deploy") -> int:
     except argparse.ArgumentTypeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (SluiceError, ClientError, BotoCoreError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:
         # The reader went away (`| head`): nothing to report. Later writes, and the flush at exit,
         # go to /dev/null so Python prints no second traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except (SluiceError, ClientError, BotoCoreError, Boto3Error, ValueError, OSError) as error:
+        # Boto3Error: S3 transfers (upload) wrap ClientError in S3UploadFailedError. OSError: a
+        # folder that cannot be written, a port in use.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

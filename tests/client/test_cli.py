@@ -196,6 +196,31 @@ def test_publish_and_upload_to_s3(aws, tmp_path, capsys):
         f"s3://content/{load_catalog().get(DEMO, '1.0.0').artifact_key}"
 
 
+def test_upload_to_a_bucket_that_does_not_exist_is_one_error_line(aws, tiny_model_dir, capsys):
+    assert main(["upload", "--model-dir", str(tiny_model_dir), "--bucket", "no-such-bucket",
+                 "--prefix", "tiny/"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "NoSuchBucket" in err and err.count("\n") == 1, err
+
+
+def test_publish_into_a_folder_it_cannot_create_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert main(["publish", "--out", str(tmp_path / "a-file" / "content"), "--image-uri", IMAGE]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "a-file" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("image_uri", ["{account}.dkr.ecr.{region}.amazonaws.com/sluice:latest",
+                                       "111122223333.dkr.ecr.{Region}.amazonaws.com/sluice:1"])
+def test_publish_names_the_one_placeholder_an_image_uri_may_hold(tmp_path, image_uri, capsys):
+    """SLUICE_IMAGE_URI may hold {account} for a deploy, which asks STS; published metadata is
+    read by any account, so publish fills in {region} only and says so."""
+    assert main(["publish", "--out", str(tmp_path / "content"), "--image-uri", image_uri]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --image-uri may contain {region} only") and err.count("\n") == 1, err
+    assert not (tmp_path / "content").exists()
+
+
 def test_local_serves_an_endpoint_that_invoke_streams_from(tiny_model_dir, tmp_path):
     port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
