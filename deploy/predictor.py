@@ -79,13 +79,14 @@ class Predictor:
             return json.loads(body)
         return body
 
-    def predict_stream(self, payload: dict, accept: str | None = None) -> TokenIterator:
+    def predict_stream(self, payload: dict | str | bytes, accept: str | None = None) -> TokenIterator:
         """InvokeEndpointWithResponseStream; iterate the result for token texts as they arrive.
 
-        ``"stream": true`` is added to the payload (TGI streams only when asked). After the loop
-        the iterator's ``generated_text`` and ``details`` hold the final event's values.
+        ``payload`` is a dict or, as for `predict`, its JSON text; ``"stream": true`` is added (TGI
+        streams only when asked). After the loop the iterator's ``generated_text`` and ``details``
+        hold the final event's values.
         """
-        body = dict(payload, stream=True)
+        body = {**_json_object(payload), "stream": True}
         kwargs = {"Accept": accept} if accept else {}
         response = self.runtime_client.invoke_endpoint_with_response_stream(
             EndpointName=self.endpoint_name, Body=_encode(body), ContentType=JSON, **kwargs)
@@ -170,6 +171,16 @@ class Predictor:
     def __repr__(self) -> str:
         where = "local" if self.local_endpoint is not None else "sagemaker"
         return f"Predictor(endpoint_name={self.endpoint_name!r}, {where})"
+
+
+def _json_object(payload: dict | str | bytes) -> dict:
+    """A payload as a dict, so ``"stream": true`` can be added to it whichever form it came in."""
+    if isinstance(payload, (str, bytes)):
+        payload = json.loads(payload)
+    if not isinstance(payload, dict):
+        raise ValueError(f"predict_stream needs a JSON object payload (TGI's {{\"inputs\": ...}}), "
+                         f"got {type(payload).__name__}")
+    return payload
 
 
 def _encode(payload: dict | str | bytes) -> bytes:

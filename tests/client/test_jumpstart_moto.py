@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import boto3
@@ -211,6 +212,12 @@ def test_local_deploy_serves_the_same_predictor_api(aws_env, tiny_model_dir):
         texts = list(tokens)
         assert texts and "".join(texts) == tokens.generated_text == result[0]["generated_text"]
         assert tokens.details["generated_tokens"] == result[0]["details"]["generated_tokens"]
+        # predict takes a JSON string or bytes too, and so does predict_stream, still streaming
+        as_json = json.dumps({"inputs": "Hello", "parameters": parameters})
+        assert "".join(predictor.predict_stream(as_json)) == "".join(texts)
+        assert "".join(predictor.predict_stream(as_json.encode())) == "".join(texts)
+        with pytest.raises(ValueError, match="JSON object"):
+            predictor.predict_stream('["Hello"]')
     finally:
         predictor.delete_endpoint()
 
