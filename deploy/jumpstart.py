@@ -242,7 +242,7 @@ class JumpStartModel:
             raise
         predictor = Predictor(endpoint_name, model_name=model_name,
                               endpoint_config_name=endpoint_name,
-                              boto_session=self.boto_session, sagemaker_client=client)
+                              boto_session=self.boto_session, sagemaker_client=client, region=self.region)
         if wait:
             self.wait(endpoint_name, poll_interval, wait_timeout)
         return predictor

@@ -30,8 +30,11 @@ class Predictor:
     def __init__(self, endpoint_name: str, model_name: str | None = None,
                  endpoint_config_name: str | None = None, variant_name: str = DEFAULT_VARIANT,
                  boto_session=None, runtime_client=None, sagemaker_client=None,
-                 autoscaling_client=None, local_endpoint=None):
+                 autoscaling_client=None, local_endpoint=None, region: str | None = None):
+        """``region``: the endpoint's, when it is not ``boto_session``'s (a model deployed with
+        ``region=``); every client made here uses it."""
         self.endpoint_name = endpoint_name
+        self.region = region
         self.model_name = model_name
         self.endpoint_config_name = endpoint_config_name
         self.variant_name = variant_name
@@ -51,19 +54,19 @@ class Predictor:
     @property
     def runtime_client(self):
         if self._runtime is None:
-            self._runtime = self._boto_session().client("sagemaker-runtime")
+            self._runtime = self._boto_session().client("sagemaker-runtime", region_name=self.region)
         return self._runtime
 
     @property
     def sagemaker_client(self):
         if self._sagemaker is None:
-            self._sagemaker = self._boto_session().client("sagemaker")
+            self._sagemaker = self._boto_session().client("sagemaker", region_name=self.region)
         return self._sagemaker
 
     @property
     def autoscaling_client(self):
         if self._autoscaling is None:
-            self._autoscaling = self._boto_session().client("application-autoscaling")
+            self._autoscaling = self._boto_session().client("application-autoscaling", region_name=self.region)
         return self._autoscaling
 
     # -- inference -----------------------------------------------------------------------------

@@ -267,3 +267,17 @@ def test_a_deploy_refused_by_create_endpoint_leaves_nothing_and_can_be_retried(a
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
     assert sm.describe_endpoint(EndpointName="taken")["EndpointStatus"] == "InService"
     assert model.deploy(endpoint_name="free", wait=False).endpoint_name == "free"
+
+
+def test_a_deploy_in_another_region_than_the_session_invokes_and_scales_there(aws):
+    """region= wins over the session's region for the endpoint, and so for everything the
+    Predictor does with it: invoking, autoscaling (a session with no region at all included)."""
+    aws.delenv("AWS_DEFAULT_REGION")
+    model = JumpStartModel(DEMO, "1.0.0", role=ROLE, image_uri=IMAGE, model_data="s3://b/p/",
+                           region="eu-west-1", boto_session=boto3.Session())
+    predictor = model.deploy(endpoint_name="elsewhere", wait=False)
+    assert predictor.predict({"inputs": "Hello"}) is not None  # moto's canned answer, from eu-west-1
+    predictor.enable_autoscaling(min_capacity=1, max_capacity=2)
+    targets = boto3.client("application-autoscaling", region_name="eu-west-1").describe_scalable_targets(
+        ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets] == ["endpoint/elsewhere/variant/AllTraffic"]
