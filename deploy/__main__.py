@@ -2,21 +2,26 @@
 and publish models.
 
 Exit codes: 0 success, 1 a deploy/AWS/stream error (one ``error:`` line on stderr), 2 bad usage
-(argparse), 130 interrupted. A local endpoint (``local``, ``deploy --instance-type local``) runs in
-the foreground until Ctrl-C or SIGTERM: it lives as long as this process, and stops with it.
+(argparse), 130 interrupted, 141 its output's reader went away (``| head``). A local endpoint
+(``local``, ``deploy --instance-type local``) runs in the foreground until Ctrl-C or SIGTERM: it
+lives as long as this process, and stops with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.errors import SluiceError
 from deploy.local import LOCAL_RUNTIME_PORT
+
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE, as `cat` would be
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -27,6 +32,20 @@ def _env_pairs(pairs: list[str]) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"--env expects NAME=VALUE, got {pair!r}")
         env[name] = value
     return env
+
+
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return seconds
+
+
+def _tcp_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0-65535, got {text}")
+    return port
 
 
 def cmd_models(args) -> int:
@@ -42,8 +61,6 @@ def cmd_models(args) -> int:
 
 
 def _local_model_dir(args) -> str:
-    import os
-
     from deploy.jumpstart import ENV_MODEL_DIR
 
     model_dir = args.model_dir or os.environ.get(ENV_MODEL_DIR)
@@ -65,8 +82,16 @@ def cmd_deploy(args) -> int:
     if local_model_dir:
         return _deploy_local(model, local_model_dir, args)
     predictor = model.deploy(initial_instance_count=args.instance_count,
-                             instance_type=args.instance_type, endpoint_name=args.endpoint_name,
-                             wait=not args.no_wait, poll_interval=args.poll_interval)
+                             instance_type=args.instance_type, endpoint_name=args.endpoint_name, wait=False)
+    if not args.no_wait:
+        try:
+            model.wait(predictor.endpoint_name, poll_interval=args.poll_interval)
+        except KeyboardInterrupt:
+            # Ctrl-C stops the wait, not the endpoint, whose name is generated unless given.
+            name = predictor.endpoint_name
+            print(f"interrupted: endpoint {name} keeps creating in the background; "
+                  f"`sluice-deploy delete {name}` deletes it", file=sys.stderr)
+            raise
     state = "creating" if args.no_wait else "InService"
     print(f"endpoint {predictor.endpoint_name} ({state}); model {predictor.model_name}")
     return 0
@@ -177,9 +202,9 @@ def cmd_publish(args) -> int:
 def add_local_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a local endpoint's model, ports and container come from (`local`, `deploy --instance-type local`)."""
     parser.add_argument("--model-dir", help="the model's files (default $SLUICE_MODEL_DIR)")
-    parser.add_argument("--port", type=int, default=LOCAL_RUNTIME_PORT,
+    parser.add_argument("--port", type=_tcp_port, default=LOCAL_RUNTIME_PORT,
                         help=f"local: the runtime API's port (default {LOCAL_RUNTIME_PORT})")
-    parser.add_argument("--container-port", type=int, help="local: the container's port (default: a free one)")
+    parser.add_argument("--container-port", type=_tcp_port, help="local: the container's port (default: a free one)")
     parser.add_argument("--docker", action="store_true", help="local: run the image (--image-uri), not a process")
     parser.add_argument("--checkout", help="local: the Sluice checkout that runs the container "
                                            "(default $SLUICE_CHECKOUT, or the one this package runs from)")
@@ -211,7 +236,7 @@ def build_parser(prog: str = "sluice-deploy") -> argparse.ArgumentParser:
     p.add_argument("--model-data", help="s3://bucket/prefix/ holding the model files")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--region")
-    p.add_argument("--poll-interval", type=float, default=15.0)
+    p.add_argument("--poll-interval", type=_positive_seconds, default=15.0, metavar="SECONDS")
     add_local_arguments(p)
     p.set_defaults(func=cmd_deploy)
 
@@ -272,7 +297,14 @@ def main(argv: list[str] | None = None, prog: str = "sluice-deploy") -> int:
     except argparse.ArgumentTypeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (SluiceError, ClientError, BotoCoreError, ValueError, FileNotFoundError) as error:
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing to report. Later writes, and the flush at exit,
+        # go to /dev/null so Python prints no second traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (SluiceError, ClientError, BotoCoreError, Boto3Error, ValueError, OSError) as error:
+        # Boto3Error: S3 transfers (upload) wrap ClientError in S3UploadFailedError. OSError: a
+        # folder that cannot be written, a port in use.
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

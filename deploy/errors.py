@@ -175,3 +175,8 @@ class FilterSyntaxError(DeployError, ValueError):
 
 class ContainerStartError(DeployError, RuntimeError):
     """A local container exited or never became healthy; the message carries the tail of its log."""
+
+
+class LocalPortError(DeployError, OSError):
+    """A local endpoint cannot listen on its runtime port (in use, or not a TCP port); an ``OSError``
+    too, which is what binding raised before it was named."""

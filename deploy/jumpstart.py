@@ -9,14 +9,19 @@ model as a `LocalEndpoint` and returns the same Predictor type.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from datetime import datetime, timezone
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy.catalog import LATEST, LOCAL_INSTANCE_TYPE, Catalog, ModelSpec, load_catalog
 from deploy.errors import MissingConfigurationError
 from deploy.predictor import DEFAULT_VARIANT, Predictor
 from deploy.waiter import wait_for_endpoint
+
+log = logging.getLogger(__name__)
 
 ENV_IMAGE_URI = "SLUICE_IMAGE_URI"            # may contain {region} and {account}
 ENV_EXECUTION_ROLE = "SLUICE_EXECUTION_ROLE_ARN"
@@ -195,8 +200,17 @@ class JumpStartModel:
             raise ValueError("initial_instance_count must be >= 1")
         self._check_instance_type(instance_type)
         model_name = self.create_model(instance_type)
-        return self.create_endpoint(model_name, instance_type, initial_instance_count, endpoint_name, wait,
-                                    poll_interval, wait_timeout)
+        try:
+            predictor = self.create_endpoint(model_name, instance_type, initial_instance_count, endpoint_name,
+                                             wait=False)
+        except BaseException:
+            # SageMaker checks the instance type, the name and quotas only now: the model made
+            # for this endpoint goes too, or every failed try leaves one behind.
+            _delete_after_failure(self.sagemaker_client.delete_model, ModelName=model_name)
+            raise
+        if wait:
+            self.wait(predictor.endpoint_name, poll_interval, wait_timeout)
+        return predictor
 
     def base_name(self) -> str:
         return self.model_id.replace("huggingface-", "hf-", 1)
@@ -219,15 +233,24 @@ class JumpStartModel:
             EndpointConfigName=endpoint_name, Tags=self.tags(),
             ProductionVariants=[self.production_variant(model_name, instance_type,
                                                         initial_instance_count)])
-        client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name,
-                               Tags=self.tags())
+        try:
+            client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name,
+                                   Tags=self.tags())
+        except BaseException:
+            # A config left behind under the endpoint's name would refuse the retry of the same deploy.
+            _delete_after_failure(client.delete_endpoint_config, EndpointConfigName=endpoint_name)
+            raise
         predictor = Predictor(endpoint_name, model_name=model_name,
                               endpoint_config_name=endpoint_name,
-                              boto_session=self.boto_session, sagemaker_client=client)
+                              boto_session=self.boto_session, sagemaker_client=client, region=self.region)
         if wait:
-            wait_for_endpoint(client, endpoint_name, poll_interval=poll_interval,
-                              timeout=wait_timeout or self.default_wait_timeout())
+            self.wait(endpoint_name, poll_interval, wait_timeout)
         return predictor
+
+    def wait(self, endpoint_name: str, poll_interval: float = 15.0, wait_timeout: float | None = None) -> dict:
+        """Poll until ``endpoint_name`` is InService (`wait_for_endpoint`, with this model's timeout)."""
+        return wait_for_endpoint(self.sagemaker_client, endpoint_name, poll_interval=poll_interval,
+                                 timeout=wait_timeout or self.default_wait_timeout())
 
     def _deploy_local(self, endpoint_name: str | None, use_docker: bool) -> Predictor:
         endpoint = self.local_endpoint(endpoint_name, use_docker).start()
@@ -255,3 +278,11 @@ class JumpStartModel:
         image = self.image_uri if use_docker else None
         return LocalEndpoint(model_dir, endpoint_name=endpoint_name or self.model_id,
                              use_docker=use_docker, image=image, env=env, **endpoint_options)
+
+
+def _delete_after_failure(delete, **name) -> None:
+    """Undo one step of a deploy that failed later; a failing undo must not hide why the deploy failed."""
+    try:
+        delete(**name)
+    except (ClientError, BotoCoreError) as error:
+        log.warning("could not delete %s after the failed deploy: %s", name, error)

@@ -30,8 +30,11 @@ class Predictor:
     def __init__(self, endpoint_name: str, model_name: str | None = None,
                  endpoint_config_name: str | None = None, variant_name: str = DEFAULT_VARIANT,
                  boto_session=None, runtime_client=None, sagemaker_client=None,
-                 autoscaling_client=None, local_endpoint=None):
+                 autoscaling_client=None, local_endpoint=None, region: str | None = None):
+        """``region``: the endpoint's, when it is not ``boto_session``'s (a model deployed with
+        ``region=``); every client made here uses it."""
         self.endpoint_name = endpoint_name
+        self.region = region
         self.model_name = model_name
         self.endpoint_config_name = endpoint_config_name
         self.variant_name = variant_name
@@ -51,19 +54,19 @@ class Predictor:
     @property
     def runtime_client(self):
         if self._runtime is None:
-            self._runtime = self._boto_session().client("sagemaker-runtime")
+            self._runtime = self._boto_session().client("sagemaker-runtime", region_name=self.region)
         return self._runtime
 
     @property
     def sagemaker_client(self):
         if self._sagemaker is None:
-            self._sagemaker = self._boto_session().client("sagemaker")
+            self._sagemaker = self._boto_session().client("sagemaker", region_name=self.region)
         return self._sagemaker
 
     @property
     def autoscaling_client(self):
         if self._autoscaling is None:
-            self._autoscaling = self._boto_session().client("application-autoscaling")
+            self._autoscaling = self._boto_session().client("application-autoscaling", region_name=self.region)
         return self._autoscaling
 
     # -- inference -----------------------------------------------------------------------------
@@ -79,13 +82,14 @@ class Predictor:
             return json.loads(body)
         return body
 
-    def predict_stream(self, payload: dict, accept: str | None = None) -> TokenIterator:
+    def predict_stream(self, payload: dict | str | bytes, accept: str | None = None) -> TokenIterator:
         """InvokeEndpointWithResponseStream; iterate the result for token texts as they arrive.
 
-        ``"stream": true`` is added to the payload (TGI streams only when asked). After the loop
-        the iterator's ``generated_text`` and ``details`` hold the final event's values.
+        ``payload`` is a dict or, as for `predict`, its JSON text; ``"stream": true`` is added (TGI
+        streams only when asked). After the loop the iterator's ``generated_text`` and ``details``
+        hold the final event's values.
         """
-        body = dict(payload, stream=True)
+        body = {**_json_object(payload), "stream": True}
         kwargs = {"Accept": accept} if accept else {}
         response = self.runtime_client.invoke_endpoint_with_response_stream(
             EndpointName=self.endpoint_name, Body=_encode(body), ContentType=JSON, **kwargs)
@@ -170,6 +174,16 @@ class Predictor:
     def __repr__(self) -> str:
         where = "local" if self.local_endpoint is not None else "sagemaker"
         return f"Predictor(endpoint_name={self.endpoint_name!r}, {where})"
+
+
+def _json_object(payload: dict | str | bytes) -> dict:
+    """A payload as a dict, so ``"stream": true`` can be added to it whichever form it came in."""
+    if isinstance(payload, (str, bytes)):
+        payload = json.loads(payload)
+    if not isinstance(payload, dict):
+        raise ValueError(f"predict_stream needs a JSON object payload (TGI's {{\"inputs\": ...}}), "
+                         f"got {type(payload).__name__}")
+    return payload
 
 
 def _encode(payload: dict | str | bytes) -> bytes:

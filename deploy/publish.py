@@ -12,6 +12,7 @@ needs (found by ablation, see the reference notes) plus the documented deploy va
 from __future__ import annotations
 
 import json
+import string
 from pathlib import Path
 from typing import Iterable
 
@@ -136,6 +137,7 @@ def publish(image_uri: str, out_dir: str | Path | None = None, bucket: str | Non
     """
     if (out_dir is None) == (bucket is None):
         raise ValueError("publish needs exactly one of out_dir= or bucket=")
+    check_image_uri_template(image_uri)
     documents = build_documents(image_uri, catalog, regions, model_ids)
     if out_dir is not None:
         for key, body in documents.items():
@@ -150,6 +152,16 @@ def publish(image_uri: str, out_dir: str | Path | None = None, bucket: str | Non
             s3_client.put_object(Bucket=bucket, Key=key, Body=body,
                                  ContentType="application/json")
     return sorted(documents)
+
+
+def check_image_uri_template(image_uri: str) -> None:
+    """``{region}`` is the one placeholder: the metadata is read by any account, so ``{account}``
+    (which a deploy's ``SLUICE_IMAGE_URI`` may hold, filled from STS) has no value here."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(image_uri) if name is not None}
+    if fields - {"region"}:
+        others = ", ".join("{" + name + "}" for name in sorted(fields - {"region"}))
+        raise ValueError(f"--image-uri may contain {{region}} only, not {others} "
+                         f"(image_uri={image_uri!r}): write the account id and the rest out")
 
 
 def _json(obj) -> bytes:

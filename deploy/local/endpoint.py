@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from deploy.errors import ContainerStartError
 from deploy.local.container import ContainerProcess
-from deploy.local.health import free_port, wait_until_healthy
+from deploy.local.health import free_port, port_refusal, wait_until_healthy
 from deploy.local.orphan_guard import OrphanGuard
 from deploy.local.runtime import LocalRuntime
 
@@ -124,6 +125,11 @@ class LocalEndpoint:
         return self.runtime.url
 
     def start(self) -> "LocalEndpoint":
+        refusal = port_refusal(self.container.port)
+        if refusal:  # else the server already there answers /ping and is taken for the container
+            self.runtime.stop()
+            raise ContainerStartError(f"{refusal}: the container needs a free port (container_port=, "
+                                      "--container-port); leave it out for a free one")
         self.container.start()
         try:
             self.container.wait_ready(self.ready_timeout)

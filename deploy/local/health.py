@@ -6,6 +6,7 @@ the model loads). A container that exits while we wait fails at once, with what 
 
 from __future__ import annotations
 
+import errno
 import socket
 import time
 import urllib.error
@@ -21,6 +22,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_refusal(port: int) -> str | None:
+    """Why nothing new can listen on ``port`` (bound as the container binds it, on every address),
+    or None when it is free. A server already there would answer the readiness ``/ping`` itself."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn: TIME_WAIT is free
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return f"port {port} is in use"
+            return f"cannot listen on port {port}: {error.strerror}"
+    return None
 
 
 def ping_status(url: str, timeout: float = 2.0) -> int | None:

@@ -18,6 +18,7 @@ headers boto3 reads as ``NewSessionId`` and ``ClosedSessionId``. The same port s
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import logging
@@ -28,6 +29,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from deploy.errors import LocalPortError
 from deploy.eventstream import CONTENT_TYPE as EVENTSTREAM_CONTENT_TYPE
 from deploy.eventstream import encode_exception, encode_payload_part
 from deploy.local import aws_json
@@ -271,7 +273,13 @@ class LocalRuntime:
         self.control_plane = ControlPlane(backend.region if backend else region, backend, checkout)
         for name, url in (endpoints or {}).items():
             self.control_plane.add_local_endpoint(name, url)
-        self.server = LocalRuntimeServer((host, port), self.control_plane, container_timeout)
+        try:
+            self.server = LocalRuntimeServer((host, port), self.control_plane, container_timeout)
+        except (OSError, OverflowError) as error:  # OverflowError: a port outside 0-65535
+            in_use = isinstance(error, OSError) and error.errno == errno.EADDRINUSE
+            reason = "is in use" if in_use else f"cannot be listened on ({error})"
+            raise LocalPortError(f"port {port} {reason}: the runtime API needs a free port (--port, "
+                                 "runtime_port=; 0 picks one)") from None
         self._thread: threading.Thread | None = None
 
     @property

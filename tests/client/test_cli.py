@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +77,62 @@ def test_deploy_then_delete_through_the_cli(aws, capsys):
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
 
 
+@pytest.fixture
+def endpoints_stay_creating(monkeypatch):
+    """A real endpoint takes minutes in Creating; moto's is InService at once. Returns the
+    callbacks run once an endpoint exists."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create, created = SageMakerModelBackend.create_endpoint, []
+
+    def create_endpoint(self, *args, **kwargs):
+        endpoint = create(self, *args, **kwargs)
+        endpoint.endpoint_status = "Creating"
+        for callback in created:
+            callback()
+        return endpoint
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_endpoint", create_endpoint)
+    return created
+
+
+def test_ctrl_c_while_deploy_waits_names_the_endpoint_it_leaves_creating(aws, endpoints_stay_creating, capsys):
+    """Ctrl-C stops the wait, not the endpoint: the one line says which endpoint keeps creating
+    (its name is generated unless given) and how to delete it, or it is billed unnoticed."""
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    endpoints_stay_creating.append(timer.start)
+    try:
+        code = main(["deploy", DEMO, "--version", "1.0.0", "--role", ROLE, "--image-uri", "img:1",
+                     "--model-data", "s3://b/p/", "--poll-interval", "0.05"])
+    finally:
+        timer.cancel()
+    assert code == 130
+    [endpoint] = boto3.client("sagemaker").list_endpoints()["Endpoints"]
+    name = endpoint["EndpointName"]
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (f"interrupted: endpoint {name} keeps creating in the background; "
+                       f"`sluice-deploy delete {name}` deletes it")
+
+
+def test_poll_interval_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["deploy", DEMO, "--poll-interval", "-1"])
+    assert info.value.code == 2 and "--poll-interval" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`sluice-deploy models | head -1`: the pipe's reader has gone, which is no error of ours:
+    no traceback, the exit status a shell gives a command killed by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        listed = subprocess.run([sys.executable, "-m", "deploy", "models"], cwd=REPO, stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (listed.returncode, listed.stderr) == (141, "")
+
+
 def test_deploy_unknown_model_suggests_close_ids(aws, capsys):
     assert main(["deploy", "huggingface-llm-falcon-7b", "--role", ROLE]) == 1
     err = capsys.readouterr().err
@@ -136,6 +194,31 @@ def test_publish_and_upload_to_s3(aws, tmp_path, capsys):
                  "--model-id", DEMO, "--version", "1.0.0"]) == 0
     assert capsys.readouterr().out.strip() == \
         f"s3://content/{load_catalog().get(DEMO, '1.0.0').artifact_key}"
+
+
+def test_upload_to_a_bucket_that_does_not_exist_is_one_error_line(aws, tiny_model_dir, capsys):
+    assert main(["upload", "--model-dir", str(tiny_model_dir), "--bucket", "no-such-bucket",
+                 "--prefix", "tiny/"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "NoSuchBucket" in err and err.count("\n") == 1, err
+
+
+def test_publish_into_a_folder_it_cannot_create_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert main(["publish", "--out", str(tmp_path / "a-file" / "content"), "--image-uri", IMAGE]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "a-file" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("image_uri", ["{account}.dkr.ecr.{region}.amazonaws.com/sluice:latest",
+                                       "111122223333.dkr.ecr.{Region}.amazonaws.com/sluice:1"])
+def test_publish_names_the_one_placeholder_an_image_uri_may_hold(tmp_path, image_uri, capsys):
+    """SLUICE_IMAGE_URI may hold {account} for a deploy, which asks STS; published metadata is
+    read by any account, so publish fills in {region} only and says so."""
+    assert main(["publish", "--out", str(tmp_path / "content"), "--image-uri", image_uri]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --image-uri may contain {region} only") and err.count("\n") == 1, err
+    assert not (tmp_path / "content").exists()
 
 
 def test_local_serves_an_endpoint_that_invoke_streams_from(tiny_model_dir, tmp_path):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from aws_fixtures import ACCOUNT, REGION, ROLE, moto_endpoint
 from deploy.artifacts import upload_model_dir
@@ -210,5 +212,72 @@ def test_local_deploy_serves_the_same_predictor_api(aws_env, tiny_model_dir):
         texts = list(tokens)
         assert texts and "".join(texts) == tokens.generated_text == result[0]["generated_text"]
         assert tokens.details["generated_tokens"] == result[0]["details"]["generated_tokens"]
+        # predict takes a JSON string or bytes too, and so does predict_stream, still streaming
+        as_json = json.dumps({"inputs": "Hello", "parameters": parameters})
+        assert "".join(predictor.predict_stream(as_json)) == "".join(texts)
+        assert "".join(predictor.predict_stream(as_json.encode())) == "".join(texts)
+        with pytest.raises(ValueError, match="JSON object"):
+            predictor.predict_stream('["Hello"]')
     finally:
         predictor.delete_endpoint()
+
+
+def test_a_deploy_refused_by_create_endpoint_config_leaves_no_model(aws):
+    """SageMaker refuses the instance type only at CreateEndpointConfig, after CreateModel: the
+    model the deploy made for it goes too, rather than pile up one per failed try."""
+    model = JumpStartModel(DEMO, "1.0.0", role=ROLE, image_uri=IMAGE, model_data="s3://b/p/")
+    with warnings.catch_warnings(), pytest.raises(ClientError, match="CreateEndpointConfig"):
+        warnings.simplefilter("ignore", UnsupportedInstanceTypeWarning)
+        model.deploy(instance_type="ml.bogus.xlarge", endpoint_name="refused", wait=False)
+    sm = boto3.client("sagemaker")
+    assert sm.list_models()["Models"] == [] and sm.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+@pytest.fixture
+def endpoint_names_taken_once(monkeypatch):
+    """SageMaker refuses CreateEndpoint for a name in use ("Cannot create already existing
+    endpoint"); moto 5.2.5 silently replaces the endpoint instead."""
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create = SageMakerModelBackend.create_endpoint
+
+    def create_endpoint(self, endpoint_name, *args, **kwargs):
+        if endpoint_name in self.endpoints:
+            raise ValidationError(message=f'Cannot create already existing endpoint "{endpoint_name}".')
+        return create(self, endpoint_name, *args, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_endpoint", create_endpoint)
+
+
+def test_a_deploy_refused_by_create_endpoint_leaves_nothing_and_can_be_retried(aws, endpoint_names_taken_once):
+    """An endpoint name already taken (or a quota) fails CreateEndpoint after its config and model
+    exist: both go, so the same deploy under a free name, or after the cause is fixed, succeeds;
+    the endpoint that held the name is untouched."""
+    model = JumpStartModel(DEMO, "1.0.0", role=ROLE, image_uri=IMAGE, model_data="s3://b/p/")
+    model.deploy(endpoint_name="taken", wait=False)
+    sm = boto3.client("sagemaker")
+    sm.delete_endpoint_config(EndpointConfigName="taken")  # the endpoint keeps running without it
+    before = {m["ModelName"] for m in sm.list_models()["Models"]}
+
+    with pytest.raises(ClientError, match="CreateEndpoint operation"):
+        model.deploy(endpoint_name="taken", wait=False)
+
+    assert {m["ModelName"] for m in sm.list_models()["Models"]} == before
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sm.describe_endpoint(EndpointName="taken")["EndpointStatus"] == "InService"
+    assert model.deploy(endpoint_name="free", wait=False).endpoint_name == "free"
+
+
+def test_a_deploy_in_another_region_than_the_session_invokes_and_scales_there(aws):
+    """region= wins over the session's region for the endpoint, and so for everything the
+    Predictor does with it: invoking, autoscaling (a session with no region at all included)."""
+    aws.delenv("AWS_DEFAULT_REGION")
+    model = JumpStartModel(DEMO, "1.0.0", role=ROLE, image_uri=IMAGE, model_data="s3://b/p/",
+                           region="eu-west-1", boto_session=boto3.Session())
+    predictor = model.deploy(endpoint_name="elsewhere", wait=False)
+    assert predictor.predict({"inputs": "Hello"}) is not None  # moto's canned answer, from eu-west-1
+    predictor.enable_autoscaling(min_capacity=1, max_capacity=2)
+    targets = boto3.client("application-autoscaling", region_name="eu-west-1").describe_scalable_targets(
+        ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets] == ["endpoint/elsewhere/variant/AllTraffic"]

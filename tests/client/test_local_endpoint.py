@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from deploy.errors import ModelStreamError, ValidationError
+from deploy.errors import ContainerStartError, ModelStreamError, ValidationError
 from deploy.eventstream import decode_messages
 from deploy.local import LocalEndpoint, LocalRuntime, free_port
 from deploy.stream import EventIterator, TokenIterator
@@ -302,3 +302,55 @@ def test_run_local_endpoint_serves_until_ctrl_c(tiny_model_dir):
         output = ctrl_c(proc)
     assert proc.returncode == 0, output
     assert "Stopping." in output
+
+
+class PingAnswers(BaseHTTPRequestHandler):
+    """Some other server already on a port: it answers ``/ping`` 200, as another endpoint's container would."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def port_taken_by_another_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PingAnswers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_container_port_in_use_is_refused_not_adopted(tiny_model_dir, port_taken_by_another_server):
+    """The server already on --container-port answers /ping: the endpoint must not call it its own
+    container and route invocations there; it stops before starting one, naming the port."""
+    port = port_taken_by_another_server
+    endpoint = LocalEndpoint(tiny_model_dir, container_port=port)
+    try:
+        with pytest.raises(ContainerStartError, match=f"port {port} is in use"):
+            endpoint.start()
+    finally:
+        endpoint.stop()
+    assert endpoint.container.proc is None  # nothing was started
+
+
+def test_a_runtime_port_in_use_is_one_error_line(tiny_model_dir, port_taken_by_another_server, capsys):
+    from deploy.__main__ import main
+
+    port = port_taken_by_another_server
+    assert main(["local", "--model-dir", str(tiny_model_dir), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: port {port} is in use") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("option", ["--port", "--container-port"])
+def test_a_port_outside_the_tcp_range_is_a_usage_error(tiny_model_dir, option, capsys):
+    from deploy.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["local", "--model-dir", str(tiny_model_dir), option, "99999"])
+    assert info.value.code == 2 and option in capsys.readouterr().err
