@@ -35,7 +35,8 @@ bind = [f"{_config.host}:{_config.port}"]
 workers = _config.workers
 worker_class = "sluice.http.gunicorn_worker.SluiceThreadWorker"
 # Streams hold MAX_CONCURRENT_REQUESTS threads; health checks get 16 more, and clients still
-# sending their request another 48 (each held at most the worker's receive timeout, then 408).
+# sending their request another 48 (each held at most the worker's receive timeout, then 408;
+# a connection that sends nothing holds one for 0.1 s only: SluiceThreadWorker.handle).
 # All of them start when the worker boots (SluiceThreadWorker.get_thread_pool).
 HEALTH_THREADS = 16
 SLOW_CLIENT_THREADS = 48

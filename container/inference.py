@@ -37,7 +37,8 @@ def ready_line(config: Config, host: str) -> str:
 
 
 def _exit_worker(error: BaseException) -> None:
-    print(f"sluice: error: model loading failed: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+    message = " ".join(str(error).split())  # one line, whatever the library's message spans
+    print(f"sluice: error: model loading failed: {type(error).__name__}: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
     os._exit(WORKER_BOOT_ERROR)
 

@@ -53,3 +53,24 @@ def test_a_broken_model_dir_exits_3_with_one_line_and_never_answers_200(tiny_mod
     lines = [line for line in process.log_text().splitlines() if line.startswith("sluice: error:")]
     assert len(lines) == 1 and lines[0].startswith("sluice: error: model loading failed: "), lines
     assert all(status == 503 and body in STABLE_503 for status, body in answers), answers
+
+
+def test_a_model_dir_without_a_tokenizer_says_so_in_one_line(tiny_model_dir, tmp_path):
+    """Found by an on-call probe: a directory with config and weights but no tokenizer files
+    exited 3 with transformers' five-line advice to install sentencepiece or tiktoken, which
+    names neither the directory nor what is missing."""
+    broken = tmp_path / "model-without-tokenizer"
+    shutil.copytree(tiny_model_dir, broken)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+        (broken / name).unlink(missing_ok=True)
+    process = ContainerProcess(broken).start()
+    assert process.proc.wait(timeout=120) == 3, process.log_tail()
+    log = process.log_text().splitlines()
+    at = [i for i, line in enumerate(log) if line.startswith("sluice: error:")]
+    assert len(at) == 1, log
+    line = log[at[0]]
+    assert line.startswith("sluice: error: model loading failed: ") and "no tokenizer" in line, line
+    assert str(broken) in line and "tokenizer.json" in line, line
+    # the one line is all of it: the next line is gunicorn's own, not the rest of a message
+    following = log[at[0] + 1:at[0] + 2]
+    assert all(" gunicorn.error: " in next_line for next_line in following), following

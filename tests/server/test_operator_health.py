@@ -64,6 +64,35 @@ def test_every_ping_answers_within_2_s_while_20_clients_hold_half_sent_bodies(st
     assert {status for status, _ in answers[1::2]} == {401}
 
 
+
+def test_connections_that_send_nothing_hold_no_thread_a_ping_needs(start_server):
+    """Found by an on-call probe: gunicorn gives every new connection a thread that waits up to
+    5 s for its first bytes, so 100 clients that connected and sent nothing (a port scan, a
+    load balancer's pre-opened connections) took every one of the 80 threads of a worker with
+    MAX_CONCURRENT_REQUESTS=16 and held a ping for 4.8 s, past SageMaker's 2 s."""
+    server = start_server(env={"MAX_CONCURRENT_REQUESTS": "16", "RESPONSE_CACHE_SIZE": "0"})
+    threads = 16 + 16 + 48  # gunicorn_conf: MAX_CONCURRENT_REQUESTS + health + slow clients
+    silent = [socket.create_connection(("127.0.0.1", server.port), timeout=20) for _ in range(threads + 40)]
+    try:
+        waits = []
+        for _ in range(4):
+            started = time.monotonic()
+            assert requests.get(server.url + "/ping", timeout=10).status_code == 200
+            waits.append(time.monotonic() - started)
+            time.sleep(0.25)
+        assert max(waits) < 2, waits
+        assert generate(server.url, "Hi", path="/generate", max_new_tokens=4)["generated_text"]
+        # a silent connection is still served when its request comes at last
+        late = silent[0]
+        late.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = http.client.HTTPResponse(late)
+        response.begin()
+        assert response.status == 200
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def kv_bytes_per_token(model_dir) -> int:
     """One token's keys and values over all layers, in float32 (the suite's DTYPE)."""
     config = json.loads((model_dir / "config.json").read_text())

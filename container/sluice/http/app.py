@@ -34,6 +34,8 @@ from .sagemaker_headers import read_sagemaker_headers
 
 # The client-visible text after a failed load; the cause (paths, hub errors) is in the log only.
 LOAD_FAILED = "Model failed to load; see the server log"
+# /ping's answer, and every generation request's, once the engine's thread has stopped.
+ENGINE_STOPPED = "The generation engine has stopped"
 
 
 class Routes:
@@ -46,6 +48,14 @@ class Routes:
         if self.host.service is None:
             raise NotReadyError("Model is loading" if self.host.error is None else LOAD_FAILED)
         return self.host.service
+
+    def serving_service(self):
+        """The service, for a request that needs the engine: a stopped engine would take it and
+        never answer, so it gets /ping's 503 at once (the error table's `healthcheck`)."""
+        service = self.service()
+        if not service.healthy():
+            raise NotReadyError(ENGINE_STOPPED)
+        return service
 
     def body(self, incoming=request):
         return read_json_body(self.config.payload_limit, incoming)
@@ -61,7 +71,7 @@ class Routes:
         another route for the body. ``incoming``: Flask's request, or ``generation_wsgi``'s reading
         of the same environ (which writes the reply itself)."""
         payload = self.body(incoming)
-        service = self.service()
+        service = self.serving_service()
         sagemaker = read_sagemaker_headers(incoming.headers)
         if route is invocations.ROUTE:
             kind = session_request_type(payload)
@@ -75,8 +85,7 @@ class Routes:
 
     def health(self) -> Response:
         """SageMaker's health check: from cached state only, never a forward pass (2 s budget)."""
-        if not self.service().healthy():
-            raise NotReadyError("The generation engine has stopped")
+        self.serving_service()
         return Response(status=200, content_type="text/plain")  # empty, and not HTML
 
 

@@ -18,6 +18,7 @@ always exits by itself, before the arbiter's deadline (``worker_exit``).
 
 from __future__ import annotations
 
+import select
 import signal
 import socket
 import struct
@@ -35,6 +36,7 @@ from gunicorn.http.errors import (
     ParseException,
     UnsupportedTransferCoding,
 )
+from gunicorn.workers.gthread import _DEFER as WAIT_IN_POLLER  # gunicorn==27.0.1 (runtime.txt)
 from gunicorn.workers.gthread import ThreadWorker
 
 from ..config import Config
@@ -56,7 +58,10 @@ from .raw_body import with_raw_body
 from .whole_request import whole_generation_request
 from .worker_exit import WorkerExit
 
-CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client; gunicorn's own first-data wait
+CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client
+# A new connection's first bytes are waited for this long in its thread (a client sends its
+# request as it connects); a silent one then waits in gunicorn's poller, not in a thread.
+FIRST_BYTES_SECONDS = 0.1
 LINGER_SECONDS = 2.0  # as gunicorn's close_graceful: let the peer read our answer before we close
 LINGER_MAX_BYTES = 64 * 1024
 QUICK_EXIT_SECONDS = 1.0  # Ctrl-C: streams get their in-band end, then the worker goes (the
@@ -118,7 +123,16 @@ class SluiceThreadWorker(ThreadWorker):
         self.process_exit.now()
 
     def handle(self, conn):
-        """One turn of a connection in a worker thread, with receives bounded in time."""
+        """One turn of a connection in a worker thread, with receives bounded in time.
+
+        gunicorn's own handle waits up to 5 s in the thread for a new connection's first bytes:
+        a hundred clients that connect and send nothing then hold every thread, pings included,
+        for those 5 s. Here a silent connection goes back to gunicorn's poller at once (its
+        keep-alive timeout closes it there), and comes back with a thread when it sends."""
+        if not conn.initialized and not conn.data_ready:
+            if not _readable(conn.sock, FIRST_BYTES_SECONDS):
+                return WAIT_IN_POLLER
+            conn.data_ready = True
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(CLIENT_IDLE_TIMEOUT))
         # A whole generation request holds one admission turn until the engine has it (``whole_request``).
         whole = whole_generation_request(conn.sock)
@@ -226,6 +240,16 @@ def _expects_continue(req) -> bool:
 def _declared_length(req) -> int:
     values = [value for name, value in req.headers if name == "CONTENT-LENGTH"]
     return int(values[0]) if values else 0  # gunicorn has checked it is one non-negative integer
+
+
+def _readable(sock, seconds: float) -> bool:
+    """Whether the client sent something (or closed) within ``seconds``."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    try:
+        return bool(poller.poll(seconds * 1000))
+    except OSError:
+        return True  # let gunicorn's read meet the error and close the connection
 
 
 def _timeval(seconds: float) -> bytes:

@@ -13,10 +13,11 @@ import os
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from ..config import Config, ConfigError
 from .packed_linear import pack_linear_layers
+from .tokenizer_loading import load_tokenizer
 
 log = logging.getLogger("sluice.loading")
 
@@ -85,7 +86,7 @@ def load_model(config: Config) -> LoadedModel:
     device = select_device(config)
     dtype, dtype_reason = select_dtype(config, device)
     common = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(config.model_id, **common)
+    tokenizer = load_tokenizer(config.model_id, common)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

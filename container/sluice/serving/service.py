@@ -215,7 +215,9 @@ class GenerationService:
             self.sessions.record(session, valid, consumer.run, add_special_tokens)
 
     def _delivering(self) -> bool:
-        return self.delivery.alive
+        """A waiting request's check, once a second: with the delivery thread or the engine's
+        gone, its answer will never come (it ends with ``incomplete_generation``)."""
+        return self.healthy()
 
     def _observe(self, finish: Finish | None) -> None:
         if finish is None:

@@ -17,10 +17,11 @@ import os
 import sys
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, GenerationConfig
 
 from ...config import Config, ConfigError, TokenLimits
 from ...model.facts import KV_MEMORY_FRACTION, eos_token_ids, free_memory_bytes, kv_bytes_per_token, text_config
+from ...model.tokenizer_loading import load_tokenizer as read_tokenizer
 from ..base import EngineBuild
 from . import output_decoding
 from .adapters import VllmAdapters, lora_engine_args, meta_linear_shapes
@@ -124,8 +125,8 @@ def engine_args(config: Config, limits: TokenLimits, cuda: bool, dtype: str, kv_
 
 
 def load_tokenizer(config: Config):
-    tokenizer = AutoTokenizer.from_pretrained(config.model_id, revision=config.revision,
-                                              trust_remote_code=config.trust_remote_code)
+    tokenizer = read_tokenizer(config.model_id, {"revision": config.revision,
+                                                 "trust_remote_code": config.trust_remote_code})
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
