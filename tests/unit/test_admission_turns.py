@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from sluice.http.whole_request import is_whole_generation_request, whole_generation_request
+from sluice.http.whole_request import is_whole_generation_request, request_arrival, whole_generation_request
 from sluice.serving.admission import Turns
 
 BODY = b'{"inputs":"hi","parameters":{"max_new_tokens":4}}'
@@ -89,6 +89,7 @@ def test_the_socket_is_only_peeked_and_an_empty_one_is_not_whole():
     server, client = socket.socketpair()
     try:
         assert not whole_generation_request(server)  # nothing arrives: a short wait, then no
+        assert request_arrival(server) is None  # silent: the worker hands it back to gunicorn's poller
         client.sendall(request())
         deadline = time.monotonic() + 5
         while not whole_generation_request(server) and time.monotonic() < deadline:
@@ -111,6 +112,7 @@ def test_a_request_landing_just_after_its_thread_starts_is_still_seen_whole():
         began = time.monotonic()
         client.sendall(b"POST /generate HTTP/1.1\r\n")  # never finished: given up on, not waited for
         assert not whole_generation_request(server) and time.monotonic() - began < 1.0
+        assert request_arrival(server) is False  # something came: not a silent connection
     finally:
         server.close()
         client.close()

@@ -18,7 +18,6 @@ always exits by itself, before the arbiter's deadline (``worker_exit``).
 
 from __future__ import annotations
 
-import select
 import signal
 import socket
 import struct
@@ -55,13 +54,10 @@ from ..serving.admission import GATE
 from ..serving.shutdown import CLOCK as SHUTDOWN
 from ..wire.framing import dump_json
 from .raw_body import with_raw_body
-from .whole_request import whole_generation_request
+from .whole_request import request_arrival
 from .worker_exit import WorkerExit
 
 CLIENT_IDLE_TIMEOUT = 5.0  # seconds a receive waits for the client
-# A new connection's first bytes are waited for this long in its thread (a client sends its
-# request as it connects); a silent one then waits in gunicorn's poller, not in a thread.
-FIRST_BYTES_SECONDS = 0.1
 LINGER_SECONDS = 2.0  # as gunicorn's close_graceful: let the peer read our answer before we close
 LINGER_MAX_BYTES = 64 * 1024
 QUICK_EXIT_SECONDS = 1.0  # Ctrl-C: streams get their in-band end, then the worker goes (the
@@ -127,16 +123,16 @@ class SluiceThreadWorker(ThreadWorker):
 
         gunicorn's own handle waits up to 5 s in the thread for a new connection's first bytes:
         a hundred clients that connect and send nothing then hold every thread, pings included,
-        for those 5 s. Here a silent connection goes back to gunicorn's poller at once (its
-        keep-alive timeout closes it there), and comes back with a thread when it sends."""
-        if not conn.initialized and not conn.data_ready:
-            if not _readable(conn.sock, FIRST_BYTES_SECONDS):
-                return WAIT_IN_POLLER
-            conn.data_ready = True
+        for those 5 s. Here a new connection with not a byte after ``whole_request``'s short look
+        (``ARRIVAL_SECONDS``) goes back to gunicorn's poller (its keep-alive timeout closes it
+        there), and comes back with a thread when it sends."""
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(CLIENT_IDLE_TIMEOUT))
         # A whole generation request holds one admission turn until the engine has it (``whole_request``).
-        whole = whole_generation_request(conn.sock)
-        if whole:  # its bytes are buffered: gunicorn's wait for them (a selector made per connection) is moot
+        arrived = request_arrival(conn.sock)
+        if arrived is None and not conn.initialized and not conn.data_ready:
+            return WAIT_IN_POLLER
+        whole = arrived is True
+        if arrived is not None:  # bytes are there: gunicorn's wait for them (a selector per connection) is moot
             conn.data_ready = True
         turn = whole and GATE.take()
         try:
@@ -240,16 +236,6 @@ def _expects_continue(req) -> bool:
 def _declared_length(req) -> int:
     values = [value for name, value in req.headers if name == "CONTENT-LENGTH"]
     return int(values[0]) if values else 0  # gunicorn has checked it is one non-negative integer
-
-
-def _readable(sock, seconds: float) -> bool:
-    """Whether the client sent something (or closed) within ``seconds``."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    try:
-        return bool(poller.poll(seconds * 1000))
-    except OSError:
-        return True  # let gunicorn's read meet the error and close the connection
 
 
 def _timeval(seconds: float) -> bytes:

@@ -31,6 +31,13 @@ def whole_generation_request(sock: socket.socket) -> bool:
     waiting at most ``ARRIVAL_SECONDS`` for its bytes: gunicorn hands a connection to its thread
     as it accepts it, usually just before the request's bytes land (the thread would wait for
     them in its first receive anyway)."""
+    return request_arrival(sock) is True
+
+
+def request_arrival(sock: socket.socket) -> bool | None:
+    """What ``whole_generation_request`` sees, and one thing more: None when not a byte arrived
+    (nor the client's close) within ``ARRIVAL_SECONDS``, a silent connection; True a whole
+    generation request; False anything else."""
     deadline = time.monotonic() + ARRIVAL_SECONDS
     poller = select.poll()
     poller.register(sock, select.POLLIN)
@@ -48,7 +55,7 @@ def whole_generation_request(sock: socket.socket) -> bool:
             return verdict
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return False
+            return None if data is None else False
         if data is None:
             poller.poll(remaining * 1000)
         else:  # part of it: the rest is on its way (the socket stays readable meanwhile)
