@@ -101,11 +101,15 @@ def test_ctrl_c_while_deploy_waits_names_the_endpoint_it_leaves_creating(aws, en
     (its name is generated unless given) and how to delete it, or it is billed unnoticed."""
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     endpoints_stay_creating.append(timer.start)
+    # Ctrl-C as a terminal's foreground job gets it: a run started in the background (a shell
+    # without job control) inherits SIGINT ignored, and the wait would never end.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main(["deploy", DEMO, "--version", "1.0.0", "--role", ROLE, "--image-uri", "img:1",
                      "--model-data", "s3://b/p/", "--poll-interval", "0.05"])
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert code == 130
     [endpoint] = boto3.client("sagemaker").list_endpoints()["Endpoints"]
     name = endpoint["EndpointName"]
