@@ -13,21 +13,19 @@ Everything else is the production server.
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
 import requests
 
+from fault_injection import poisoning_sitecustomize
 from http_client import post, sse_events, wait_for
 
 POISON_SEED = 4343
 ENGINE_STOPPED = {"error": "The generation engine has stopped", "error_type": "healthcheck"}
 NEIGHBOUR_TOKENS = 1500  # far more than it can generate before the engine dies
 
-SITECUSTOMIZE = textwrap.dedent(f"""
-    import importlib.abc, importlib.machinery, sys
-
+SITECUSTOMIZE = poisoning_sitecustomize("sluice.engines.native.engine", f"""
     def _poison(module):
         begin = module.NativeEngine._begin_prefills
 
@@ -38,22 +36,6 @@ SITECUSTOMIZE = textwrap.dedent(f"""
 
         module.NativeEngine._begin_prefills = begin_or_die
         print("sluice-test: NativeEngine._begin_prefills poisoned for seed {POISON_SEED}", file=sys.stderr, flush=True)
-
-    class _Hook(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name != "sluice.engines.native.engine":
-                return None
-            spec = importlib.machinery.PathFinder.find_spec(name, path)
-            execute = spec.loader.exec_module
-
-            def exec_module(module):
-                execute(module)
-                _poison(module)
-
-            spec.loader.exec_module = exec_module
-            return spec
-
-    sys.meta_path.insert(0, _Hook())
 """)
 
 

@@ -10,12 +10,12 @@ fifth token, as torch's multinomial does on a NaN row. Everything else is the pr
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
 import requests
 
+from fault_injection import poisoning_sitecustomize
 from http_client import generate, post, sse_events, stream_raw, wait_for
 
 POISON_SEED = 4242
@@ -23,9 +23,7 @@ FAIL_AT = 5  # the poisoned sampler's fifth pick raises: four tokens reach the c
 ROW_FAILED = {"error": "Request failed during generation: choosing the next token failed", "error_type": "generation"}
 NEIGHBOUR_TOKENS = 200  # long enough to span the victim's whole life
 
-SITECUSTOMIZE = textwrap.dedent(f"""
-    import importlib.abc, importlib.machinery, sys
-
+SITECUSTOMIZE = poisoning_sitecustomize("sluice.engines.native.sampling", f"""
     def _poison(module):
         pick = module.SequenceSampler.pick
 
@@ -38,22 +36,6 @@ SITECUSTOMIZE = textwrap.dedent(f"""
 
         module.SequenceSampler.pick = pick_or_fail
         print("sluice-test: SequenceSampler.pick poisoned for seed {POISON_SEED}", file=sys.stderr, flush=True)
-
-    class _Hook(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name != "sluice.engines.native.sampling":
-                return None
-            spec = importlib.machinery.PathFinder.find_spec(name, path)
-            execute = spec.loader.exec_module
-
-            def exec_module(module):
-                execute(module)
-                _poison(module)
-
-            spec.loader.exec_module = exec_module
-            return spec
-
-    sys.meta_path.insert(0, _Hook())
 """)
 
 
